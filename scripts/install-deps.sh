@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every missing build, test and benchmark dependency of btcml on Debian bookworm.
+# Idempotent: packages already present are skipped. Works as root or through sudo.
+# Python packages go into a virtualenv (.venv) created here; nothing is installed with pip globally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+    build-essential cmake ninja-build pkg-config git ca-certificates
+    libcli11-dev nlohmann-json3-dev libsqlite3-dev sqlite3 libpq-dev libpqxx-dev postgresql postgresql-client
+    libyaml-cpp-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev libarchive-dev zlib1g-dev
+    libeigen3-dev libgtest-dev libgmock-dev libfast-float-dev libbenchmark-dev
+    python3 python3-venv python3-pip python3-pytest python3-torch python3-numpy
+)
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps: not root and no sudo; install: ${APT_PACKAGES[*]}" >&2; exit 1; }
+    sudo_cmd=(sudo)
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python tools for tests and benchmark baselines, pinned (see requirements-dev.txt).
+if [ ! -x .venv/bin/python ] || ! cmp -s requirements-dev.txt .venv/.requirements 2>/dev/null; then
+    python_bin=/usr/bin/python3
+    "$python_bin" -m venv --system-site-packages .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+    cp requirements-dev.txt .venv/.requirements
+fi

@@ -1,0 +1,40 @@
+#pragma once
+// UTC time helpers: ISO 8601 parsing and formatting, bar intervals.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace btcml {
+
+/// Parses ISO 8601 dates and times: `2024-01-02`, `2024-01-02 03:04:05`, `2024-01-02T03:04:05.123Z`,
+/// `2024-01-02T03:04:05+02:00`. Naive times are taken as UTC. Returns unix seconds (fractions truncated
+/// towards the past) or nothing when the text is not such a time.
+std::optional<std::int64_t> parse_iso8601(std::string_view text) noexcept;
+
+/// Parses a unix time given as integer or float seconds, or as milliseconds (13 digits) or microseconds
+/// (16 digits), telling them apart by magnitude. Returns unix seconds.
+std::optional<std::int64_t> parse_unix_time(std::string_view text) noexcept;
+
+/// Either of the two forms above.
+std::optional<std::int64_t> parse_time(std::string_view text) noexcept;
+
+/// `2024-01-02T03:04:05Z`.
+std::string format_iso8601(std::int64_t unix_seconds);
+
+/// Parses a user-supplied time (ISO 8601 or unix seconds) or throws UsageError naming `what`.
+std::int64_t parse_time_arg(std::string_view text, std::string_view what);
+
+/// Parses `1m`, `5m`, `1h`, `4h`, `1d`, `1w` (also `60s`, `90m`) into seconds; nothing when malformed.
+std::optional<std::int64_t> parse_interval(std::string_view text) noexcept;
+
+/// The shortest name of an interval in seconds: 60 -> `1m`, 3600 -> `1h`, 86400 -> `1d`.
+std::string format_interval(std::int64_t seconds);
+
+/// Parses an interval argument or throws UsageError naming `what`.
+std::int64_t parse_interval_arg(std::string_view text, std::string_view what);
+
+/// The current unix time in seconds.
+std::int64_t now_unix();
+
+} // namespace btcml
