@@ -1,0 +1,116 @@
+#pragma once
+// Ingestion: every source (files, Kaggle, exchanges, synthetic) turns its records into Candidates and hands them
+// to an IngestWriter, which validates, deduplicates, resamples and writes them to the store in one transaction.
+#include "core/bar.hpp"
+#include "store/store.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace btcml::data {
+
+/// Why a row was refused. The names (to_string) are what users see in `rejected_reasons` and in the store.
+enum class RejectReason {
+    none,
+    bad_field_count,      // the row has fewer fields than the layout needs
+    unparsable_time,      // the time field is not a time
+    unparsable_number,    // a price or volume field is not a number
+    missing_price,        // an empty or NaN price (the old Kaggle layout's minutes without trades)
+    non_positive_price,   // a price <= 0
+    high_below_open_close,
+    low_above_open_close,
+    negative_volume,
+    duplicate_time,       // the same time appeared earlier in this input
+    misaligned_time,      // the time is not a multiple of the interval
+    future_time,          // the bar opens after now
+};
+std::string_view to_string(RejectReason reason) noexcept;
+
+/// One record as a source read it, before validation.
+struct Candidate {
+    std::int64_t line = 0;          // 1-based line in the file, or record number in an API response
+    std::string_view raw;           // the original text, stored if the row is rejected
+    std::optional<std::int64_t> time;
+    double open = 0, high = 0, low = 0, close = 0, volume = 0;
+    RejectReason parse_error = RejectReason::none; // set by the source when a field did not parse
+};
+
+struct IngestOptions {
+    std::string symbol = "BTCUSD";
+    std::optional<std::int64_t> interval; // seconds; inferred from the timestamps when absent
+    std::optional<std::int64_t> resample; // seconds; aggregate to this interval before storing
+    std::optional<std::int64_t> from;     // keep bars at or after
+    std::optional<std::int64_t> to;       // keep bars at or before
+    std::string format;                   // force a file layout (see layout.hpp)
+    std::string columns;                  // explicit column mapping (see layout.hpp)
+    std::string base_url;                 // override an API's base URL (tests, mirrors)
+    bool progress = false;                // draw progress on stderr (a terminal, not --json)
+};
+
+/// What one ingest did; printed as the command's JSON summary.
+struct IngestSummary {
+    std::int64_t run_id = 0;
+    std::string source;
+    std::string format;
+    std::string symbol;
+    std::int64_t interval = 0;
+    std::optional<std::int64_t> source_interval; // before resampling
+    bool synthetic = false;
+    std::int64_t rows_read = 0;
+    std::int64_t rows_inserted = 0;
+    std::int64_t rows_duplicate = 0;
+    std::int64_t rows_rejected = 0;
+    std::map<std::string, std::int64_t> rejected_reasons;
+    std::optional<std::int64_t> first_time;
+    std::optional<std::int64_t> last_time;
+    std::int64_t missing_bars = 0;
+    std::int64_t incomplete_buckets = 0; // resampled buckets that lacked source bars
+    bool newest_first = false;
+    double seconds = 0;
+};
+
+/// Validates and stores candidates. Not thread-safe: one writer per ingest run.
+class IngestWriter {
+  public:
+    IngestWriter(store::Store& store, const IngestOptions& options, std::int64_t run_id);
+    ~IngestWriter();
+    IngestWriter(const IngestWriter&) = delete;
+    IngestWriter& operator=(const IngestWriter&) = delete;
+
+    void add(const Candidate& candidate);
+    /// Flushes everything buffered; fills the counters of `summary`. The caller commits.
+    void finish(IngestSummary& summary);
+    /// The interval in use (seconds), once known.
+    [[nodiscard]] std::optional<std::int64_t> interval() const;
+    [[nodiscard]] std::int64_t rows_read() const;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// Reports progress of long work: called with units done and total (0 when unknown).
+using ProgressFn = std::function<void(std::int64_t done, std::int64_t total)>;
+
+/// What a source does: reads its records into the writer. `format` is set by the source to the layout it found.
+struct SourceContext {
+    store::Store& store;
+    const IngestOptions& options;
+    IngestWriter& writer;
+    std::string& format;
+    const ProgressFn& progress;
+};
+
+/// Runs one ingest of SOURCE (a file path, `kaggle:…`, `bitstamp:…`, `binance:…`, `synthetic[:SEED]`):
+/// records the run, writes all of it in one transaction, and on failure rolls back and records the error
+/// before rethrowing.
+IngestSummary ingest(store::Store& store, const std::string& source, const IngestOptions& options,
+                     const ProgressFn& progress = {});
+
+} // namespace btcml::data

@@ -1,0 +1,21 @@
+#pragma once
+// The sources ingest() dispatches to, by the prefix of SOURCE. Each reads its records into ctx.writer.
+#include "data/ingest.hpp"
+
+#include <filesystem>
+#include <string_view>
+
+namespace btcml::data {
+
+/// A CSV file, plain, `.gz` or `.zip` (told apart by their magic bytes, not the name).
+void read_file(const std::filesystem::path& path, SourceContext& ctx);
+/// `synthetic[:SEED]`: a deterministic GARCH-like series, labelled synthetic.
+void read_synthetic(std::string_view spec, SourceContext& ctx);
+/// `kaggle:OWNER/DATASET[/FILE]`: downloads through Kaggle's API, then reads the CSV inside.
+void read_kaggle(std::string_view spec, SourceContext& ctx);
+/// `bitstamp:PAIR` (e.g. btcusd): Bitstamp's public OHLC endpoint.
+void read_bitstamp(std::string_view spec, SourceContext& ctx);
+/// `binance:SYMBOL` (e.g. BTCUSDT): Binance's public klines endpoint.
+void read_binance(std::string_view spec, SourceContext& ctx);
+
+} // namespace btcml::data
