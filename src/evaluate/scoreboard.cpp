@@ -1,0 +1,72 @@
+#include "evaluate/scoreboard.hpp"
+
+#include "core/error.hpp"
+
+#include <fmt/format.h>
+
+namespace btcml::evaluate {
+
+Scoreboard::Scoreboard(std::vector<int> horizons, bool with_model)
+    : horizons_(std::move(horizons)), outcomes_(horizons_.size()), with_model_(with_model) {
+    if (with_model_) models_.emplace_back("model", ForecastTable(horizons_.size()));
+    for (const char* name : {"naive", "drift", "linear"})
+        models_.emplace_back(name, ForecastTable(horizons_.size()));
+}
+
+void Scoreboard::add(const features::FeatureTable& table, const features::Scaler& scaler, const Baselines& baselines,
+                     std::span<const std::size_t> origins, const ForecastTable* model) {
+    if (with_model_ != (model != nullptr))
+        throw Error(ErrorKind::internal, "scoreboard: model forecasts given to a scoreboard without a model or missing");
+    for (std::size_t k = 0; k < horizons_.size(); ++k) {
+        const int h = horizons_[k];
+        if (model && (*model)[k].size() != origins.size())
+            throw Error(ErrorKind::internal, "scoreboard: model forecasts do not match the origins");
+        for (std::size_t p = 0; p < origins.size(); ++p) {
+            const std::size_t o = origins[p];
+            outcomes_[k].push_back({table.log_return(o, h), table.previous_return(o, h), table.close[o]});
+            auto model_it = models_.begin();
+            if (model) (model_it++)->second[k].push_back((*model)[k][p]);
+            (model_it++)->second[k].push_back(baselines.naive(k));
+            (model_it++)->second[k].push_back(baselines.drift(k));
+            model_it->second[k].push_back(baselines.linear_forecast(table, scaler, o, k));
+        }
+    }
+}
+
+nlohmann::json Scoreboard::metrics() const {
+    if (points() == 0) throw InvalidInput("no forecast points to score");
+    nlohmann::json out = nlohmann::json::object();
+    for (std::size_t k = 0; k < horizons_.size(); ++k) {
+        nlohmann::json per_model = nlohmann::json::object();
+        for (const auto& [name, forecasts] : models_) {
+            const Reference ref = name == "naive" ? Reference::naive : Reference::other;
+            per_model[name] = to_json(compute_metrics(forecasts[k], outcomes_[k], horizons_[k], ref));
+        }
+        out[fmt::format("h{}", horizons_[k])] = std::move(per_model);
+    }
+    return out;
+}
+
+nlohmann::json Scoreboard::verdicts(const nlohmann::json& metrics) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [key, per_model] : metrics.items()) {
+        if (!per_model.contains("model")) continue;
+        const auto& model = per_model["model"];
+        const auto& naive = per_model["naive"];
+        const auto compare = [&](const char* metric) {
+            const double m = model[metric].get<double>();
+            const double n = naive[metric].get<double>();
+            return fmt::format("{} naive on {} ({:.6g} vs {:.6g})", m < n ? "beats" : "does NOT beat", metric, m, n);
+        };
+        std::string text = fmt::format("model {}; {}", compare("mae"), compare("pinball"));
+        const auto& p = model["dm_pvalue"];
+        if (p.is_number())
+            text += fmt::format("; Diebold-Mariano p = {:.3g} ({})", p.get<double>(),
+                                p.get<double>() < 0.05 ? "the squared-error difference is significant at 5%"
+                                                       : "no significant difference at 5%");
+        out[key] = text;
+    }
+    return out;
+}
+
+} // namespace btcml::evaluate
