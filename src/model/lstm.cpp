@@ -1,0 +1,482 @@
+#include "model/lstm.hpp"
+
+#include "core/error.hpp"
+
+#include <Eigen/Core>
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+namespace btcml::model {
+namespace {
+
+using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatMap = Eigen::Map<Mat>;
+using ConstMatMap = Eigen::Map<const Mat>;
+using ArrMap = Eigen::Map<Eigen::ArrayXf>;
+using ConstArrMap = Eigen::Map<const Eigen::ArrayXf>;
+using ConstRowMap = Eigen::Map<const Eigen::RowVectorXf>;
+
+// Pointers to one LSTM layer's tensors inside a flat vector (parameters or gradient).
+template <typename T>
+struct LayerTensors {
+    T* w_ih;
+    T* w_hh;
+    T* b_ih;
+    T* b_hh;
+};
+
+template <typename T>
+LayerTensors<T> layer_tensors(T* base, const std::vector<TensorView>& tensors, int layer) {
+    const auto k = static_cast<std::size_t>(layer) * 4;
+    return {base + tensors[k].offset, base + tensors[k + 1].offset, base + tensors[k + 2].offset,
+            base + tensors[k + 3].offset};
+}
+
+int layer_input(const LstmConfig& c, int layer) { return layer == 0 ? c.input_size : c.hidden_size; }
+
+// Dropout masks come from a per-window stream so they do not depend on how the batch is split among threads.
+std::uint64_t splitmix64(std::uint64_t& state) {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+// Forward activations of a slice of the batch, time-major ([step][window][...]) so each step's block is contiguous.
+struct Activations {
+    int n = 0;
+    int steps = 0;
+    std::vector<float> x0;                    // [T][n][input]
+    std::vector<std::vector<float>> gates;    // per layer [T][n][4H], after the nonlinearities
+    std::vector<std::vector<float>> cells;    // per layer [T][n][H]
+    std::vector<std::vector<float>> tanh_c;   // per layer [T][n][H]
+    std::vector<std::vector<float>> hidden;   // per layer [T][n][H]
+    std::vector<std::vector<float>> dropped;  // per layer below the top: hidden * mask, the next layer's input
+    std::vector<std::vector<float>> masks;    // per layer below the top: 0 or 1/(1-p)
+    std::vector<float> bias;                  // [4H], b_ih + b_hh of the current layer
+
+    void resize(const LstmConfig& c, int n_windows, int n_steps, bool dropout) {
+        n = n_windows;
+        steps = n_steps;
+        const auto rows = static_cast<std::size_t>(n) * steps;
+        const auto h = static_cast<std::size_t>(c.hidden_size);
+        x0.resize(rows * c.input_size);
+        gates.resize(c.num_layers);
+        cells.resize(c.num_layers);
+        tanh_c.resize(c.num_layers);
+        hidden.resize(c.num_layers);
+        dropped.resize(c.num_layers - 1);
+        masks.resize(c.num_layers - 1);
+        for (int l = 0; l < c.num_layers; ++l) {
+            gates[l].resize(rows * 4 * h);
+            cells[l].resize(rows * h);
+            tanh_c[l].resize(rows * h);
+            hidden[l].resize(rows * h);
+            if (dropout && l + 1 < c.num_layers) {
+                dropped[l].resize(rows * h);
+                masks[l].resize(rows * h);
+            }
+        }
+        bias.resize(4 * h);
+    }
+
+    // The input sequence of layer `l` as stored for it.
+    [[nodiscard]] const float* layer_input(int l, bool dropout) const {
+        if (l == 0) return x0.data();
+        return dropout ? dropped[l - 1].data() : hidden[l - 1].data();
+    }
+};
+
+// Runs the LSTM stack over `n` windows (row-major [n][steps][input]) and writes the head's outputs [n][out].
+// With `dropout_seed` set, applies dropout between layers, masks drawn per window from (seed, first_window + w).
+void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, const float* params,
+                   const float* inputs, int n, int steps, float* outputs, Activations& a,
+                   const std::uint64_t* dropout_seed, std::int64_t first_window) {
+    const bool dropout = dropout_seed != nullptr && c.dropout > 0.0F && c.num_layers > 1;
+    a.resize(c, n, steps, dropout);
+    const int h = c.hidden_size;
+    const int in0 = c.input_size;
+    for (int w = 0; w < n; ++w)
+        for (int t = 0; t < steps; ++t)
+            std::copy_n(inputs + (static_cast<std::size_t>(w) * steps + t) * in0, in0,
+                        a.x0.data() + (static_cast<std::size_t>(t) * n + w) * in0);
+    if (dropout) {
+        const float keep = 1.0F - c.dropout;
+        const float scale = 1.0F / keep;
+        for (int w = 0; w < n; ++w) {
+            std::uint64_t state = *dropout_seed ^ (0xd1b54a32d192ed03ULL * static_cast<std::uint64_t>(first_window + w));
+            for (int l = 0; l + 1 < c.num_layers; ++l)
+                for (int t = 0; t < steps; ++t) {
+                    float* m = a.masks[l].data() + (static_cast<std::size_t>(t) * n + w) * h;
+                    for (int j = 0; j < h; ++j) {
+                        const float u = static_cast<float>(splitmix64(state) >> 40) * 0x1.0p-24F;
+                        m[j] = u < keep ? scale : 0.0F;
+                    }
+                }
+        }
+    }
+    const int rows = n * steps;
+    const int g4 = 4 * h;
+    for (int l = 0; l < c.num_layers; ++l) {
+        const int in = layer_input(c, l);
+        const auto p = layer_tensors(params, tensors, l);
+        float* gates = a.gates[l].data();
+        float* cells = a.cells[l].data();
+        float* tanh_c = a.tanh_c[l].data();
+        float* hidden = a.hidden[l].data();
+        ArrMap(a.bias.data(), g4) = ConstArrMap(p.b_ih, g4) + ConstArrMap(p.b_hh, g4);
+        // The input projections of every step in one GEMM; only h_{t-1} W_hh^T remains inside the recurrence.
+        MatMap(gates, rows, g4).noalias() =
+            ConstMatMap(a.layer_input(l, dropout), rows, in) * ConstMatMap(p.w_ih, g4, in).transpose();
+        MatMap(gates, rows, g4).rowwise() += ConstRowMap(a.bias.data(), g4);
+        const ConstMatMap w_hh(p.w_hh, g4, h);
+        for (int t = 0; t < steps; ++t) {
+            const std::size_t row0 = static_cast<std::size_t>(t) * n;
+            MatMap g_t(gates + row0 * g4, n, g4);
+            if (t > 0) g_t.noalias() += ConstMatMap(hidden + (row0 - n) * h, n, h) * w_hh.transpose();
+            for (int w = 0; w < n; ++w) {
+                float* g = gates + (row0 + w) * g4;
+                ArrMap ifg(g, 2 * h);
+                ifg = ifg.logistic();
+                ArrMap gg(g + 2 * h, h);
+                gg = gg.tanh();
+                ArrMap og(g + 3 * h, h);
+                og = og.logistic();
+                ArrMap cell(cells + (row0 + w) * h, h);
+                if (t > 0)
+                    cell = ConstArrMap(g + h, h) * ConstArrMap(cells + (row0 - n + w) * h, h) +
+                           ConstArrMap(g, h) * gg;
+                else
+                    cell = ConstArrMap(g, h) * gg;
+                ArrMap tc(tanh_c + (row0 + w) * h, h);
+                tc = cell.tanh();
+                ArrMap(hidden + (row0 + w) * h, h) = og * tc;
+            }
+        }
+        if (dropout && l + 1 < c.num_layers)
+            ArrMap(a.dropped[l].data(), static_cast<Eigen::Index>(rows) * h) =
+                ConstArrMap(hidden, static_cast<Eigen::Index>(rows) * h) *
+                ConstArrMap(a.masks[l].data(), static_cast<Eigen::Index>(rows) * h);
+    }
+    const auto& head_w = tensors[tensors.size() - 2];
+    const auto& head_b = tensors.back();
+    const float* last = a.hidden.back().data() + static_cast<std::size_t>(steps - 1) * n * h;
+    MatMap out(outputs, n, c.output_size);
+    out.noalias() = ConstMatMap(last, n, h) * ConstMatMap(params + head_w.offset, c.output_size, h).transpose();
+    out.rowwise() += ConstRowMap(params + head_b.offset, c.output_size);
+}
+
+// Gradient workspace of one slice: per-step derivatives and the running dh, dc of the recurrence.
+struct Derivatives {
+    std::vector<float> d_gates;  // [T][n][4H]
+    std::vector<float> d_input;  // [T][n][H], gradient reaching the layer below (after its dropout mask)
+    std::vector<float> d_above;  // [T][n][H], gradient from the layer above into this layer's hidden states
+    std::vector<float> d_h;      // [n][H]
+    std::vector<float> d_c;      // [n][H]
+    std::vector<float> d_out;    // [n][out]
+};
+
+// Adds the slice's gradient to `grad` given d loss / d outputs in `d.d_out`. Needs the activations of forward_slice.
+void backward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, const float* params,
+                    const Activations& a, bool dropout, Derivatives& d, float* grad) {
+    const int n = a.n;
+    const int steps = a.steps;
+    const int h = c.hidden_size;
+    const int g4 = 4 * h;
+    const int rows = n * steps;
+    const auto nh = static_cast<std::size_t>(n) * h;
+    d.d_gates.resize(static_cast<std::size_t>(rows) * g4);
+    d.d_above.assign(static_cast<std::size_t>(rows) * h, 0.0F);
+    d.d_input.resize(static_cast<std::size_t>(rows) * h);
+    d.d_h.resize(nh);
+    d.d_c.resize(nh);
+
+    const auto& head_w = tensors[tensors.size() - 2];
+    const auto& head_b = tensors.back();
+    const ConstMatMap d_out(d.d_out.data(), n, c.output_size);
+    const float* last = a.hidden.back().data() + static_cast<std::size_t>(steps - 1) * n * h;
+    MatMap(grad + head_w.offset, c.output_size, h).noalias() += d_out.transpose() * ConstMatMap(last, n, h);
+    MatMap(grad + head_b.offset, 1, c.output_size) += d_out.colwise().sum();
+    MatMap(d.d_above.data() + static_cast<std::size_t>(steps - 1) * nh, n, h).noalias() =
+        d_out * ConstMatMap(params + head_w.offset, c.output_size, h);
+
+    for (int l = c.num_layers - 1; l >= 0; --l) {
+        const int in = layer_input(c, l);
+        const auto p = layer_tensors(params, tensors, l);
+        const auto gp = layer_tensors(grad, tensors, l);
+        const float* gates = a.gates[l].data();
+        const float* cells = a.cells[l].data();
+        const float* tanh_c = a.tanh_c[l].data();
+        const float* hidden = a.hidden[l].data();
+        float* d_gates = d.d_gates.data();
+        const ConstMatMap w_hh(p.w_hh, g4, h);
+        std::fill(d.d_h.begin(), d.d_h.end(), 0.0F);
+        std::fill(d.d_c.begin(), d.d_c.end(), 0.0F);
+        for (int t = steps - 1; t >= 0; --t) {
+            const std::size_t row0 = static_cast<std::size_t>(t) * n;
+            for (int w = 0; w < n; ++w) {
+                const std::size_t r = row0 + w;
+                const float* g = gates + r * g4;
+                const ConstArrMap ig(g, h), fg(g + h, h), gg(g + 2 * h, h), og(g + 3 * h, h);
+                const ConstArrMap tc(tanh_c + r * h, h);
+                ArrMap dh(d.d_h.data() + static_cast<std::size_t>(w) * h, h);
+                ArrMap dc(d.d_c.data() + static_cast<std::size_t>(w) * h, h);
+                dh += ConstArrMap(d.d_above.data() + r * h, h);
+                float* dg = d_gates + r * g4;
+                ArrMap(dg + 3 * h, h) = dh * tc * og * (1.0F - og);
+                dc += dh * og * (1.0F - tc.square());
+                ArrMap(dg, h) = dc * gg * ig * (1.0F - ig);
+                ArrMap(dg + 2 * h, h) = dc * ig * (1.0F - gg.square());
+                if (t > 0)
+                    ArrMap(dg + h, h) = dc * ConstArrMap(cells + (r - n) * h, h) * fg * (1.0F - fg);
+                else
+                    ArrMap(dg + h, h).setZero();
+                dc *= fg;
+            }
+            if (t > 0)
+                MatMap(d.d_h.data(), n, h).noalias() = ConstMatMap(d_gates + row0 * g4, n, g4) * w_hh;
+        }
+        const ConstMatMap dg_all(d_gates, rows, g4);
+        if (steps > 1)
+            MatMap(gp.w_hh, g4, h).noalias() += ConstMatMap(d_gates + nh * 4, rows - n, g4).transpose() *
+                                                 ConstMatMap(hidden, rows - n, h);
+        MatMap(gp.w_ih, g4, in).noalias() += dg_all.transpose() * ConstMatMap(a.layer_input(l, dropout), rows, in);
+        const Eigen::RowVectorXf d_bias = dg_all.colwise().sum();
+        MatMap(gp.b_ih, 1, g4) += d_bias;
+        MatMap(gp.b_hh, 1, g4) += d_bias;
+        if (l > 0) {
+            MatMap(d.d_above.data(), rows, h).noalias() = dg_all * ConstMatMap(p.w_ih, g4, in);
+            if (dropout)
+                ArrMap(d.d_above.data(), static_cast<Eigen::Index>(rows) * h) *=
+                    ConstArrMap(a.masks[l - 1].data(), static_cast<Eigen::Index>(rows) * h);
+        }
+    }
+}
+
+// Sum of the pinball losses of `n` windows; with `d_out`, also writes d(scale * sum) / d outputs.
+double pinball_sum(const float* outputs, const float* targets, int n, int horizons, std::span<const float> quantiles,
+                   float* d_out, float scale) {
+    const auto q_count = static_cast<int>(quantiles.size());
+    double sum = 0.0;
+    for (int w = 0; w < n; ++w)
+        for (int k = 0; k < horizons; ++k) {
+            const float y = targets[static_cast<std::size_t>(w) * horizons + k];
+            for (int j = 0; j < q_count; ++j) {
+                const std::size_t i = (static_cast<std::size_t>(w) * horizons + k) * q_count + j;
+                const float q = quantiles[j];
+                const float diff = y - outputs[i];
+                sum += std::max(q * diff, (q - 1.0F) * diff);
+                // At a kink the two sides share the gradient, as torch.maximum does.
+                if (d_out != nullptr)
+                    d_out[i] = scale * (diff > 0.0F ? -q : diff < 0.0F ? 1.0F - q : 0.5F - q);
+            }
+        }
+    return sum;
+}
+
+float uniform(std::mt19937_64& rng, float bound) {
+    const float u = static_cast<float>(rng() >> 40) * 0x1.0p-24F; // [0, 1)
+    return (2.0F * u - 1.0F) * bound;
+}
+
+// The largest slice of a batch forward() runs at once, to bound per-thread workspaces.
+constexpr int max_forward_slice = 64;
+
+} // namespace
+
+void validate(const LstmConfig& config) {
+    if (config.input_size < 1) throw UsageError(fmt::format("input_size must be >= 1, got {}", config.input_size));
+    if (config.hidden_size < 1) throw UsageError(fmt::format("hidden_size must be >= 1, got {}", config.hidden_size));
+    if (config.num_layers < 1) throw UsageError(fmt::format("num_layers must be >= 1, got {}", config.num_layers));
+    if (config.output_size < 1) throw UsageError(fmt::format("output_size must be >= 1, got {}", config.output_size));
+    if (!(config.dropout >= 0.0F && config.dropout < 1.0F))
+        throw UsageError(fmt::format("dropout must be in [0, 1), got {}", config.dropout));
+}
+
+std::vector<TensorView> lstm_tensors(const LstmConfig& config) {
+    validate(config);
+    std::vector<TensorView> tensors;
+    std::size_t offset = 0;
+    auto add = [&](std::string name, int rows, int cols) {
+        tensors.push_back({std::move(name), rows, cols, offset});
+        offset += tensors.back().size();
+    };
+    const int g4 = 4 * config.hidden_size;
+    for (int l = 0; l < config.num_layers; ++l) {
+        add(fmt::format("weight_ih_l{}", l), g4, layer_input(config, l));
+        add(fmt::format("weight_hh_l{}", l), g4, config.hidden_size);
+        add(fmt::format("bias_ih_l{}", l), g4, 1);
+        add(fmt::format("bias_hh_l{}", l), g4, 1);
+    }
+    add("head.weight", config.output_size, config.hidden_size);
+    add("head.bias", config.output_size, 1);
+    return tensors;
+}
+
+LstmNetwork::LstmNetwork(const LstmConfig& config, std::uint64_t seed)
+    : config_(config), tensors_(lstm_tensors(config)) {
+    params_.resize(tensors_.back().offset + tensors_.back().size());
+    std::mt19937_64 rng(seed);
+    const float bound = 1.0F / std::sqrt(static_cast<float>(config.hidden_size));
+    for (float& p : params_) p = uniform(rng, bound);
+}
+
+const TensorView& LstmNetwork::tensor(std::string_view name) const {
+    for (const auto& t : tensors_)
+        if (t.name == name) return t;
+    throw InvalidInput(fmt::format("the LSTM network has no tensor named '{}'", name));
+}
+
+void LstmNetwork::set_parameters(std::span<const float> values) {
+    if (values.size() != params_.size())
+        throw InvalidInput(fmt::format("expected {} LSTM parameters, got {}", params_.size(), values.size()));
+    std::copy(values.begin(), values.end(), params_.begin());
+}
+
+std::span<const float> LstmNetwork::tensor_values(std::string_view name) const {
+    const auto& t = tensor(name);
+    return std::span<const float>(params_).subspan(t.offset, t.size());
+}
+
+void LstmNetwork::set_tensor(std::string_view name, std::span<const float> values) {
+    const auto& t = tensor(name);
+    if (values.size() != t.size())
+        throw InvalidInput(fmt::format("tensor '{}' is {}x{} ({} values), got {} values", name, t.rows, t.cols,
+                                       t.size(), values.size()));
+    std::copy(values.begin(), values.end(), params_.begin() + static_cast<std::ptrdiff_t>(t.offset));
+}
+
+void LstmNetwork::forward(const float* inputs, int batch, int steps, float* outputs) const {
+    if (batch < 0 || steps < 1) throw UsageError(fmt::format("bad forward shape: batch {}, steps {}", batch, steps));
+    const int slices = (batch + max_forward_slice - 1) / max_forward_slice;
+    const auto in_stride = static_cast<std::size_t>(steps) * config_.input_size;
+    auto run = [&](int s) {
+        thread_local Activations a;
+        const int first = s * max_forward_slice;
+        const int n = std::min(max_forward_slice, batch - first);
+        forward_slice(config_, tensors_, params_.data(), inputs + first * in_stride, n, steps,
+                      outputs + static_cast<std::size_t>(first) * config_.output_size, a, nullptr, 0);
+    };
+    if (slices <= 1) {
+        if (slices == 1) run(0);
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int s = 0; s < slices; ++s) run(s);
+}
+
+double pinball_loss(const float* outputs, const float* targets, int batch, int horizons,
+                    std::span<const float> quantiles) {
+    return pinball_sum(outputs, targets, batch, horizons, quantiles, nullptr, 0.0F) /
+           (static_cast<double>(batch) * horizons * static_cast<double>(quantiles.size()));
+}
+
+void sort_quantiles(float* outputs, int batch, int horizons, int quantiles) {
+    const auto n = static_cast<std::size_t>(batch) * horizons;
+    for (std::size_t i = 0; i < n; ++i) std::sort(outputs + i * quantiles, outputs + (i + 1) * quantiles);
+}
+
+struct LstmTrainer::Workspace {
+    Activations activations;
+    Derivatives derivatives;
+    std::vector<float> gradient;
+    std::vector<float> outputs;
+    double loss_sum = 0.0;
+};
+
+LstmTrainer::LstmTrainer(LstmNetwork& network, TrainerConfig config)
+    : network_(network), config_(std::move(config)) {
+    const auto q = static_cast<int>(config_.quantiles.size());
+    const int out = network_.config().output_size;
+    if (q == 0 || out % q != 0)
+        throw UsageError(fmt::format("output_size {} is not a multiple of the {} quantiles", out, q));
+    if (!std::is_sorted(config_.quantiles.begin(), config_.quantiles.end()) || config_.quantiles.front() <= 0.0F ||
+        config_.quantiles.back() >= 1.0F)
+        throw UsageError("quantiles must be ascending and inside (0, 1)");
+    if (config_.clip_norm < 0.0F) throw UsageError("clip_norm must be >= 0");
+    set_learning_rate(config_.learning_rate);
+    horizons_ = out / q;
+    threads_ = config_.threads > 0 ? config_.threads : omp_get_max_threads();
+    const std::size_t count = network_.parameter_count();
+    gradient_.assign(count, 0.0F);
+    adam_m_.assign(count, 0.0F);
+    adam_v_.assign(count, 0.0F);
+    for (int i = 0; i < threads_; ++i) workspaces_.push_back(std::make_unique<Workspace>());
+}
+
+LstmTrainer::~LstmTrainer() = default;
+
+void LstmTrainer::set_learning_rate(float learning_rate) {
+    if (!(learning_rate > 0.0F && std::isfinite(learning_rate)))
+        throw UsageError(fmt::format("learning rate must be positive, got {}", learning_rate));
+    config_.learning_rate = learning_rate;
+}
+
+double LstmTrainer::compute_gradient(const float* inputs, const float* targets, int batch, int steps, bool training) {
+    if (batch < 1 || steps < 1) throw UsageError(fmt::format("bad batch shape: batch {}, steps {}", batch, steps));
+    const LstmConfig& c = network_.config();
+    const std::vector<TensorView>& tensors = network_.tensors();
+    const float* params = network_.parameters().data();
+    const int out = c.output_size;
+    const float scale = 1.0F / (static_cast<float>(batch) * static_cast<float>(out));
+    const std::uint64_t seed = config_.seed * 0x9e3779b97f4a7c15ULL + dropout_calls_;
+    if (training) ++dropout_calls_;
+    const bool dropout = training && c.dropout > 0.0F && c.num_layers > 1;
+    // Contiguous slices, one per thread, gradients summed in slice order: bit-identical for a given thread count.
+    const int slices = std::min(threads_, batch);
+    const auto in_stride = static_cast<std::size_t>(steps) * c.input_size;
+#pragma omp parallel for num_threads(slices) schedule(static, 1)
+    for (int s = 0; s < slices; ++s) {
+        Workspace& ws = *workspaces_[s];
+        const int first = static_cast<int>(static_cast<std::int64_t>(batch) * s / slices);
+        const int n = static_cast<int>(static_cast<std::int64_t>(batch) * (s + 1) / slices) - first;
+        ws.outputs.resize(static_cast<std::size_t>(n) * out);
+        forward_slice(c, tensors, params, inputs + first * in_stride, n, steps, ws.outputs.data(), ws.activations,
+                      dropout ? &seed : nullptr, first);
+        ws.derivatives.d_out.resize(ws.outputs.size());
+        ws.loss_sum = pinball_sum(ws.outputs.data(), targets + static_cast<std::size_t>(first) * horizons_, n,
+                                  horizons_, config_.quantiles, ws.derivatives.d_out.data(), scale);
+        ws.gradient.assign(gradient_.size(), 0.0F);
+        backward_slice(c, tensors, params, ws.activations, dropout, ws.derivatives, ws.gradient.data());
+    }
+    std::copy(workspaces_[0]->gradient.begin(), workspaces_[0]->gradient.end(), gradient_.begin());
+    double loss = workspaces_[0]->loss_sum;
+    for (int s = 1; s < slices; ++s) {
+        ArrMap(gradient_.data(), static_cast<Eigen::Index>(gradient_.size())) +=
+            ConstArrMap(workspaces_[s]->gradient.data(), static_cast<Eigen::Index>(gradient_.size()));
+        loss += workspaces_[s]->loss_sum;
+    }
+    return loss / (static_cast<double>(batch) * out);
+}
+
+double LstmTrainer::step(const float* inputs, const float* targets, int batch, int steps) {
+    const double loss = compute_gradient(inputs, targets, batch, steps, true);
+    const auto count = static_cast<Eigen::Index>(gradient_.size());
+    const ConstArrMap g(gradient_.data(), count);
+    float clip = 1.0F;
+    if (config_.clip_norm > 0.0F) {
+        const double norm = std::sqrt(g.cast<double>().square().sum());
+        // Same coefficient as torch.nn.utils.clip_grad_norm_.
+        if (norm > config_.clip_norm) clip = static_cast<float>(config_.clip_norm / (norm + 1e-6));
+    }
+    constexpr float beta1 = 0.9F;
+    constexpr float beta2 = 0.999F;
+    constexpr float eps = 1e-8F;
+    ++adam_step_;
+    const auto t = static_cast<double>(adam_step_);
+    const auto step_size = static_cast<float>(config_.learning_rate / (1.0 - std::pow(beta1, t)));
+    const auto v_correction = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, t)));
+    ArrMap m(adam_m_.data(), count);
+    ArrMap v(adam_v_.data(), count);
+    ArrMap p(network_.parameters().data(), count);
+    m = beta1 * m + (1.0F - beta1) * clip * g;
+    v = beta2 * v + (1.0F - beta2) * (clip * g).square();
+    p -= step_size * m / (v.sqrt() / v_correction + eps);
+    return loss;
+}
+
+} // namespace btcml::model
