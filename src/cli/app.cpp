@@ -18,6 +18,9 @@ constexpr SetupFn kCommands[] = {
     setup_ingest,
     setup_bars,
     setup_series,
+    setup_train,
+    setup_evaluate,
+    setup_predict,
 };
 
 std::string one_line(std::string text) {

@@ -7,5 +7,8 @@ namespace btcml::cli {
 void setup_ingest(CLI::App& app, Context& ctx);
 void setup_bars(CLI::App& app, Context& ctx);
 void setup_series(CLI::App& app, Context& ctx);
+void setup_train(CLI::App& app, Context& ctx);
+void setup_evaluate(CLI::App& app, Context& ctx);
+void setup_predict(CLI::App& app, Context& ctx);
 
 } // namespace btcml::cli

@@ -136,7 +136,8 @@ Split split_chronological(const FeatureTable& table, std::span<const std::size_t
     for (const std::size_t end = n_train + n_validation; k < end && k < n; ++k) split.validation.push_back(origins[k]);
     if (!split.validation.empty()) skip_embargo(split.validation.back());
     for (; k < n; ++k) split.test.push_back(origins[k]);
-    if (split.train.empty() || split.validation.empty() || split.test.empty())
+    const bool wants_test = fractions.train + fractions.validation < 1;
+    if (split.train.empty() || split.validation.empty() || (wants_test && split.test.empty()))
         throw InvalidInput(fmt::format("too few windows to split: {} windows give {} train, {} validation and {} test "
                                        "after an embargo of {} bars; store more bars or shorten --window/--horizons",
                                        n, split.train.size(), split.validation.size(), split.test.size(),

@@ -74,7 +74,8 @@ struct Split {
     std::vector<std::size_t> train, validation, test;
 };
 
-/// Splits ascending origins by count; throws InvalidInput when a part would be empty.
+/// Splits ascending origins by count; throws InvalidInput when a part would be empty (the test part may be empty
+/// only when the fractions leave nothing for it, as when refitting inside a walk-forward evaluation).
 Split split_chronological(const FeatureTable& table, std::span<const std::size_t> origins, int embargo_bars,
                           SplitFractions fractions = {});
 

@@ -1,0 +1,56 @@
+// btcml predict: one forecast of a stored model from the latest stored bars (or those up to --at).
+#include "cli/commands.hpp"
+#include "cli/forecast_common.hpp"
+#include "core/time.hpp"
+#include "model/forecaster.hpp"
+
+#include <fmt/format.h>
+
+#include <iostream>
+
+namespace btcml::cli {
+namespace {
+
+struct PredictArgs {
+    std::string model = "champion";
+    std::string at;
+};
+
+void run_predict(const PredictArgs& args, Context& ctx) {
+    const model::LoadedModel loaded = model::load_model(ctx.config.home, args.model);
+    const std::int64_t interval = loaded.series.interval;
+    std::optional<std::int64_t> at;
+    if (!args.at.empty()) at = parse_time_arg(args.at, "--at");
+    auto store = ctx.open_store();
+    const auto last = at ? at : store->last_bar_time(loaded.series);
+    // The window plus the bar before it (for the first return); a gap inside shows as fewer bars.
+    const std::int64_t span = static_cast<std::int64_t>(loaded.forecaster.spec().window) * interval;
+    const auto bars = load_series(*store, loaded.series, last ? std::optional(*last - span) : std::nullopt, last);
+    const auto forecast = model::forecast_latest(loaded.forecaster, bars, interval);
+    const auto out = model::to_json(forecast, loaded.version, loaded.series.symbol, interval);
+    if (ctx.json) {
+        print_json(out);
+        return;
+    }
+    std::cout << fmt::format("model {} forecast for {} {} as of the bar at {} (close {:.2f}):\n", loaded.version,
+                             loaded.series.symbol, format_interval(interval), out["as_of"].get<std::string>(),
+                             bars.back().close);
+    std::cout << fmt::format("  {:>7}  {:<20}  {:>12}  {:>25}  {:>10}\n", "horizon", "target bar", "median",
+                             "80% interval", "log return");
+    for (const auto& h : forecast.horizons)
+        std::cout << fmt::format("  {:>7}  {:<20}  {:>12.2f}  {:>12.2f} .. {:<10.2f}  {:>10.5f}\n", h.horizon,
+                                 format_iso8601(h.target_time), h.price, h.lower, h.upper, h.log_return);
+}
+
+} // namespace
+
+void setup_predict(CLI::App& app, Context& ctx) {
+    auto& args = ctx.keep<PredictArgs>();
+    auto* cmd = app.add_subcommand("predict", "Forecast each horizon from the latest stored bars with a model");
+    cmd->add_option("--model", args.model, "Model version or 'champion'")->capture_default_str();
+    cmd->add_option("--at", args.at, "Forecast from the last bar at or before this time (default: the latest)");
+    add_json_flag(*cmd, ctx);
+    cmd->callback([&args, &ctx] { run_predict(args, ctx); });
+}
+
+} // namespace btcml::cli

@@ -1,0 +1,84 @@
+#include "cli/forecast_common.hpp"
+
+#include "core/error.hpp"
+#include "core/time.hpp"
+#include "features/dataset.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <random>
+#include <sstream>
+
+namespace btcml::cli {
+
+std::vector<Bar> load_series(store::Store& store, const SeriesKey& key, std::optional<std::int64_t> from,
+                             std::optional<std::int64_t> to) {
+    auto bars = store.load_bars({key, from, to, {}});
+    if (!bars.empty()) return bars;
+    std::string stored;
+    for (const auto& s : store.list_series())
+        stored += fmt::format("{}{} {}", stored.empty() ? "" : ", ", s.key.symbol, format_interval(s.key.interval));
+    throw NotFound(fmt::format("no {} {} bars stored{}; stored series: {}", key.symbol, format_interval(key.interval),
+                               from || to ? " in the requested period" : "",
+                               stored.empty() ? "none (run btcml ingest first)" : stored));
+}
+
+std::vector<int> parse_horizons(const std::string& text) {
+    std::vector<int> horizons;
+    std::stringstream in(text);
+    for (std::string item; std::getline(in, item, ',');) {
+        int h = 0;
+        const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), h);
+        if (ec != std::errc{} || end != item.data() + item.size())
+            throw UsageError(fmt::format("--horizons: '{}' is not a bar count (expected e.g. 1,6,24)", item));
+        horizons.push_back(h);
+    }
+    features::DatasetSpec{1, horizons}.validate();
+    return horizons;
+}
+
+std::string format_metrics_table(const nlohmann::json& metrics, const nlohmann::json& verdicts) {
+    const auto cell = [](const nlohmann::json& v, const char* spec) {
+        return v.is_number() ? fmt::format(fmt::runtime(spec), v.get<double>()) : std::string("-");
+    };
+    // JSON objects come back sorted by name: print horizons by bar count and the model before its references.
+    std::vector<std::string> horizons;
+    for (const auto& [horizon, models] : metrics.items()) horizons.push_back(horizon);
+    std::sort(horizons.begin(), horizons.end(),
+              [](const std::string& a, const std::string& b) { return std::stoi(a.substr(1)) < std::stoi(b.substr(1)); });
+    std::string out;
+    for (const auto& horizon : horizons) {
+        const auto& models = metrics[horizon];
+        out += fmt::format("\n{} ({} points)\n", horizon, models.begin()->value("count", 0));
+        out += fmt::format("  {:<7} {:>10} {:>10} {:>8} {:>7} {:>7} {:>15} {:>8} {:>10} {:>7} {:>8}\n", "model", "mae",
+                           "rmse", "mape%", "mase", "u2", "direction [95%]", "dm_p", "pinball", "cov80", "width");
+        for (const char* name : {"model", "naive", "drift", "linear"}) {
+            if (!models.contains(name)) continue;
+            const auto& m = models[name];
+            const std::string direction =
+                m["direction_accuracy"].is_number()
+                    ? fmt::format("{:.3f} [{:.2f},{:.2f}]", m["direction_accuracy"].get<double>(),
+                                  m["direction_ci_low"].get<double>(), m["direction_ci_high"].get<double>())
+                    : "-";
+            out += fmt::format("  {:<7} {:>10} {:>10} {:>8} {:>7} {:>7} {:>15} {:>8} {:>10} {:>7} {:>8}{}\n", name,
+                               cell(m["mae"], "{:.6f}"), cell(m["rmse"], "{:.6f}"), cell(m["mape"], "{:.3f}"),
+                               cell(m["mase"], "{:.3f}"), cell(m["u2"], "{:.3f}"), direction,
+                               cell(m["dm_pvalue"], "{:.3f}"), cell(m["pinball"], "{:.6f}"),
+                               cell(m["coverage_80"], "{:.3f}"), cell(m["interval_width"], "{:.4f}"),
+                               m.value("tracks_previous", false) ? "  (tracks the previous value!)" : "");
+        }
+        if (verdicts.contains(horizon)) out += fmt::format("  verdict: {}\n", verdicts[horizon].get<std::string>());
+    }
+    return out;
+}
+
+std::string new_run_id() {
+    std::random_device device;
+    std::mt19937_64 rng((static_cast<std::uint64_t>(device()) << 32) ^ device() ^
+                        static_cast<std::uint64_t>(now_unix()));
+    return fmt::format("{:016x}{:016x}", rng(), rng());
+}
+
+} // namespace btcml::cli

@@ -1,0 +1,28 @@
+#pragma once
+// What train, evaluate and predict share: loading a series' bars and printing the metrics table.
+#include "core/bar.hpp"
+#include "store/store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace btcml::cli {
+
+/// The stored bars of a series between from and to (inclusive, either open); NotFound naming the stored series
+/// when there are none.
+std::vector<Bar> load_series(store::Store& store, const SeriesKey& key, std::optional<std::int64_t> from,
+                             std::optional<std::int64_t> to);
+
+/// Parses `1,6,24` into ascending horizons; UsageError otherwise.
+std::vector<int> parse_horizons(const std::string& text);
+
+/// The human-readable form of a `metrics` object (and its verdicts), one block per horizon.
+std::string format_metrics_table(const nlohmann::json& metrics, const nlohmann::json& verdicts);
+
+/// A fresh random run id: 32 hex digits, like MLflow's.
+std::string new_run_id();
+
+} // namespace btcml::cli

@@ -1,0 +1,63 @@
+#pragma once
+// Model artifacts on disk: `$BTCML_HOME/models/<version>/` holding `model.json` (everything but the weights) and
+// `weights.bin` (the tensors, checksummed). Versions are consecutive integers, published atomically; the file
+// `models/champion` names the version that serves. See docs/forecasting.md for the byte layout.
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace btcml::model {
+
+struct Tensor {
+    std::string name;
+    std::vector<std::uint32_t> shape;
+    std::vector<float> data; // row-major, product of shape floats
+};
+
+inline constexpr std::uint32_t weights_format_version = 1;
+
+/// Writes tensors in the weights.bin format (little-endian: magic "BTCMLWTS", format version, tensor count,
+/// per tensor name/shape/float32 data, FNV-1a 64 checksum of every byte before it).
+std::vector<unsigned char> encode_weights(std::span<const Tensor> tensors);
+/// Parses weights.bin bytes; throws InvalidInput naming `what` and the problem (truncated, bad magic, unknown
+/// version, checksum mismatch, trailing bytes).
+std::vector<Tensor> decode_weights(std::span<const unsigned char> bytes, const std::string& what);
+
+/// A model as stored: its description and its tensors.
+struct Artifact {
+    int version = 0;
+    nlohmann::json card; // model.json
+    std::vector<Tensor> tensors;
+};
+
+/// `<home>/models`.
+std::filesystem::path models_dir(const std::filesystem::path& home);
+
+/// Stored versions, ascending (folders whose name is a positive integer).
+std::vector<int> list_versions(const std::filesystem::path& home);
+
+/// Writes the artifact to `models/.tmp-XXXX`, fsyncs it and renames it to the next free version, so a crash
+/// never leaves a half-written model. Sets card["version"]. Makes it the champion (the newest model serves until
+/// a registry decides otherwise). Returns the version.
+int publish(const std::filesystem::path& home, nlohmann::json card, std::span<const Tensor> tensors);
+
+/// The version named by `spec`: a positive integer or `champion` (the version in models/champion, else the
+/// newest). Throws NotFound when there is no such model, UsageError when spec is neither.
+int resolve_version(const std::filesystem::path& home, const std::string& spec);
+
+/// Loads and checks a stored version; throws NotFound when absent and InvalidInput naming the file for a
+/// truncated, corrupt or inconsistent artifact.
+Artifact load(const std::filesystem::path& home, int version);
+
+/// The champion's version, if any.
+std::optional<int> champion(const std::filesystem::path& home);
+
+/// Atomically replaces models/champion with `version`.
+void set_champion(const std::filesystem::path& home, int version);
+
+} // namespace btcml::model
