@@ -23,8 +23,9 @@ void run_predict(const PredictArgs& args, Context& ctx) {
     if (!args.at.empty()) at = parse_time_arg(args.at, "--at");
     auto store = ctx.open_store();
     const auto last = at ? at : store->last_bar_time(loaded.series);
-    // The window plus the bar before it (for the first return); a gap inside shows as fewer bars.
-    const std::int64_t span = static_cast<std::int64_t>(loaded.forecaster.spec().window) * interval;
+    // The window plus the bar before it (for the first return), and one more interval since --at need not fall on
+    // a bar's open time; a gap inside shows as too few bars.
+    const std::int64_t span = static_cast<std::int64_t>(loaded.forecaster.spec().window + 1) * interval;
     const auto bars = load_series(*store, loaded.series, last ? std::optional(*last - span) : std::nullopt, last);
     const auto forecast = model::forecast_latest(loaded.forecaster, bars, interval);
     const auto out = model::to_json(forecast, loaded.version, loaded.series.symbol, interval);

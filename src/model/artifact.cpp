@@ -147,7 +147,8 @@ std::vector<Tensor> decode_weights(std::span<const unsigned char> bytes, const s
         for (std::uint32_t d = 0; d < rank; ++d) {
             t.shape.push_back(r.get<std::uint32_t>("a tensor shape"));
             size *= t.shape.back();
-            if (size > bytes.size()) throw InvalidInput(fmt::format("{}: tensor {} is larger than the file", what, t.name));
+            if (size > bytes.size())
+                throw InvalidInput(fmt::format("{}: truncated: tensor {} runs past the end of the file", what, t.name));
         }
         const auto data = r.take(size * sizeof(float), "tensor data");
         t.data.resize(size);
