@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -75,10 +76,14 @@ struct IngestSummary {
     double seconds = 0;
 };
 
+/// The summary as printed by `btcml ingest --json` (times as ISO 8601 UTC).
+nlohmann::json to_json(const IngestSummary& summary);
+
 /// Validates and stores candidates. Not thread-safe: one writer per ingest run.
 class IngestWriter {
   public:
-    IngestWriter(store::Store& store, const IngestOptions& options, std::int64_t run_id);
+    /// `source_label` is recorded with every stored bar (e.g. the file name, `binance:BTCUSDT`).
+    IngestWriter(store::Store& store, const IngestOptions& options, std::int64_t run_id, std::string source_label);
     ~IngestWriter();
     IngestWriter(const IngestWriter&) = delete;
     IngestWriter& operator=(const IngestWriter&) = delete;

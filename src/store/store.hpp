@@ -56,11 +56,18 @@ struct SeriesInfo {
     std::string sources; // distinct sources, comma-separated
 };
 
+/// One row of schema_migrations.
+struct AppliedMigration {
+    int version = 0;
+    std::string name;
+    std::int64_t applied_at = 0; // unix seconds
+};
+
 struct BarQuery {
     SeriesKey key;
     std::optional<std::int64_t> from; // inclusive
     std::optional<std::int64_t> to;   // inclusive
-    std::optional<std::int64_t> limit;
+    std::optional<std::int64_t> limit; // the first `limit` bars of the range
 };
 
 /// Thread-safety: a Store is one connection and is NOT thread-safe; open one per thread.
@@ -72,6 +79,8 @@ class Store {
     [[nodiscard]] virtual std::string backend() const = 0;
     /// The highest migration applied.
     virtual int schema_version() = 0;
+    /// The migrations recorded in schema_migrations, by version.
+    virtual std::vector<AppliedMigration> applied_migrations() = 0;
 
     /// Transactions. Ingest writes all its bars and rejected rows inside one, so a failed run leaves no trace
     /// but its ingest_runs row (which is written outside it).
@@ -87,6 +96,8 @@ class Store {
 
     /// Inserts bars that are not yet stored; bars whose (symbol, interval, time) exists are left untouched.
     virtual InsertResult insert_bars(const SeriesKey& key, std::span<const Bar> bars, const std::string& source) = 0;
+    /// Text that is not valid UTF-8, or holds NUL bytes, is stored with each offending byte written as `\xNN`
+    /// (PostgreSQL TEXT cannot hold it; SQLite does the same so that both backends return the same rows).
     virtual void insert_rejected(std::int64_t run_id, std::span<const RejectedRow> rows) = 0;
     virtual std::vector<RejectedRow> rejected_rows(std::int64_t run_id) = 0;
 

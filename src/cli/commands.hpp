@@ -1,0 +1,11 @@
+#pragma once
+// Each command adds its subcommand, options and callback to the app. The table in app.cpp lists them all.
+#include "cli/context.hpp"
+
+namespace btcml::cli {
+
+void setup_ingest(CLI::App& app, Context& ctx);
+void setup_bars(CLI::App& app, Context& ctx);
+void setup_series(CLI::App& app, Context& ctx);
+
+} // namespace btcml::cli

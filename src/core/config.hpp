@@ -1,0 +1,42 @@
+#pragma once
+// Configuration: every setting resolves with the precedence flag > environment variable > config file > default,
+// in this one place. See docs/configuration.md for the list.
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace btcml {
+
+enum class LogFormat { text, json };
+enum class LogLevel { debug, info, warn, error };
+
+/// Settings given on the command line; unset ones fall through to env, file and defaults.
+struct GlobalFlags {
+    std::optional<std::string> db;
+    std::optional<std::string> home;
+    std::optional<std::string> config_file;
+    std::optional<std::string> log_format;
+    std::optional<std::string> log_level;
+};
+
+/// Resolved settings. A value type: copy freely.
+struct Config {
+    std::string db_url;          // empty: sqlite under home
+    std::filesystem::path home;  // BTCML_HOME
+    std::filesystem::path config_file; // the YAML file read, empty if none
+    LogFormat log_format = LogFormat::text;
+    LogLevel log_level = LogLevel::info;
+    std::map<std::string, std::string> file_values; // every scalar key of the config file
+
+    /// Resolves a setting that a command owns: `flag` if given, else env `env_name`, else the file's `file_key`,
+    /// else `fallback`.
+    [[nodiscard]] std::string setting(const std::optional<std::string>& flag, const char* env_name,
+                                      const std::string& file_key, const std::string& fallback) const;
+};
+
+/// Resolves the global settings. The config file is `--config`, else `BTCML_CONFIG`, else `<home>/config.yaml`
+/// if it exists. Throws UsageError for unknown values and InvalidInput for a malformed file.
+Config resolve_config(const GlobalFlags& flags);
+
+} // namespace btcml

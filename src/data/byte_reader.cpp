@@ -1,0 +1,179 @@
+#include "data/byte_reader.hpp"
+
+#include "core/error.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <cstdio>
+#include <cstring>
+#include <fmt/format.h>
+
+namespace btcml::data {
+namespace {
+
+constexpr std::size_t kChunk = 1 << 20;
+
+class PlainReader final : public ByteReader {
+  public:
+    PlainReader(const std::filesystem::path& path, std::uint64_t size) : file_(std::fopen(path.c_str(), "rb")), size_(size) {
+        if (file_ == nullptr) throw NotFound(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+    }
+    ~PlainReader() override { std::fclose(file_); }
+    PlainReader(const PlainReader&) = delete;
+    PlainReader& operator=(const PlainReader&) = delete;
+
+    std::size_t read(char* buffer, std::size_t size) override {
+        const std::size_t n = std::fread(buffer, 1, size, file_);
+        if (n == 0 && std::ferror(file_)) throw Unavailable(fmt::format("read error: {}", std::strerror(errno)));
+        position_ += n;
+        return n;
+    }
+    [[nodiscard]] std::uint64_t position() const override { return position_; }
+    [[nodiscard]] std::uint64_t file_size() const override { return size_; }
+    [[nodiscard]] std::string container() const override { return "plain"; }
+
+  private:
+    std::FILE* file_;
+    std::uint64_t size_;
+    std::uint64_t position_ = 0;
+};
+
+/// gzip and zip through libarchive: one decoder for both, streaming.
+class ArchiveReader final : public ByteReader {
+  public:
+    ArchiveReader(const std::filesystem::path& path, std::uint64_t size, bool zip) : size_(size), archive_(archive_read_new()) {
+        if (zip) {
+            archive_read_support_format_zip(archive_);
+        } else {
+            archive_read_support_filter_gzip(archive_);
+            archive_read_support_format_raw(archive_);
+        }
+        if (archive_read_open_filename(archive_, path.c_str(), kChunk) != ARCHIVE_OK) fail(path, "cannot open");
+        archive_entry* entry = nullptr;
+        // A zip may hold several files: take the first CSV-looking entry, else the first regular file.
+        std::string chosen;
+        while (true) {
+            const int r = archive_read_next_header(archive_, &entry);
+            if (r == ARCHIVE_EOF) break;
+            if (r != ARCHIVE_OK && r != ARCHIVE_WARN) fail(path, "cannot read the archive");
+            const char* name = archive_entry_pathname(entry);
+            const std::string entry_name = name != nullptr ? name : "data";
+            if (!zip) {
+                chosen = entry_name;
+                break;
+            }
+            if (archive_entry_filetype(entry) != AE_IFREG) continue;
+            const bool csv = entry_name.size() >= 4 && (entry_name.ends_with(".csv") || entry_name.ends_with(".CSV") ||
+                                                        entry_name.ends_with(".txt"));
+            if (csv) {
+                chosen = entry_name;
+                break;
+            }
+            if (first_other_.empty()) first_other_ = entry_name;
+        }
+        if (chosen.empty()) {
+            if (first_other_.empty()) throw InvalidInput(fmt::format("{}: the archive holds no file", path.string()));
+            throw InvalidInput(fmt::format("{}: the archive holds no .csv file (first entry: {})", path.string(),
+                                           first_other_));
+        }
+        container_ = zip ? "zip:" + chosen : "gzip";
+    }
+    ~ArchiveReader() override { archive_read_free(archive_); }
+    ArchiveReader(const ArchiveReader&) = delete;
+    ArchiveReader& operator=(const ArchiveReader&) = delete;
+
+    std::size_t read(char* buffer, std::size_t size) override {
+        const la_ssize_t n = archive_read_data(archive_, buffer, size);
+        if (n < 0)
+            throw InvalidInput(fmt::format("corrupt compressed data: {}", archive_error_string(archive_) != nullptr
+                                                                            ? archive_error_string(archive_)
+                                                                            : "unknown error"));
+        return static_cast<std::size_t>(n);
+    }
+    [[nodiscard]] std::uint64_t position() const override {
+        const la_int64_t p = archive_filter_bytes(archive_, -1);
+        return p > 0 ? static_cast<std::uint64_t>(p) : 0;
+    }
+    [[nodiscard]] std::uint64_t file_size() const override { return size_; }
+    [[nodiscard]] std::string container() const override { return container_; }
+
+  private:
+    [[noreturn]] void fail(const std::filesystem::path& path, const char* what) {
+        const char* err = archive_error_string(archive_);
+        throw InvalidInput(fmt::format("{}: {}: {}", path.string(), what, err != nullptr ? err : "unknown error"));
+    }
+
+    std::uint64_t size_;
+    archive* archive_;
+    std::string container_;
+    std::string first_other_;
+};
+
+} // namespace
+
+std::unique_ptr<ByteReader> open_byte_reader(const std::filesystem::path& path) {
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status)) throw NotFound(fmt::format("{}: no such file", path.string()));
+    if (std::filesystem::is_directory(status)) throw UsageError(fmt::format("{}: is a directory, not a file", path.string()));
+    const auto size = std::filesystem::file_size(path, ec);
+    unsigned char magic[4] = {0, 0, 0, 0};
+    if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+        [[maybe_unused]] const auto n = std::fread(magic, 1, sizeof magic, f);
+        std::fclose(f);
+    } else {
+        throw NotFound(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+    }
+    if (magic[0] == 0x1f && magic[1] == 0x8b) return std::make_unique<ArchiveReader>(path, size, false);
+    if (magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4)
+        return std::make_unique<ArchiveReader>(path, size, true);
+    return std::make_unique<PlainReader>(path, size);
+}
+
+LineReader::LineReader(ByteReader& reader) : reader_(reader), buffer_(kChunk) {}
+
+bool LineReader::fill() {
+    if (eof_) return false;
+    if (begin_ > 0) {
+        std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+    }
+    if (end_ == buffer_.size()) {
+        if (buffer_.size() >= kMaxLine)
+            throw InvalidInput(fmt::format("line {} is longer than {} MB: not a CSV file of bars", line_number_ + 1,
+                                           kMaxLine >> 20));
+        buffer_.resize(buffer_.size() * 2);
+    }
+    const std::size_t n = reader_.read(buffer_.data() + end_, buffer_.size() - end_);
+    if (n == 0) eof_ = true;
+    end_ += n;
+    return n > 0;
+}
+
+bool LineReader::next(std::string_view& line) {
+    std::size_t scan_from = begin_;
+    while (true) {
+        const char* start = buffer_.data() + scan_from;
+        const auto* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - scan_from));
+        if (nl != nullptr) {
+            const std::size_t len = static_cast<std::size_t>(nl - (buffer_.data() + begin_));
+            line = std::string_view(buffer_.data() + begin_, len);
+            begin_ += len + 1;
+            break;
+        }
+        const std::size_t scanned = end_ - begin_;
+        if (!fill()) {
+            if (begin_ == end_) return false;
+            line = std::string_view(buffer_.data() + begin_, end_ - begin_);
+            begin_ = end_;
+            break;
+        }
+        scan_from = begin_ + scanned;
+    }
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    ++line_number_;
+    return true;
+}
+
+} // namespace btcml::data

@@ -1,0 +1,280 @@
+#include "store/postgres_store.hpp"
+
+#include "core/error.hpp"
+
+#include <fmt/format.h>
+#include <libpq-fe.h>
+
+#include <array>
+#include <charconv>
+#include <cstring>
+#include <memory>
+#include <type_traits>
+
+namespace btcml::store {
+namespace {
+
+// Serialises migrations across every connection to the server ("btcml" in ASCII).
+constexpr std::int64_t kMigrationLockKey = 0x6274636d6c;
+// COPY data is sent in chunks of about this size.
+constexpr std::size_t kCopyChunk = 1 << 20;
+
+struct ResultDeleter {
+    void operator()(PGresult* result) const noexcept { PQclear(result); }
+};
+using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
+
+std::string trimmed(const char* message) {
+    std::string out = message ? message : "";
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    return out;
+}
+
+// Connection trouble and retryable conflicts are Unavailable; constraint violations are Conflicts; the rest are bugs.
+[[noreturn]] void throw_error(PGconn* conn, const PGresult* result, const std::string& url, std::string_view what) {
+    const auto message =
+        fmt::format("{}: {}: {}", url, what, trimmed(result ? PQresultErrorMessage(result) : PQerrorMessage(conn)));
+    const char* state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+    const std::string_view sqlstate = state ? state : "";
+    const auto sqlstate_class = sqlstate.substr(0, 2);
+    if (PQstatus(conn) != CONNECTION_OK || sqlstate.empty() || sqlstate_class == "08" || sqlstate_class == "53" ||
+        sqlstate_class == "57" || sqlstate == "40001" || sqlstate == "40P01") {
+        throw Unavailable(message);
+    }
+    if (sqlstate_class == "23") throw Conflict(message);
+    throw Error(ErrorKind::internal, message);
+}
+
+void check(PGconn* conn, const ResultPtr& result, const std::string& url, std::string_view what) {
+    const auto status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) throw_error(conn, result.get(), url, what);
+}
+
+// What to name a failed statement in an error message: its first words.
+std::string_view statement_name(std::string_view sql) { return sql.substr(0, std::min<std::size_t>(sql.size(), 40)); }
+
+template <class T>
+T parse_number(const char* text, std::size_t size) {
+    T value{};
+    const auto [end, ec] = std::from_chars(text, text + size, value);
+    if (ec != std::errc{} || end != text + size) {
+        throw Error(ErrorKind::internal, fmt::format("postgresql: unexpected number '{}'", std::string_view(text, size)));
+    }
+    return value;
+}
+
+class PgRow final : public SqlRow {
+  public:
+    PgRow(const PGresult* result, int row) : result_(result), row_(row) {}
+    [[nodiscard]] bool is_null(int column) const override { return PQgetisnull(result_, row_, column) != 0; }
+    [[nodiscard]] std::int64_t get_int(int column) const override { return parse_number<std::int64_t>(value(column), size(column)); }
+    // Exact: the session sets extra_float_digits = 3, so the server sends the shortest round-trip text.
+    [[nodiscard]] double get_double(int column) const override { return parse_number<double>(value(column), size(column)); }
+    [[nodiscard]] bool get_bool(int column) const override { return value(column)[0] == 't'; }
+    [[nodiscard]] std::string get_text(int column) const override { return {value(column), size(column)}; }
+
+  private:
+    [[nodiscard]] const char* value(int column) const { return PQgetvalue(result_, row_, column); }
+    [[nodiscard]] std::size_t size(int column) const {
+        return static_cast<std::size_t>(PQgetlength(result_, row_, column));
+    }
+
+    const PGresult* result_;
+    int row_;
+};
+
+// A text field of COPY's text format: sanitized (PostgreSQL TEXT takes neither NUL nor invalid UTF-8) and escaped.
+void append_copy_text(fmt::memory_buffer& out, std::string_view text) {
+    std::string sanitized;
+    if (!is_clean_text(text)) {
+        sanitized = sanitize_text(text);
+        text = sanitized;
+    }
+    for (const char c : text) {
+        switch (c) {
+        case '\\': out.append(std::string_view("\\\\")); break;
+        case '\t': out.append(std::string_view("\\t")); break;
+        case '\n': out.append(std::string_view("\\n")); break;
+        case '\r': out.append(std::string_view("\\r")); break;
+        default: out.push_back(c);
+        }
+    }
+}
+
+// Doubles in their shortest round-trip form, so that the server stores exactly the bits it was given.
+void append_double(fmt::memory_buffer& out, double value) { fmt::format_to(std::back_inserter(out), "{}", value); }
+
+void append_int(fmt::memory_buffer& out, std::int64_t value) {
+    const fmt::format_int text(value);
+    out.append(text.data(), text.data() + text.size());
+}
+
+} // namespace
+
+/// One COPY … FROM STDIN: rows are written into buffer() and sent in chunks; destroyed unfinished, it aborts.
+class PostgresStore::CopyIn {
+  public:
+    CopyIn(PostgresStore& store, const std::string& sql) : store_(store) {
+        const ResultPtr result(PQexec(store_.conn_, sql.c_str()));
+        if (!result || PQresultStatus(result.get()) != PGRES_COPY_IN) {
+            throw_error(store_.conn_, result.get(), store_.url_, statement_name(sql));
+        }
+        buffer_.reserve(kCopyChunk + 4096);
+    }
+    ~CopyIn() {
+        if (done_) return;
+        PQputCopyEnd(store_.conn_, "btcml: COPY aborted");
+        while (PGresult* result = PQgetResult(store_.conn_)) PQclear(result);
+    }
+    CopyIn(const CopyIn&) = delete;
+    CopyIn& operator=(const CopyIn&) = delete;
+
+    fmt::memory_buffer& buffer() { return buffer_; }
+    void end_row() {
+        buffer_.push_back('\n');
+        if (buffer_.size() >= kCopyChunk) flush();
+    }
+    void finish() {
+        flush();
+        done_ = true;
+        if (PQputCopyEnd(store_.conn_, nullptr) != 1) throw_error(store_.conn_, nullptr, store_.url_, "COPY end");
+        // The COPY's own result, then the end of the command.
+        std::optional<ResultPtr> failed;
+        while (PGresult* raw = PQgetResult(store_.conn_)) {
+            ResultPtr result(raw);
+            if (PQresultStatus(raw) != PGRES_COMMAND_OK && !failed) failed = std::move(result);
+        }
+        if (failed) throw_error(store_.conn_, failed->get(), store_.url_, "COPY");
+    }
+
+  private:
+    void flush() {
+        if (buffer_.size() == 0) return;
+        if (PQputCopyData(store_.conn_, buffer_.data(), static_cast<int>(buffer_.size())) != 1) {
+            throw_error(store_.conn_, nullptr, store_.url_, "COPY data");
+        }
+        buffer_.clear();
+    }
+
+    PostgresStore& store_;
+    fmt::memory_buffer buffer_;
+    bool done_ = false;
+};
+
+PostgresStore::PostgresStore(const std::string& url) : url_(redact_url(url)) {
+    conn_ = PQconnectdb(url.c_str());
+    if (PQstatus(conn_) != CONNECTION_OK) {
+        const auto message = trimmed(PQerrorMessage(conn_));
+        PQfinish(conn_);
+        throw Unavailable(fmt::format("cannot connect to {}: {}", url_, message));
+    }
+    try {
+        // Notices ("relation already exists, skipping") are expected, not news.
+        PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+        exec("SET client_encoding = 'UTF8'; SET extra_float_digits = 3; SET TIME ZONE 'UTC'");
+        migrate();
+    } catch (...) {
+        PQfinish(conn_);
+        throw;
+    }
+}
+
+PostgresStore::~PostgresStore() { PQfinish(conn_); } // the server rolls back an open transaction
+
+void PostgresStore::exec(const std::string& sql) {
+    const ResultPtr result(PQexec(conn_, sql.c_str()));
+    check(conn_, result, url_, statement_name(sql));
+}
+
+std::int64_t PostgresStore::query(const std::string& sql, std::span<const SqlParam> params, const RowCallback& on_row) {
+    std::vector<std::string> texts(params.size());
+    std::vector<const char*> values(params.size(), nullptr);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        std::visit(
+            [&](const auto& value) {
+                using T = std::decay_t<decltype(value)>;
+                if constexpr (std::is_same_v<T, std::int64_t>) {
+                    texts[i] = fmt::format_int(value).str();
+                } else if constexpr (std::is_same_v<T, double>) {
+                    texts[i] = fmt::format("{}", value);
+                } else if constexpr (std::is_same_v<T, std::string_view>) {
+                    texts[i] = is_clean_text(value) ? std::string(value) : sanitize_text(value);
+                }
+                if constexpr (!std::is_same_v<T, std::nullptr_t>) values[i] = texts[i].c_str();
+            },
+            params[i]);
+    }
+    const ResultPtr result(PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr, values.data(),
+                                        nullptr, nullptr, 0));
+    check(conn_, result, url_, statement_name(sql));
+    if (on_row) {
+        const int rows = PQntuples(result.get());
+        for (int r = 0; r < rows; ++r) on_row(PgRow(result.get(), r));
+    }
+    const char* changed = PQcmdTuples(result.get());
+    return changed[0] != '\0' ? parse_number<std::int64_t>(changed, std::strlen(changed)) : 0;
+}
+
+void PostgresStore::begin_exclusive() {
+    exec(fmt::format("BEGIN; SELECT pg_advisory_xact_lock({})", kMigrationLockKey));
+}
+
+bool PostgresStore::has_table(const std::string& name) {
+    bool found = false;
+    const std::array<SqlParam, 1> params{std::string_view(name)};
+    query("SELECT to_regclass($1) IS NOT NULL", params, [&](const SqlRow& row) { found = row.get_bool(0); });
+    return found;
+}
+
+InsertResult PostgresStore::insert_bars(const SeriesKey& key, std::span<const Bar> bars, const std::string& source) {
+    ScopedTransaction transaction(*this);
+    // COPY cannot skip duplicates, so it fills a per-transaction staging table that one INSERT then merges.
+    exec("CREATE TEMP TABLE IF NOT EXISTS btcml_bar_staging (open_time BIGINT, open DOUBLE PRECISION, "
+         "high DOUBLE PRECISION, low DOUBLE PRECISION, close DOUBLE PRECISION, volume DOUBLE PRECISION, "
+         "complete BOOLEAN) ON COMMIT DROP; TRUNCATE btcml_bar_staging");
+    {
+        CopyIn copy(*this, "COPY btcml_bar_staging FROM STDIN");
+        auto& out = copy.buffer();
+        for (const auto& bar : bars) {
+            append_int(out, bar.time);
+            for (const double value : {bar.open, bar.high, bar.low, bar.close, bar.volume}) {
+                out.push_back('\t');
+                append_double(out, value);
+            }
+            out.append(std::string_view(bar.complete ? "\tt" : "\tf"));
+            copy.end_row();
+        }
+        copy.finish();
+    }
+    const std::array<SqlParam, 3> params{std::string_view(key.symbol), key.interval, std::string_view(source)};
+    InsertResult result;
+    result.inserted = query("INSERT INTO bars (symbol, interval_s, open_time, open, high, low, close, volume, complete, "
+                            "source) SELECT $1::text, $2::bigint, open_time, open, high, low, close, volume, complete, "
+                            "$3::text FROM btcml_bar_staging ON CONFLICT DO NOTHING",
+                            params, {});
+    result.duplicate = static_cast<std::int64_t>(bars.size()) - result.inserted;
+    transaction.commit();
+    return result;
+}
+
+void PostgresStore::insert_rejected(std::int64_t run_id, std::span<const RejectedRow> rows) {
+    ScopedTransaction transaction(*this);
+    {
+        CopyIn copy(*this, "COPY rejected_rows (run_id, line_number, raw, reason) FROM STDIN");
+        auto& out = copy.buffer();
+        for (const auto& row : rows) {
+            append_int(out, run_id);
+            out.push_back('\t');
+            append_int(out, row.line_number);
+            out.push_back('\t');
+            append_copy_text(out, row.raw);
+            out.push_back('\t');
+            append_copy_text(out, row.reason);
+            copy.end_row();
+        }
+        copy.finish();
+    }
+    transaction.commit();
+}
+
+} // namespace btcml::store

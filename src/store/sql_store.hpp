@@ -1,0 +1,97 @@
+#pragma once
+// What the SQLite and PostgreSQL stores share: every query whose SQL is the same in both dialects, the migration
+// procedure and the transaction bookkeeping. A backend supplies the connection primitives and its bulk paths.
+// Shared SQL writes parameters as $1, $2, …; the SQLite backend reads them as ?1, ?2, ….
+#include "store/store.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace btcml::store {
+
+/// A query parameter. Text is sanitized (see sanitize_text) by the backend before it is bound.
+using SqlParam = std::variant<std::nullptr_t, std::int64_t, double, std::string_view>;
+
+/// One result row, valid only inside the callback that receives it.
+class SqlRow {
+  public:
+    [[nodiscard]] virtual bool is_null(int column) const = 0;
+    [[nodiscard]] virtual std::int64_t get_int(int column) const = 0;
+    [[nodiscard]] virtual double get_double(int column) const = 0;
+    [[nodiscard]] virtual bool get_bool(int column) const = 0;
+    [[nodiscard]] virtual std::string get_text(int column) const = 0;
+
+  protected:
+    ~SqlRow() = default;
+};
+
+using RowCallback = std::function<void(const SqlRow&)>;
+
+/// True when `text` is well-formed UTF-8 (RFC 3629, as PostgreSQL checks it) without NUL bytes.
+bool is_clean_text(std::string_view text) noexcept;
+/// `text` with every byte that is NUL or not part of a well-formed UTF-8 sequence written as `\xNN`.
+/// Deterministic and a no-op on clean text; not reversible (a literal `\x41` in clean text stays as it is).
+std::string sanitize_text(std::string_view text);
+
+class SqlStore : public Store {
+  public:
+    int schema_version() override;
+    std::vector<AppliedMigration> applied_migrations() override;
+
+    void begin() override;
+    void commit() override;
+    void rollback() override;
+
+    std::int64_t create_ingest_run(const IngestRun& run) override;
+    void finish_ingest_run(const IngestRun& run) override;
+    std::optional<IngestRun> ingest_run(std::int64_t id) override;
+
+    std::vector<RejectedRow> rejected_rows(std::int64_t run_id) override;
+    std::vector<Bar> load_bars(const BarQuery& query) override;
+    std::vector<std::string> load_bar_sources(const BarQuery& query) override;
+    std::optional<std::int64_t> last_bar_time(const SeriesKey& key) override;
+    std::vector<SeriesInfo> list_series() override;
+
+  protected:
+    /// Runs statements without parameters (several, separated by `;`, are allowed).
+    virtual void exec(const std::string& sql) = 0;
+    /// Runs one statement, calling `on_row` for each result row; returns the number of rows it changed.
+    virtual std::int64_t query(const std::string& sql, std::span<const SqlParam> params,
+                               const RowCallback& on_row) = 0;
+    /// The statement that opens a data transaction.
+    [[nodiscard]] virtual std::string begin_sql() const = 0;
+    /// Opens a transaction that no other connection can hold at the same time, for migrating.
+    virtual void begin_exclusive() = 0;
+    [[nodiscard]] virtual bool has_table(const std::string& name) = 0;
+
+    /// Applies pending migrations; the derived constructor calls it once connected.
+    void migrate();
+
+    [[nodiscard]] bool in_transaction() const noexcept { return in_transaction_; }
+
+    /// Makes a bulk write atomic and fast when the caller has no transaction of its own.
+    class ScopedTransaction {
+      public:
+        explicit ScopedTransaction(SqlStore& store);
+        ~ScopedTransaction();
+        ScopedTransaction(const ScopedTransaction&) = delete;
+        ScopedTransaction& operator=(const ScopedTransaction&) = delete;
+        void commit();
+
+      private:
+        SqlStore& store_;
+        bool owned_;
+    };
+
+  private:
+    void require_no_transaction(const char* what) const;
+    std::int64_t query_version();
+
+    bool in_transaction_ = false;
+};
+
+} // namespace btcml::store

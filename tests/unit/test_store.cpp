@@ -1,0 +1,515 @@
+// One suite, run against every backend: SQLite on a temporary file and PostgreSQL on the server named by
+// BTCML_TEST_POSTGRES_URL (scripts/pg-test-server.sh), each test in a schema of its own.
+#include "core/error.hpp"
+#include "store/migrations.hpp"
+#include "store/sql_store.hpp"
+#include "store/store.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <bit>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+namespace btcml::store {
+namespace {
+
+enum class Backend { sqlite, postgresql };
+
+void PrintTo(Backend backend, std::ostream* os) { *os << (backend == Backend::sqlite ? "sqlite" : "postgresql"); }
+
+const SeriesKey kKey{"BTCUSD", 3600};
+
+Bar make_bar(std::int64_t time, double close) { return {time, close - 1, close + 2, close - 3, close, 10 + close, true}; }
+
+std::vector<Bar> make_bars(std::int64_t first, std::int64_t count, std::int64_t step = 3600) {
+    std::vector<Bar> bars;
+    bars.reserve(static_cast<std::size_t>(count));
+    for (std::int64_t i = 0; i < count; ++i) bars.push_back(make_bar(first + i * step, 100.0 + static_cast<double>(i) * 0.25));
+    return bars;
+}
+
+BarQuery range(SeriesKey key, std::optional<std::int64_t> from = {}, std::optional<std::int64_t> to = {},
+               std::optional<std::int64_t> limit = {}) {
+    return {std::move(key), from, to, limit};
+}
+
+std::string getenv_or_empty(const char* name) {
+    const char* value = std::getenv(name);
+    return value ? value : "";
+}
+
+class StoreTest : public ::testing::TestWithParam<Backend> {
+  protected:
+    void SetUp() override {
+        static std::atomic<int> counter{0};
+        const auto unique = fmt::format("{}_{}_{}", getpid(), counter++, std::random_device{}() % 100000);
+        dir_ = std::filesystem::temp_directory_path() / fmt::format("btcml_store_test_{}", unique);
+        std::filesystem::create_directories(dir_);
+        if (GetParam() == Backend::sqlite) {
+            url_ = "sqlite:" + (dir_ / "test.db").string();
+            return;
+        }
+        const auto base = getenv_or_empty("BTCML_TEST_POSTGRES_URL");
+        if (base.empty()) {
+            constexpr const char* message = "BTCML_TEST_POSTGRES_URL is not set: run scripts/pg-test-server.sh start "
+                                            "and export BTCML_TEST_POSTGRES_URL=$(scripts/pg-test-server.sh url)";
+            if (!getenv_or_empty("CI").empty()) FAIL() << message;
+            GTEST_SKIP() << message;
+        }
+        // A schema per test, first on the search path of every connection the test opens.
+        schema_ = "btcml_test_" + unique;
+        exec_raw_url(base, "CREATE SCHEMA " + schema_);
+        base_url_ = base;
+        url_ = fmt::format("{}{}options=-csearch_path%3D{}", base, base.find('?') == std::string::npos ? '?' : '&',
+                           schema_);
+    }
+
+    void TearDown() override {
+        if (!schema_.empty()) exec_raw_url(base_url_, fmt::format("DROP SCHEMA {} CASCADE", schema_));
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+
+    std::unique_ptr<Store> open() { return open_store(url_, dir_); }
+
+    // SQL behind the store's back, to set up states the API cannot produce.
+    void exec_raw(const std::string& sql) {
+        if (GetParam() == Backend::postgresql) {
+            exec_raw_url(url_, sql);
+            return;
+        }
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open((dir_ / "test.db").c_str(), &db), SQLITE_OK);
+        char* error = nullptr;
+        const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+        const std::string message = error ? error : "";
+        sqlite3_free(error);
+        sqlite3_close(db);
+        ASSERT_EQ(rc, SQLITE_OK) << message;
+    }
+
+    static void exec_raw_url(const std::string& url, const std::string& sql) {
+        PGconn* conn = PQconnectdb(url.c_str());
+        ASSERT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+        PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr); // "drop cascades to …"
+        PGresult* result = PQexec(conn, sql.c_str());
+        const auto status = PQresultStatus(result);
+        const std::string message = PQresultErrorMessage(result);
+        PQclear(result);
+        PQfinish(conn);
+        ASSERT_EQ(status, PGRES_COMMAND_OK) << sql << ": " << message;
+    }
+
+    std::filesystem::path dir_;
+    std::string url_;
+    std::string base_url_;
+    std::string schema_;
+};
+
+TEST_P(StoreTest, MigrationsAreAppliedOnceAndRecorded) {
+    const auto all = migrations();
+    std::vector<AppliedMigration> first;
+    {
+        auto store = open();
+        EXPECT_EQ(store->backend(), GetParam() == Backend::sqlite ? "sqlite" : "postgresql");
+        EXPECT_EQ(store->schema_version(), all.back().version);
+        first = store->applied_migrations();
+        ASSERT_EQ(first.size(), all.size());
+        for (std::size_t i = 0; i < all.size(); ++i) {
+            EXPECT_EQ(first[i].version, all[i].version);
+            EXPECT_EQ(first[i].name, all[i].name);
+            EXPECT_GT(first[i].applied_at, 1'600'000'000);
+        }
+        store->insert_bars(kKey, make_bars(0, 3), "test");
+    }
+    // Reopening changes nothing: same records, same data.
+    auto again = open();
+    const auto second = again->applied_migrations();
+    ASSERT_EQ(second.size(), first.size());
+    for (std::size_t i = 0; i < first.size(); ++i) EXPECT_EQ(second[i].applied_at, first[i].applied_at);
+    EXPECT_EQ(again->load_bars(range(kKey)).size(), 3U);
+}
+
+TEST_P(StoreTest, ConcurrentOpenersMigrateOnce) {
+    constexpr int kOpeners = 4;
+    std::vector<std::thread> threads;
+    std::atomic<int> opened{0};
+    std::vector<std::string> errors(kOpeners);
+    for (int i = 0; i < kOpeners; ++i) {
+        threads.emplace_back([&, i] {
+            try {
+                open();
+                ++opened;
+            } catch (const std::exception& e) {
+                errors[static_cast<std::size_t>(i)] = e.what();
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    for (const auto& e : errors) EXPECT_EQ(e, "");
+    EXPECT_EQ(opened, kOpeners);
+    EXPECT_EQ(open()->applied_migrations().size(), migrations().size());
+}
+
+TEST_P(StoreTest, NewerSchemaIsRefusedClearly) {
+    open();
+    exec_raw("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'from the future', 0)");
+    try {
+        open();
+        FAIL() << "opened a database with a newer schema";
+    } catch (const Conflict& e) {
+        EXPECT_NE(std::string(e.what()).find("schema version 999"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("upgrade btcml"), std::string::npos) << e.what();
+    }
+}
+
+TEST_P(StoreTest, InsertCountsInsertedAndDuplicateRows) {
+    auto store = open();
+    const auto bars = make_bars(1'700'000'000, 3);
+    auto r = store->insert_bars(kKey, bars, "first");
+    EXPECT_EQ(r.inserted, 3);
+    EXPECT_EQ(r.duplicate, 0);
+
+    // Two already stored (with other values, which must not overwrite them), one new, one repeated in the batch.
+    std::vector<Bar> more{make_bar(bars[1].time, 999), make_bar(bars[2].time, 999), make_bar(bars[2].time + 3600, 7),
+                          make_bar(bars[2].time + 3600, 8)};
+    r = store->insert_bars(kKey, more, "second");
+    EXPECT_EQ(r.inserted, 1);
+    EXPECT_EQ(r.duplicate, 3);
+
+    const auto loaded = store->load_bars(range(kKey));
+    ASSERT_EQ(loaded.size(), 4U);
+    EXPECT_EQ(loaded[1], bars[1]);
+    EXPECT_EQ(loaded[2], bars[2]);
+    EXPECT_EQ(loaded[3], more[2]);
+    EXPECT_EQ(store->load_bar_sources(range(kKey)), (std::vector<std::string>{"first", "first", "first", "second"}));
+
+    // The same times in another series are not duplicates.
+    r = store->insert_bars({"BTCUSD", 60}, bars, "first");
+    EXPECT_EQ(r.inserted, 3);
+    EXPECT_EQ(store->insert_bars(kKey, {}, "empty").inserted, 0);
+}
+
+TEST_P(StoreTest, AwkwardDoublesRoundTripBitForBit) {
+    const std::vector<double> values{1e-300,
+                                     0.1,
+                                     12345.678901234567,
+                                     1.7976931348623157e308,
+                                     -1.7976931348623157e308,
+                                     2.2250738585072014e-308, // smallest normal
+                                     4.9406564584124654e-324, // smallest subnormal
+                                     0.30000000000000004,
+                                     1.0 / 3.0,
+                                     9007199254740993.0,
+                                     -0.5,
+                                     68000.01};
+    std::vector<Bar> bars;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        const double v = values[i];
+        bars.push_back({static_cast<std::int64_t>(i) * 3600, v, v, v, v, v, i % 2 == 0});
+    }
+    auto store = open();
+    store->insert_bars(kKey, bars, "doubles");
+    const auto loaded = store->load_bars(range(kKey));
+    ASSERT_EQ(loaded.size(), bars.size());
+    for (std::size_t i = 0; i < bars.size(); ++i) {
+        for (const auto& [got, want] : {std::pair{loaded[i].open, bars[i].open}, std::pair{loaded[i].high, bars[i].high},
+                                         std::pair{loaded[i].low, bars[i].low}, std::pair{loaded[i].close, bars[i].close},
+                                         std::pair{loaded[i].volume, bars[i].volume}}) {
+            EXPECT_EQ(std::bit_cast<std::uint64_t>(got), std::bit_cast<std::uint64_t>(want))
+                << fmt::format("{} came back as {}", want, got);
+        }
+        EXPECT_EQ(loaded[i].complete, bars[i].complete);
+    }
+}
+
+TEST_P(StoreTest, LoadBarsHonoursRangesLimitAndOrder) {
+    auto store = open();
+    // Stored out of order, in two batches, beside another series.
+    auto bars = make_bars(1'000'000, 10);
+    std::vector<Bar> shuffled{bars[7], bars[2], bars[9], bars[0], bars[5]};
+    std::vector<Bar> rest{bars[1], bars[8], bars[3], bars[6], bars[4]};
+    store->insert_bars(kKey, shuffled, "a");
+    store->insert_bars(kKey, rest, "b");
+    store->insert_bars({"ETHUSD", 3600}, make_bars(1'000'000, 4), "c");
+
+    EXPECT_EQ(store->load_bars(range(kKey)), bars);
+    const auto t = [&](std::size_t i) { return bars[i].time; };
+    EXPECT_EQ(store->load_bars(range(kKey, t(2), t(5))), std::vector<Bar>(bars.begin() + 2, bars.begin() + 6));
+    EXPECT_EQ(store->load_bars(range(kKey, t(8))), std::vector<Bar>(bars.begin() + 8, bars.end()));
+    EXPECT_EQ(store->load_bars(range(kKey, std::nullopt, t(1))), std::vector<Bar>(bars.begin(), bars.begin() + 2));
+    EXPECT_EQ(store->load_bars(range(kKey, t(3) + 1, t(4) - 1)), std::vector<Bar>{});
+    EXPECT_EQ(store->load_bars(range(kKey, t(3), std::nullopt, 2)), std::vector<Bar>(bars.begin() + 3, bars.begin() + 5));
+    EXPECT_EQ(store->load_bars(range(kKey, std::nullopt, std::nullopt, 0)), std::vector<Bar>{});
+    EXPECT_EQ(store->load_bars(range({"BTCUSD", 60})), std::vector<Bar>{});
+    EXPECT_EQ(store->load_bar_sources(range(kKey, t(0), t(3))), (std::vector<std::string>{"a", "b", "a", "b"}));
+    EXPECT_THROW(store->load_bars(range(kKey, std::nullopt, std::nullopt, -1)), UsageError);
+}
+
+TEST_P(StoreTest, LastBarTimeAndListSeries) {
+    auto store = open();
+    EXPECT_EQ(store->last_bar_time(kKey), std::nullopt);
+    EXPECT_TRUE(store->list_series().empty());
+
+    store->insert_bars(kKey, make_bars(7200, 5), "zeta.csv");
+    store->insert_bars(kKey, make_bars(7200 + 5 * 3600, 2), "alpha.csv");
+    store->insert_bars({"ETHUSD", 86400}, make_bars(86400, 3, 86400), "synthetic:1");
+    EXPECT_EQ(store->last_bar_time(kKey), 7200 + 6 * 3600);
+    EXPECT_EQ(store->last_bar_time({"BTCUSD", 60}), std::nullopt);
+
+    const auto series = store->list_series();
+    ASSERT_EQ(series.size(), 2U);
+    EXPECT_EQ(series[0].key, kKey);
+    EXPECT_EQ(series[0].bars, 7);
+    EXPECT_EQ(series[0].first_time, 7200);
+    EXPECT_EQ(series[0].last_time, 7200 + 6 * 3600);
+    EXPECT_EQ(series[0].sources, "alpha.csv,zeta.csv");
+    EXPECT_EQ(series[1].key, (SeriesKey{"ETHUSD", 86400}));
+    EXPECT_EQ(series[1].bars, 3);
+    EXPECT_EQ(series[1].sources, "synthetic:1");
+}
+
+TEST_P(StoreTest, RejectedRowsKeepHostileText) {
+    auto store = open();
+    IngestRun run;
+    run.source = "hostile.csv";
+    const auto id = store->create_ingest_run(run);
+
+    std::string binaryish;
+    for (int c = 1; c < 128; ++c) binaryish += static_cast<char>(c);
+    const std::string long_line(10 * 1024, 'x');
+    // Text that is already valid UTF-8 comes back unchanged, however hostile to COPY or SQL quoting.
+    const std::vector<std::string> clean{
+        "a\tb\tc",
+        "line one\nline two\r\n",
+        R"(back\slash \\ \N \t \. end)",
+        "\\.",
+        "'quoted' \"double\" ''; DROP TABLE bars; --",
+        binaryish,
+        long_line + "\t" + long_line,
+        "UTF-8: \xE2\x82\xAC \xF0\x9F\x98\x80 \xC3\xA9",
+        "",
+    };
+    // Text that is not gets its offending bytes written as \xNN, the same way on every backend.
+    const std::vector<std::pair<std::string, std::string>> dirty{
+        {"latin-1 caf\xE9", "latin-1 caf\\xE9"},
+        {"\xFF\xFE\tBOM", "\\xFF\\xFE\tBOM"},
+        {"overlong \xC0\xAF", "overlong \\xC0\\xAF"},
+        {"truncated \xE2\x82", "truncated \\xE2\\x82"},
+        {"surrogate \xED\xA0\x80", "surrogate \\xED\\xA0\\x80"},
+        {std::string("nul\0byte", 8), "nul\\x00byte"},
+        {long_line + "\x80", long_line + "\\x80"},
+    };
+    std::vector<RejectedRow> rows;
+    std::vector<RejectedRow> expected;
+    std::int64_t line = 1;
+    for (const auto& text : clean) {
+        rows.push_back({line, text, "reason: " + text.substr(0, 20)});
+        expected.push_back(rows.back());
+        ++line;
+    }
+    for (const auto& [text, stored] : dirty) {
+        rows.push_back({line, text, "bad\xFF reason"});
+        expected.push_back({line, stored, "bad\\xFF reason"});
+        ++line;
+    }
+    store->begin();
+    store->insert_rejected(id, rows);
+    store->commit();
+
+    const auto loaded = store->rejected_rows(id);
+    ASSERT_EQ(loaded.size(), expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        EXPECT_EQ(loaded[i].line_number, expected[i].line_number);
+        EXPECT_EQ(loaded[i].raw, expected[i].raw) << "row " << i;
+        EXPECT_EQ(loaded[i].reason, expected[i].reason) << "row " << i;
+    }
+    EXPECT_TRUE(store->rejected_rows(id + 1).empty());
+}
+
+TEST_P(StoreTest, HostileSeriesNamesAndSourcesAreStoredAsGiven) {
+    auto store = open();
+    const SeriesKey key{"BTC\tUSD\\'x\"", 60};
+    const std::string source = "/tmp/a file\twith\nnewline\\and 'quotes'.csv";
+    EXPECT_EQ(store->insert_bars(key, make_bars(0, 2, 60), source).inserted, 2);
+    EXPECT_EQ(store->load_bars(range(key)).size(), 2U);
+    EXPECT_EQ(store->load_bar_sources(range(key)), (std::vector<std::string>{source, source}));
+    ASSERT_EQ(store->list_series().size(), 1U);
+    EXPECT_EQ(store->list_series()[0].key, key);
+}
+
+TEST_P(StoreTest, RollbackLeavesNothing) {
+    auto store = open();
+    IngestRun run;
+    run.source = "rolled-back.csv";
+    const auto id = store->create_ingest_run(run);
+
+    store->begin();
+    EXPECT_EQ(store->insert_bars(kKey, make_bars(0, 100), "x").inserted, 100);
+    store->insert_rejected(id, std::vector<RejectedRow>{{1, "bad", "why"}});
+    EXPECT_EQ(store->load_bars(range(kKey)).size(), 100U); // visible inside the transaction
+    store->rollback();
+
+    EXPECT_TRUE(store->load_bars(range(kKey)).empty());
+    EXPECT_TRUE(store->rejected_rows(id).empty());
+    EXPECT_TRUE(store->list_series().empty());
+    ASSERT_TRUE(store->ingest_run(id).has_value()); // written outside the data transaction
+
+    // The connection is usable again, and a committed transaction sticks.
+    store->begin();
+    store->insert_bars(kKey, make_bars(0, 10), "x");
+    store->commit();
+    EXPECT_EQ(open()->load_bars(range(kKey)).size(), 10U);
+}
+
+TEST_P(StoreTest, IngestRunIsCreatedFinishedAndReadBack) {
+    auto store = open();
+    IngestRun run;
+    run.source = "kaggle:mczielinski/bitcoin-historical-data";
+    run.format = "kaggle";
+    run.symbol = "BTCUSD";
+    run.interval = 60;
+    run.started_at = 1'700'000'000;
+    run.id = store->create_ingest_run(run);
+    EXPECT_GT(run.id, 0);
+    EXPECT_NE(store->create_ingest_run(run), run.id);
+
+    auto created = store->ingest_run(run.id);
+    ASSERT_TRUE(created.has_value());
+    EXPECT_EQ(created->status, "running");
+    EXPECT_EQ(created->source, run.source);
+    EXPECT_EQ(created->started_at, run.started_at);
+    EXPECT_EQ(created->finished_at, 0);
+    EXPECT_EQ(created->first_time, std::nullopt);
+
+    run.status = "failed";
+    run.error = "line 3: \xFF not a number";
+    run.finished_at = 1'700'000'100;
+    run.rows_read = 1'000'000;
+    run.rows_inserted = 999'000;
+    run.rows_duplicate = 900;
+    run.rows_rejected = 100;
+    run.first_time = 1'325'412'060;
+    run.last_time = 1'325'999'999;
+    run.missing_bars = 42;
+    run.summary_json = R"({"rows_read": 1000000, "rejected_reasons": {"bad\tvalue": 100}})";
+    store->finish_ingest_run(run);
+
+    const auto finished = store->ingest_run(run.id);
+    ASSERT_TRUE(finished.has_value());
+    auto expected = run;
+    expected.error = "line 3: \\xFF not a number";
+    EXPECT_EQ(finished->id, expected.id);
+    EXPECT_EQ(finished->source, expected.source);
+    EXPECT_EQ(finished->format, expected.format);
+    EXPECT_EQ(finished->symbol, expected.symbol);
+    EXPECT_EQ(finished->interval, expected.interval);
+    EXPECT_EQ(finished->status, expected.status);
+    EXPECT_EQ(finished->error, expected.error);
+    EXPECT_EQ(finished->started_at, expected.started_at);
+    EXPECT_EQ(finished->finished_at, expected.finished_at);
+    EXPECT_EQ(finished->rows_read, expected.rows_read);
+    EXPECT_EQ(finished->rows_inserted, expected.rows_inserted);
+    EXPECT_EQ(finished->rows_duplicate, expected.rows_duplicate);
+    EXPECT_EQ(finished->rows_rejected, expected.rows_rejected);
+    EXPECT_EQ(finished->first_time, expected.first_time);
+    EXPECT_EQ(finished->last_time, expected.last_time);
+    EXPECT_EQ(finished->missing_bars, expected.missing_bars);
+    EXPECT_EQ(finished->summary_json, expected.summary_json);
+
+    EXPECT_EQ(store->ingest_run(run.id + 1000), std::nullopt);
+    auto missing = run;
+    missing.id = run.id + 1000;
+    EXPECT_THROW(store->finish_ingest_run(missing), NotFound);
+
+    store->begin();
+    EXPECT_THROW(store->create_ingest_run(run), Error);
+    EXPECT_THROW(store->finish_ingest_run(run), Error);
+    store->rollback();
+}
+
+TEST_P(StoreTest, BulkInsertInsideATransaction) {
+    constexpr std::int64_t kRows = 200'000;
+    auto store = open();
+    const auto bars = make_bars(1'300'000'000, kRows, 60);
+    const SeriesKey key{"BTCUSD", 60};
+    store->begin();
+    // Two batches in one transaction, as an ingest that streams its input does.
+    const auto half = bars.size() / 2;
+    auto r1 = store->insert_bars(key, std::span(bars).first(half), "bulk");
+    auto r2 = store->insert_bars(key, std::span(bars).subspan(half - 10), "bulk");
+    store->commit();
+    EXPECT_EQ(r1.inserted + r2.inserted, kRows);
+    EXPECT_EQ(r2.duplicate, 10);
+
+    const auto series = store->list_series();
+    ASSERT_EQ(series.size(), 1U);
+    EXPECT_EQ(series[0].bars, kRows);
+    EXPECT_EQ(series[0].first_time, bars.front().time);
+    EXPECT_EQ(series[0].last_time, bars.back().time);
+    EXPECT_EQ(store->load_bars(range(key)), bars);
+
+    const auto again = store->insert_bars(key, bars, "bulk");
+    EXPECT_EQ(again.inserted, 0);
+    EXPECT_EQ(again.duplicate, kRows);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::sqlite, Backend::postgresql),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                             return info.param == Backend::sqlite ? "sqlite" : "postgresql";
+                         });
+
+// URL handling needs no database.
+TEST(StoreUrl, RedactsPasswords) {
+    EXPECT_EQ(redact_url("postgresql://btc:s3cr:et@db.example:5432/btcml"), "postgresql://btc:***@db.example:5432/btcml");
+    EXPECT_EQ(redact_url("postgres://btc@db/btcml"), "postgres://btc@db/btcml");
+    EXPECT_EQ(redact_url("postgresql://db/btcml?sslmode=require&password=hunter2&x=1"),
+              "postgresql://db/btcml?sslmode=require&password=***&x=1");
+    EXPECT_EQ(redact_url("sqlite:/var/lib/btcml.db"), "sqlite:/var/lib/btcml.db");
+    EXPECT_EQ(redact_url("/var/lib/btcml.db"), "sqlite:/var/lib/btcml.db");
+}
+
+TEST(StoreUrl, OpensTheDefaultAndRefusesUnknownSchemes) {
+    const auto home = std::filesystem::temp_directory_path() / fmt::format("btcml_store_home_{}", getpid()) / "nested";
+    {
+        auto store = open_store("", home);
+        EXPECT_EQ(store->backend(), "sqlite");
+        EXPECT_TRUE(std::filesystem::exists(home / "btcml.db"));
+        EXPECT_EQ(open_store((home / "btcml.db").string(), home)->schema_version(), store->schema_version());
+        EXPECT_EQ(open_store("sqlite://" + (home / "btcml.db").string(), home)->schema_version(), store->schema_version());
+    }
+    std::filesystem::remove_all(home.parent_path());
+    EXPECT_THROW(open_store("mysql://root@localhost/btcml", home), UsageError);
+    EXPECT_THROW(open_store("sqlite:", home), UsageError);
+    EXPECT_THROW(open_store("sqlite:/nonexistent-dir/x/btcml.db", home), Unavailable);
+}
+
+TEST(StoreUrl, UnreachablePostgresIsUnavailableWithTheUrlRedacted) {
+    try {
+        open_store("postgresql://btc:hunter2@127.0.0.1:1/btcml?connect_timeout=5", {});
+        FAIL() << "connected to port 1";
+    } catch (const Unavailable& e) {
+        const std::string message = e.what();
+        EXPECT_EQ(message.find("hunter2"), std::string::npos) << message;
+        EXPECT_NE(message.find("postgresql://btc:***@127.0.0.1:1/btcml"), std::string::npos) << message;
+    }
+}
+
+TEST(StoreText, SanitizesOnlyWhatPostgresqlRefuses) {
+    EXPECT_TRUE(is_clean_text("plain \t\n\\ \xE2\x82\xAC \xF4\x8F\xBF\xBF"));
+    EXPECT_FALSE(is_clean_text(std::string("a\0b", 3)));
+    EXPECT_FALSE(is_clean_text("\xF4\x90\x80\x80")); // above U+10FFFF
+    EXPECT_EQ(sanitize_text("ok \xE2\x82\xAC"), "ok \xE2\x82\xAC");
+    EXPECT_EQ(sanitize_text("\xE2\x82" "A\xC3"), "\\xE2\\x82A\\xC3");
+}
+
+} // namespace
+} // namespace btcml::store
