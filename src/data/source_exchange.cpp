@@ -295,14 +295,13 @@ std::string base_url(const exchange::ExchangeApi& api, const SourceContext& ctx)
                                   response.status, host, url, response.attempts, said));
 }
 
-void read_exchange(const exchange::ExchangeApi& api, std::string_view spec, SourceContext& ctx) {
-    const auto colon = spec.find(':');
-    const std::string_view symbol = colon == std::string_view::npos ? std::string_view{} : spec.substr(colon + 1);
+/// `symbol` is SOURCE after its `bitstamp:` or `binance:` prefix.
+void read_exchange(const exchange::ExchangeApi& api, std::string_view symbol, SourceContext& ctx) {
     const bool valid = !symbol.empty() && std::ranges::all_of(symbol, [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_';
     });
     if (!valid) {
-        throw UsageError(fmt::format("'{}' names no {} symbol; write it as {}:{}", spec, api.name,
+        throw UsageError(fmt::format("'{}' is not a {} symbol; write it as {}:{}", symbol, api.name,
                                      lowercase(api.name), api.symbol_example));
     }
     const std::int64_t interval = ctx.options.interval.value_or(exchange::default_interval);

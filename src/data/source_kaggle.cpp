@@ -33,19 +33,18 @@ struct KaggleSpec {
     }
 };
 
+/// `spec` is SOURCE after `kaggle:`; empty for plain `kaggle` or `kaggle:`.
 KaggleSpec parse_spec(std::string_view spec) {
-    std::string_view rest = spec.substr(std::min(spec.size(), std::string_view("kaggle").size()));
-    if (rest.starts_with(':')) rest.remove_prefix(1);
-    if (rest.empty()) return {std::string(default_owner), std::string(default_dataset), {}};
-    const auto first = rest.find('/');
-    const auto second = first == std::string_view::npos ? first : rest.find('/', first + 1);
-    KaggleSpec out{std::string(rest.substr(0, first)),
-                   first == std::string_view::npos ? "" : std::string(rest.substr(first + 1, second - first - 1)),
-                   second == std::string_view::npos ? "" : std::string(rest.substr(second + 1))};
+    if (spec.empty()) return {std::string(default_owner), std::string(default_dataset), {}};
+    const auto first = spec.find('/');
+    const auto second = first == std::string_view::npos ? first : spec.find('/', first + 1);
+    KaggleSpec out{std::string(spec.substr(0, first)),
+                   first == std::string_view::npos ? "" : std::string(spec.substr(first + 1, second - first - 1)),
+                   second == std::string_view::npos ? "" : std::string(spec.substr(second + 1))};
     const bool file_ok = second == std::string_view::npos || !out.file.empty();
     if (out.owner.empty() || out.dataset.empty() || !file_ok) {
-        throw UsageError(fmt::format("'{}' is not a Kaggle dataset; write kaggle:OWNER/DATASET[/FILE], e.g. "
-                                     "kaggle:{}/{}",
+        throw UsageError(fmt::format("'kaggle:{}' is not a Kaggle dataset; write kaggle:OWNER/DATASET[/FILE], "
+                                     "e.g. kaggle:{}/{}",
                                      spec, default_owner, default_dataset));
     }
     return out;

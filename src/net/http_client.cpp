@@ -1,11 +1,11 @@
 #include "net/http_client.hpp"
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cctype>
@@ -294,14 +294,17 @@ struct HttpClient::Impl {
                     if (wanted) delay = std::max(delay, *wanted);
                 }
             }
-            const std::string what = connection_failed ? error : fmt::format("HTTP {}", transfer.response.status);
+            const std::string what =
+                connection_failed ? fmt::format("\"{}\"", error) : fmt::format("HTTP {}", transfer.response.status);
             if (attempt >= max_attempts) {
                 if (!connection_failed) return transfer.response;
                 throw Unavailable(fmt::format("cannot reach {}: {} (after {} attempts); check the network and the URL",
                                               url_host(request.url), error, attempt));
             }
-            spdlog::warn("{} from {}; retrying in {} ms (attempt {} of {})", what, url_host(request.url),
-                         delay.count(), attempt + 1, max_attempts);
+            nlohmann::json fields = {{"url.domain", url_host(request.url)}, {"btcml.retry.attempt", attempt + 1},
+                                     {"btcml.retry.max_attempts", max_attempts}};
+            if (!connection_failed) fields["http.response.status_code"] = transfer.response.status;
+            log::warn(fmt::format("{} from {}; retrying in {} ms", what, url_host(request.url), delay.count()), fields);
             std::this_thread::sleep_for(delay);
         }
     }

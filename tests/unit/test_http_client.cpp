@@ -172,7 +172,8 @@ TEST(HttpClient, RetriesOnlyTransientStatuses) {
 
 TEST(HttpClient, SucceedsAfterAServerError) {
     std::atomic<int> calls = 0;
-    LoopbackServer server([&](const Seen&) { return ++calls == 1 ? Reply{500, "", "oops", 0ms} : Reply{200, "", "ok"}; });
+    LoopbackServer server(
+        [&](const Seen&) { return ++calls == 1 ? Reply{500, "", "oops", 0ms} : Reply{200, "", "ok"}; });
     HttpClient client(fast_options());
     const auto response = client.get(server.url("/"));
     EXPECT_EQ(response.body, "ok");
