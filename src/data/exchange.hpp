@@ -40,17 +40,17 @@ struct ExchangeApi {
 extern const ExchangeApi bitstamp;
 extern const ExchangeApi binance;
 
-/// The span of open times to fetch, inclusive, and the clock that decides which candle is still forming.
+/// The span of open times to fetch, inclusive.
 struct PagePlan {
     std::int64_t start = 0;
     std::int64_t end = 0; // the last open time wanted: min(--to, the last complete candle)
     std::int64_t interval = 0;
 };
 
-/// Where to start and end: from `from` (aligned up to the interval), else just after `last_stored`, else
-/// `page_limit` candles back from now; up to `to` or the last candle that has closed by `now`.
+/// Where to start and end: at `from` (aligned up to the interval), else at `resume_at` (just after the newest
+/// stored bar), else `page_limit` candles back from now; up to `to` or the last candle that has closed by `now`.
 PagePlan plan_pages(const ExchangeApi& api, std::int64_t interval, std::optional<std::int64_t> from,
-                    std::optional<std::int64_t> to, std::optional<std::int64_t> last_stored, std::int64_t now);
+                    std::optional<std::int64_t> to, std::optional<std::int64_t> resume_at, std::int64_t now);
 
 /// Returns the body of a successful response to GET `url`, or throws.
 using PageFetcher = std::function<std::string(const std::string& url)>;

@@ -224,14 +224,14 @@ const ExchangeApi binance = {
 };
 
 PagePlan plan_pages(const ExchangeApi& api, std::int64_t interval, std::optional<std::int64_t> from,
-                    std::optional<std::int64_t> to, std::optional<std::int64_t> last_stored, std::int64_t now) {
+                    std::optional<std::int64_t> to, std::optional<std::int64_t> resume_at, std::int64_t now) {
     // A candle opening at t has closed when t + interval <= now.
     const std::int64_t last_closed = floor_div(now, interval) * interval - interval;
     PagePlan plan{.start = 0, .end = to ? std::min(*to, last_closed) : last_closed, .interval = interval};
     if (from) {
         plan.start = floor_div(*from + interval - 1, interval) * interval;
-    } else if (last_stored) {
-        plan.start = *last_stored + interval;
+    } else if (resume_at) {
+        plan.start = floor_div(*resume_at + interval - 1, interval) * interval;
     } else {
         plan.start = plan.end - (api.page_limit - 1) * interval; // one page: the latest page_limit candles
     }
@@ -306,9 +306,16 @@ void read_exchange(const exchange::ExchangeApi& api, std::string_view symbol, So
     }
     const std::int64_t interval = ctx.options.interval.value_or(exchange::default_interval);
     api.interval_name(interval); // an unsupported interval fails before any request
-    const auto last_stored = ctx.options.from ? std::nullopt
-                                              : ctx.store.last_bar_time({ctx.options.symbol, interval});
-    const auto plan = exchange::plan_pages(api, interval, ctx.options.from, ctx.options.to, last_stored, now_unix());
+    // Incremental unless --from: resume after the newest stored bar of the series being written (the resampled
+    // one when --resample is given).
+    std::optional<std::int64_t> resume_at;
+    if (!ctx.options.from) {
+        const std::int64_t stored_interval = ctx.options.resample.value_or(interval);
+        if (const auto last = ctx.store.last_bar_time({ctx.options.symbol, stored_interval})) {
+            resume_at = *last + stored_interval;
+        }
+    }
+    const auto plan = exchange::plan_pages(api, interval, ctx.options.from, ctx.options.to, resume_at, now_unix());
     ctx.format = std::string(api.format);
 
     net::HttpClient client;

@@ -189,10 +189,10 @@ struct HttpClient::Impl {
         curl_easy_reset(handle); // keeps the connection cache: paging reuses one keep-alive connection
         Slist headers;
         for (const auto& [name, value] : request.headers) {
-            curl_slist* appended = curl_slist_append(headers.get(), fmt::format("{}: {}", name, value).c_str());
-            if (appended == nullptr) throw std::bad_alloc();
-            headers.release();
-            headers.reset(appended);
+            // Appending returns the list's head, which is the same pointer once the list exists.
+            curl_slist* head = curl_slist_append(headers.get(), fmt::format("{}: {}", name, value).c_str());
+            if (head == nullptr) throw std::bad_alloc();
+            if (!headers) headers.reset(head);
         }
         char error_buffer[CURL_ERROR_SIZE] = {};
         transfer.handle = handle;

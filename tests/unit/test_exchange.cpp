@@ -114,20 +114,21 @@ TEST(ExchangeApi, IntervalsAndUrls) {
 TEST(ExchangePlan, StartAndEnd) {
     struct Case {
         const char* name;
-        std::optional<std::int64_t> from, to, last_stored;
+        std::optional<std::int64_t> from, to, resume_at;
         std::int64_t start, end;
     };
     const std::int64_t last_closed = forming - hour;
     const Case cases[] = {
         {"default: one page back", {}, {}, {}, last_closed - 999 * hour, last_closed},
-        {"incremental", {}, {}, 1699000000 - 1699000000 % hour, 1699000000 - 1699000000 % hour + hour, last_closed},
+        {"incremental", {}, {}, 1698998400, 1698998400, last_closed},
+        {"incremental after a 4h bucket", {}, {}, 1698998400 + 4 * hour, 1698998400 + 4 * hour, last_closed},
         {"from aligns up", 1699000001, {}, {}, 1699000000 - 1699000000 % hour + hour, last_closed},
         {"from on a boundary", 1698998400, {}, {}, 1698998400, last_closed},
         {"to in the past", 1698998400, 1699010000, {}, 1698998400, 1699010000},
         {"to in the future", 1698998400, now + 99 * hour, {}, 1698998400, last_closed},
     };
     for (const auto& c : cases) {
-        const auto plan = plan_pages(binance, hour, c.from, c.to, c.last_stored, now);
+        const auto plan = plan_pages(binance, hour, c.from, c.to, c.resume_at, now);
         EXPECT_EQ(plan.start, c.start) << c.name;
         EXPECT_EQ(plan.end, c.end) << c.name;
         EXPECT_EQ(plan.interval, hour) << c.name;
