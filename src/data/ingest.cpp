@@ -208,13 +208,14 @@ struct IngestWriter::Impl {
 
     void infer_interval() {
         std::vector<std::int64_t> times;
+        // Rows with bad prices still sit on the time grid (the old Kaggle NaN minutes), so every parsed time counts.
         for (const auto& p : pending)
-            if (p.candidate.time && validate_values(p.candidate) == RejectReason::none) times.push_back(*p.candidate.time);
+            if (p.candidate.time) times.push_back(*p.candidate.time);
         std::unordered_map<std::int64_t, std::int64_t> counts;
         for (std::size_t i = 1; i < times.size(); ++i)
             if (const auto d = std::llabs(times[i] - times[i - 1]); d > 0) ++counts[d];
         if (counts.empty())
-            throw InvalidInput("cannot infer the bar interval: fewer than two valid rows with distinct times; pass "
+            throw InvalidInput("cannot infer the bar interval: fewer than two rows with distinct times; pass "
                                "--interval (e.g. --interval 1h)");
         std::int64_t best = 0, best_count = 0;
         for (const auto& [d, n] : counts)
