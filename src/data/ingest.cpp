@@ -264,7 +264,7 @@ std::int64_t IngestWriter::rows_read() const { return impl_->rows_read; }
 
 void IngestWriter::finish(IngestSummary& summary) {
     auto& s = *impl_;
-    if (s.rows_read == 0) throw InvalidInput("the source holds no data rows");
+    if (s.rows_read == 0 && !s.interval) throw InvalidInput("the source holds no data rows");
     if (!s.pending.empty() || !s.interval) s.start_streaming();
     for (const auto& [start, bucket] : s.buckets) s.emit_bucket(bucket);
     s.buckets.clear();
@@ -325,20 +325,21 @@ struct SourceKind {
     std::string_view prefix;
     SourceFn read;
     std::string_view default_symbol;
+    std::int64_t default_interval; // 0: inferred from the data
 };
 
 void read_path(std::string_view spec, SourceContext& ctx) { read_file(std::filesystem::path(spec), ctx); }
 
 // The route table of sources: SOURCE is matched by its prefix before the first ':'.
 constexpr SourceKind kSources[] = {
-    {"synthetic", read_synthetic, "BTCUSD-SYNTH"},
-    {"kaggle", read_kaggle, "BTCUSD"},
-    {"bitstamp", read_bitstamp, "BTCUSD"},
-    {"binance", read_binance, "BTCUSD"},
+    {"synthetic", read_synthetic, "BTCUSD-SYNTH", 3600},
+    {"kaggle", read_kaggle, "BTCUSD", 0},
+    {"bitstamp", read_bitstamp, "BTCUSD", 3600},
+    {"binance", read_binance, "BTCUSD", 3600},
 };
 
 std::pair<const SourceKind*, std::string_view> find_source(std::string_view source) {
-    static constexpr SourceKind file_kind{"file", read_path, "BTCUSD"};
+    static constexpr SourceKind file_kind{"file", read_path, "BTCUSD", 0};
     const auto colon = source.find(':');
     const std::string_view prefix = source.substr(0, colon);
     for (const auto& kind : kSources)
@@ -355,6 +356,7 @@ IngestSummary ingest(store::Store& store, const std::string& source, const Inges
     const auto [kind, spec] = find_source(source);
     IngestOptions options = options_in;
     if (options.symbol.empty()) options.symbol = std::string(kind->default_symbol);
+    if (!options.interval && kind->default_interval > 0) options.interval = kind->default_interval;
 
     const auto started = std::chrono::steady_clock::now();
     store::IngestRun run;

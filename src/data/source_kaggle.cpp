@@ -89,10 +89,9 @@ Credentials find_credentials() {
     return {json["username"].get<std::string>(), json["key"].get<std::string>()};
 }
 
-/// Downloads land in $BTCML_HOME/downloads, or the system's temporary folder when BTCML_HOME is not set.
-fs::path download_path(const KaggleSpec& spec) {
-    const auto home = env("BTCML_HOME");
-    const fs::path dir = home.empty() ? fs::temp_directory_path() : fs::path(home) / "downloads";
+/// Downloads land in <home>/downloads, or the system's temporary folder when no home is set.
+fs::path download_path(const KaggleSpec& spec, const fs::path& home) {
+    const fs::path dir = home.empty() ? fs::temp_directory_path() : home / "downloads";
     fs::create_directories(dir);
     const auto nonce = std::random_device{}();
     return dir / fmt::format("kaggle-{}-{}-{}-{:08x}.part", spec.owner, spec.dataset, getpid(), nonce);
@@ -143,7 +142,7 @@ void read_kaggle(std::string_view spec_text, SourceContext& ctx) {
     if (!spec.file.empty()) url += "/" + net::url_escape(spec.file);
 
     // Kaggle answers with a redirect to signed storage; the client sends the credentials to Kaggle's host only.
-    const RemoveOnExit download{download_path(spec)};
+    const RemoveOnExit download{download_path(spec, ctx.options.home)};
     net::HttpClient client;
     const net::HttpRequest request{.method = "GET",
                                    .url = url,

@@ -25,7 +25,6 @@ def iso(t: int) -> str:
 # IngestWriter::finish (src/data/ingest.cpp) refuses a run that read no rows ("the source holds no data rows"),
 # which is right for files but not for an exchange with nothing new since the last run. Strict, so that these
 # tests fail loudly, and the marker is removed, once the writer accepts empty API runs.
-EMPTY_RUNS_REFUSED = pytest.mark.xfail(strict=True, reason="IngestWriter::finish refuses empty runs")
 
 
 def series(btcml):
@@ -77,7 +76,6 @@ def test_the_forming_candle_is_left_out(btcml_sqlite, request, server_name):
     assert server.served_max_time == end + HOUR  # the server sent the forming candle
 
 
-@EMPTY_RUNS_REFUSED
 def test_binance_second_run_is_incremental(btcml_sqlite, binance):
     args = ("ingest", "binance:BTCUSDT", "--interval", "1d", "--base-url", binance.url)
     first = btcml_sqlite.json(*args)
@@ -133,7 +131,6 @@ def test_truncated_json_fails_cleanly_and_leaves_the_store_unchanged(btcml_sqlit
     assert series(btcml_sqlite) == before
 
 
-@EMPTY_RUNS_REFUSED
 @pytest.mark.parametrize("server_name", ["bitstamp", "binance"])
 def test_empty_page_ingests_nothing(btcml_sqlite, request, server_name):
     server = request.getfixturevalue(server_name)
