@@ -48,14 +48,15 @@ class ArchiveReader final : public ByteReader {
             archive_read_support_filter_gzip(archive_);
             archive_read_support_format_raw(archive_);
         }
-        if (archive_read_open_filename(archive_, path.c_str(), kChunk) != ARCHIVE_OK) fail(path, "cannot open");
+        const char* kind = zip ? "not a valid zip archive" : "not a valid gzip file";
+        if (archive_read_open_filename(archive_, path.c_str(), kChunk) != ARCHIVE_OK) fail(path, kind);
         archive_entry* entry = nullptr;
         // A zip may hold several files: take the first CSV-looking entry, else the first regular file.
         std::string chosen;
         while (true) {
             const int r = archive_read_next_header(archive_, &entry);
             if (r == ARCHIVE_EOF) break;
-            if (r != ARCHIVE_OK && r != ARCHIVE_WARN) fail(path, "cannot read the archive");
+            if (r != ARCHIVE_OK && r != ARCHIVE_WARN) fail(path, kind);
             const char* name = archive_entry_pathname(entry);
             const std::string entry_name = name != nullptr ? name : "data";
             if (!zip) {
@@ -85,7 +86,7 @@ class ArchiveReader final : public ByteReader {
     std::size_t read(char* buffer, std::size_t size) override {
         const la_ssize_t n = archive_read_data(archive_, buffer, size);
         if (n < 0)
-            throw InvalidInput(fmt::format("corrupt compressed data: {}", archive_error_string(archive_) != nullptr
+            throw InvalidInput(fmt::format("corrupt or truncated compressed data: {}", archive_error_string(archive_) != nullptr
                                                                             ? archive_error_string(archive_)
                                                                             : "unknown error"));
         return static_cast<std::size_t>(n);

@@ -208,13 +208,14 @@ struct IngestWriter::Impl {
 
     void infer_interval() {
         std::vector<std::int64_t> times;
+        // Rows with bad prices still sit on the time grid (the old Kaggle NaN minutes), so every parsed time counts.
         for (const auto& p : pending)
-            if (p.candidate.time && validate_values(p.candidate) == RejectReason::none) times.push_back(*p.candidate.time);
+            if (p.candidate.time) times.push_back(*p.candidate.time);
         std::unordered_map<std::int64_t, std::int64_t> counts;
         for (std::size_t i = 1; i < times.size(); ++i)
             if (const auto d = std::llabs(times[i] - times[i - 1]); d > 0) ++counts[d];
         if (counts.empty())
-            throw InvalidInput("cannot infer the bar interval: fewer than two valid rows with distinct times; pass "
+            throw InvalidInput("cannot infer the bar interval: fewer than two rows with distinct times; pass "
                                "--interval (e.g. --interval 1h)");
         std::int64_t best = 0, best_count = 0;
         for (const auto& [d, n] : counts)
@@ -263,7 +264,7 @@ std::int64_t IngestWriter::rows_read() const { return impl_->rows_read; }
 
 void IngestWriter::finish(IngestSummary& summary) {
     auto& s = *impl_;
-    if (s.rows_read == 0) throw InvalidInput("the source holds no data rows");
+    if (s.rows_read == 0 && !s.interval) throw InvalidInput("the source holds no data rows");
     if (!s.pending.empty() || !s.interval) s.start_streaming();
     for (const auto& [start, bucket] : s.buckets) s.emit_bucket(bucket);
     s.buckets.clear();
@@ -324,20 +325,22 @@ struct SourceKind {
     std::string_view prefix;
     SourceFn read;
     std::string_view default_symbol;
+    std::int64_t default_interval; // 0: inferred from the data
+    std::string_view default_spec; // what `prefix` alone means
 };
 
 void read_path(std::string_view spec, SourceContext& ctx) { read_file(std::filesystem::path(spec), ctx); }
 
 // The route table of sources: SOURCE is matched by its prefix before the first ':'.
 constexpr SourceKind kSources[] = {
-    {"synthetic", read_synthetic, "BTCUSD-SYNTH"},
-    {"kaggle", read_kaggle, "BTCUSD"},
-    {"bitstamp", read_bitstamp, "BTCUSD"},
-    {"binance", read_binance, "BTCUSD"},
+    {"synthetic", read_synthetic, "BTCUSD-SYNTH", 3600, "42"},
+    {"kaggle", read_kaggle, "BTCUSD", 0, "mczielinski/bitcoin-historical-data"},
+    {"bitstamp", read_bitstamp, "BTCUSD", 3600, "btcusd"},
+    {"binance", read_binance, "BTCUSD", 3600, "BTCUSDT"},
 };
 
 std::pair<const SourceKind*, std::string_view> find_source(std::string_view source) {
-    static constexpr SourceKind file_kind{"file", read_path, "BTCUSD"};
+    static constexpr SourceKind file_kind{"file", read_path, "BTCUSD", 0, ""};
     const auto colon = source.find(':');
     const std::string_view prefix = source.substr(0, colon);
     for (const auto& kind : kSources)
@@ -348,12 +351,16 @@ std::pair<const SourceKind*, std::string_view> find_source(std::string_view sour
 
 } // namespace
 
-IngestSummary ingest(store::Store& store, const std::string& source, const IngestOptions& options_in,
+IngestSummary ingest(store::Store& store, const std::string& source_in, const IngestOptions& options_in,
                      const ProgressFn& progress) {
-    if (source.empty()) throw UsageError("ingest: SOURCE is empty");
-    const auto [kind, spec] = find_source(source);
+    if (source_in.empty()) throw UsageError("ingest: SOURCE is empty");
+    auto [kind, spec] = find_source(source_in);
+    if (spec.empty()) spec = kind->default_spec;
+    // Bars carry the full source, seed or data set included, so that `synthetic` is stored as `synthetic:42`.
+    const std::string source = kind->prefix == "file" ? source_in : fmt::format("{}:{}", kind->prefix, spec);
     IngestOptions options = options_in;
     if (options.symbol.empty()) options.symbol = std::string(kind->default_symbol);
+    if (!options.interval && kind->default_interval > 0) options.interval = kind->default_interval;
 
     const auto started = std::chrono::steady_clock::now();
     store::IngestRun run;

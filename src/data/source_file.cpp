@@ -94,6 +94,8 @@ void read_file(const std::filesystem::path& path, SourceContext& ctx) {
     };
     for (const auto& h : head) handle(h);
     while (lines.next(line)) handle(line);
+    if (ctx.writer.rows_read() == 0)
+        throw InvalidInput(fmt::format("{}: the file has a header but no data rows", path.string()));
     ctx.progress(static_cast<std::int64_t>(reader->file_size()), static_cast<std::int64_t>(reader->file_size()));
 }
 

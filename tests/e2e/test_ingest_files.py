@@ -195,11 +195,11 @@ def test_from_to_filter(btcml_sqlite):
     (b"", "empty"),
     (bytes(range(256)) * 64, "binary"),
     (b"\x7fELF\x02\x01\x01\x00" + os.urandom(4096), "binary"),
-    (b"PK\x03\x04garbage that is not a zip", "zip"),
-    (b"\x1f\x8b\x08\x00garbage", "compressed"),
+    (b"PK\x03\x04garbage that is not a zip", "not a valid zip"),
+    (b"\x1f\x8b\x08\x00garbage", "gzip"),
     (b"x" * (17 << 20), "longer than"),
     (b"a,b,c\n1,2,3\n", "--columns"),
-])
+], ids=["empty", "all-bytes", "elf", "bad-zip", "bad-gzip", "17MB-line", "unknown-header"])
 def test_hostile_files_fail_cleanly_and_store_nothing(btcml, tmp_path, content, message):
     path = tmp_path / "hostile.csv"
     path.write_bytes(content)
