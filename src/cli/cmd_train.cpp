@@ -31,7 +31,7 @@ nlohmann::json part_json(const features::FeatureTable& table, const std::vector<
 }
 
 nlohmann::json epoch_json(const model::EpochReport& e) {
-    return {{"epoch", e.epoch},     {"train_loss", e.train_loss}, {"validation_loss", e.validation_loss},
+    return {{"epoch", e.epoch},      {"train_loss", e.train_loss}, {"validation_loss", e.validation_loss},
             {"lr", e.learning_rate}, {"seconds", e.seconds},       {"improved", e.improved}};
 }
 
@@ -75,33 +75,34 @@ void run_train(const TrainArgs& args, Context& ctx) {
                           {"test", part_json(table, split.test)},
                           {"embargo_bars", spec.max_horizon()}};
     nlohmann::json epochs = nlohmann::json::array();
-    for (const auto& e : fitted.trained.epochs) epochs.push_back(epoch_json(e));
+    for (const auto& e : fitted.trained.epochs)
+        epochs.push_back(epoch_json(e));
     const std::string run_id = new_run_id();
     // The first training window reads the close before its first input bar; the last one's targets end here.
     const std::int64_t first_train_input =
         table.times[split.train.front()] - static_cast<std::int64_t>(spec.window) * key.interval;
     const std::int64_t last_train_target = table.times[split.train.back()] + spec.max_horizon() * key.interval;
     nlohmann::json card = forecaster.describe();
-    card.update({{"btcml_version", BTCML_VERSION},
-                 {"run_id", run_id},
-                 {"created_at", format_iso8601(now_unix())},
-                 {"symbol", key.symbol},
-                 {"interval", format_interval(key.interval)},
-                 {"seed", args.options.seed},
-                 {"hyperparameters", args.options.to_json()},
-                 {"data",
-                  {{"from", format_iso8601(bars.front().time)},
-                   {"to", format_iso8601(bars.back().time)},
-                   {"bars", bars.size()},
-                   {"hash", features::hash_bars(bars)}}},
-                 {"training_range",
-                  {{"from", format_iso8601(first_train_input)}, {"to", format_iso8601(last_train_target)}}},
-                 {"splits", splits},
-                 {"epochs", epochs},
-                 {"best_epoch", fitted.trained.best_epoch},
-                 {"baselines", fitted.baselines.to_json()},
-                 {"metrics", metrics},
-                 {"champion_rule", "newest model serves until the registry decides (models/champion)"}});
+    card.update(
+        {{"btcml_version", BTCML_VERSION},
+         {"run_id", run_id},
+         {"created_at", format_iso8601(now_unix())},
+         {"symbol", key.symbol},
+         {"interval", format_interval(key.interval)},
+         {"seed", args.options.seed},
+         {"hyperparameters", args.options.to_json()},
+         {"data",
+          {{"from", format_iso8601(bars.front().time)},
+           {"to", format_iso8601(bars.back().time)},
+           {"bars", bars.size()},
+           {"hash", features::hash_bars(bars)}}},
+         {"training_range", {{"from", format_iso8601(first_train_input)}, {"to", format_iso8601(last_train_target)}}},
+         {"splits", splits},
+         {"epochs", epochs},
+         {"best_epoch", fitted.trained.best_epoch},
+         {"baselines", fitted.baselines.to_json()},
+         {"metrics", metrics},
+         {"champion_rule", "newest model serves until the registry decides (models/champion)"}});
     const int version = model::publish(ctx.config.home, card, forecaster.tensors());
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
@@ -122,8 +123,8 @@ void run_train(const TrainArgs& args, Context& ctx) {
         print_json(out);
         return;
     }
-    std::cout << fmt::format("trained model version {} (run {}) on {} {} in {:.1f}s; it is now the champion\n",
-                             version, run_id, key.symbol, format_interval(key.interval), seconds);
+    std::cout << fmt::format("trained model version {} (run {}) on {} {} in {:.1f}s; it is now the champion\n", version,
+                             run_id, key.symbol, format_interval(key.interval), seconds);
     for (const char* part : {"train", "validation", "test"})
         std::cout << fmt::format("  {:<10} {} .. {}  {} windows\n", part, splits[part]["from"].get<std::string>(),
                                  splits[part]["to"].get<std::string>(), splits[part]["windows"].get<std::size_t>());
@@ -148,8 +149,7 @@ void setup_train(CLI::App& app, Context& ctx) {
     cmd->add_option("--dropout", o.dropout, "Dropout between LSTM layers")->capture_default_str();
     cmd->add_option("--batch-size", o.batch_size, "Windows per training step")->capture_default_str();
     cmd->add_option("--epochs", o.epochs, "Most epochs (early stopping may end sooner)")->capture_default_str();
-    cmd->add_option("--samples-per-epoch", o.samples_per_epoch,
-                    "Training windows drawn at random per epoch (0: all)")
+    cmd->add_option("--samples-per-epoch", o.samples_per_epoch, "Training windows drawn at random per epoch (0: all)")
         ->capture_default_str();
     cmd->add_option("--lr", o.learning_rate, "Adam learning rate (halved when validation loss stalls)")
         ->capture_default_str();

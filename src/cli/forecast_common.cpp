@@ -45,9 +45,11 @@ std::string format_metrics_table(const nlohmann::json& metrics, const nlohmann::
     };
     // JSON objects come back sorted by name: print horizons by bar count and the model before its references.
     std::vector<std::string> horizons;
-    for (const auto& [horizon, models] : metrics.items()) horizons.push_back(horizon);
-    std::sort(horizons.begin(), horizons.end(),
-              [](const std::string& a, const std::string& b) { return std::stoi(a.substr(1)) < std::stoi(b.substr(1)); });
+    for (const auto& [horizon, models] : metrics.items())
+        horizons.push_back(horizon);
+    std::sort(horizons.begin(), horizons.end(), [](const std::string& a, const std::string& b) {
+        return std::stoi(a.substr(1)) < std::stoi(b.substr(1));
+    });
     std::string out;
     for (const auto& horizon : horizons) {
         const auto& models = metrics[horizon];

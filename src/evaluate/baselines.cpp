@@ -19,7 +19,8 @@ QuantileForecast with_band(double point, const ResidualBand& band) {
 }
 
 ResidualBand band_of(std::vector<double> residuals) {
-    return {empirical_quantile(residuals, quantile_levels.front()), empirical_quantile(residuals, quantile_levels.back())};
+    return {empirical_quantile(residuals, quantile_levels.front()),
+            empirical_quantile(residuals, quantile_levels.back())};
 }
 
 Eigen::VectorXd lag_features(const features::FeatureTable& table, const features::Scaler& scaler, std::size_t origin,
@@ -39,7 +40,8 @@ Eigen::MatrixXd design(const features::FeatureTable& table, const features::Scal
 
 Eigen::VectorXd targets(const features::FeatureTable& table, std::span<const std::size_t> origins, int h) {
     Eigen::VectorXd y(static_cast<Eigen::Index>(origins.size()));
-    for (std::size_t k = 0; k < origins.size(); ++k) y[static_cast<Eigen::Index>(k)] = table.log_return(origins[k], h);
+    for (std::size_t k = 0; k < origins.size(); ++k)
+        y[static_cast<Eigen::Index>(k)] = table.log_return(origins[k], h);
     return y;
 }
 
@@ -147,8 +149,10 @@ Baselines Baselines::from_json(const nlohmann::json& j, std::string_view what) {
     try {
         j.at("horizons").get_to(b.horizons);
         j.at("drift_per_bar").get_to(b.drift_per_bar);
-        for (const auto& band : j.at("naive_band")) b.naive_band.push_back(band_from_json(band));
-        for (const auto& band : j.at("drift_band")) b.drift_band.push_back(band_from_json(band));
+        for (const auto& band : j.at("naive_band"))
+            b.naive_band.push_back(band_from_json(band));
+        for (const auto& band : j.at("drift_band"))
+            b.drift_band.push_back(band_from_json(band));
         for (const auto& l : j.at("linear")) {
             LinearModel m;
             l.at("lags").get_to(m.lags);

@@ -20,8 +20,8 @@ struct ResidualBand {
 };
 
 struct LinearModel {
-    std::size_t lags = 4;     // bars of scaled features read, the most recent last
-    double lambda = 0;        // ridge penalty per training sample, chosen on the validation part
+    std::size_t lags = 4; // bars of scaled features read, the most recent last
+    double lambda = 0;    // ridge penalty per training sample, chosen on the validation part
     double intercept = 0;
     std::vector<double> weights; // lags * feature_count, oldest bar first
     ResidualBand band;

@@ -69,15 +69,16 @@ double beta_continued_fraction(double a, double b, double x) {
 double incomplete_beta(double a, double b, double x) {
     if (x <= 0) return 0;
     if (x >= 1) return 1;
-    const double log_front = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) +
-                             b * std::log1p(-x);
+    const double log_front =
+        std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
     if (x < (a + 1) / (a + b + 2)) return std::exp(log_front) * beta_continued_fraction(a, b, x) / a;
     return 1 - std::exp(log_front) * beta_continued_fraction(b, a, 1 - x) / b;
 }
 
 double mean(std::span<const double> x) {
     double s = 0;
-    for (const double v : x) s += v;
+    for (const double v : x)
+        s += v;
     return s / static_cast<double>(x.size());
 }
 
@@ -93,18 +94,21 @@ std::optional<double> diebold_mariano_pvalue(std::span<const double> loss_a, std
     const std::size_t n = loss_a.size();
     if (n < 2 || loss_b.size() != n) return std::nullopt;
     std::vector<double> d(n);
-    for (std::size_t i = 0; i < n; ++i) d[i] = loss_a[i] - loss_b[i];
+    for (std::size_t i = 0; i < n; ++i)
+        d[i] = loss_a[i] - loss_b[i];
     const double d_mean = mean(d);
     const auto autocovariance = [&](std::size_t lag) {
         double s = 0;
-        for (std::size_t i = lag; i < n; ++i) s += (d[i] - d_mean) * (d[i - lag] - d_mean);
+        for (std::size_t i = lag; i < n; ++i)
+            s += (d[i] - d_mean) * (d[i - lag] - d_mean);
         return s / static_cast<double>(n);
     };
     const double gamma0 = autocovariance(0);
     if (gamma0 <= 0) return 1.0; // identical losses: no evidence of any difference
     double long_run = gamma0;
     const auto lags = static_cast<std::size_t>(std::max(horizon - 1, 0));
-    for (std::size_t k = 1; k <= lags && k < n; ++k) long_run += 2 * autocovariance(k);
+    for (std::size_t k = 1; k <= lags && k < n; ++k)
+        long_run += 2 * autocovariance(k);
     // Unweighted autocovariances can sum to a negative variance; fall back to the lag-0 variance then.
     if (long_run <= 0) long_run = gamma0;
     const double nd = static_cast<double>(n);
@@ -134,7 +138,8 @@ std::optional<double> correlation(std::span<const double> x, std::span<const dou
 Metrics compute_metrics(std::span<const QuantileForecast> forecasts, std::span<const Outcome> outcomes, int horizon,
                         Reference reference) {
     const std::size_t n = forecasts.size();
-    if (n == 0 || outcomes.size() != n) throw InvalidInput("metrics need the same, non-zero number of forecasts and outcomes");
+    if (n == 0 || outcomes.size() != n)
+        throw InvalidInput("metrics need the same, non-zero number of forecasts and outcomes");
     Metrics m;
     m.count = n;
     std::vector<double> median(n), actual(n), previous(n), loss(n), naive_loss(n);
@@ -158,7 +163,8 @@ Metrics compute_metrics(std::span<const QuantileForecast> forecasts, std::span<c
         ape_sum += std::abs(std::exp(f.q50 - o.actual) - 1);
         if (o.actual >= f.q10 && o.actual <= f.q90) ++covered;
         width += f.q90 - f.q10;
-        pinball += pinball_loss(o.actual, f.q10, quantile_levels[0]) + pinball_loss(o.actual, f.q50, quantile_levels[1]) +
+        pinball += pinball_loss(o.actual, f.q10, quantile_levels[0]) +
+                   pinball_loss(o.actual, f.q50, quantile_levels[1]) +
                    pinball_loss(o.actual, f.q90, quantile_levels[2]);
         // A direction is called only when both the forecast and the outcome have one.
         if (f.q50 != 0 && o.actual != 0) {
@@ -186,8 +192,8 @@ Metrics compute_metrics(std::span<const QuantileForecast> forecasts, std::span<c
     m.lag_correlation = correlation(median, previous);
     m.target_correlation = correlation(median, actual);
     // A lagged copy: forecasts follow the return just realised far more than the one to come.
-    m.tracks_previous = m.lag_correlation && *m.lag_correlation >= 0.5 &&
-                        *m.lag_correlation > m.target_correlation.value_or(0.0);
+    m.tracks_previous =
+        m.lag_correlation && *m.lag_correlation >= 0.5 && *m.lag_correlation > m.target_correlation.value_or(0.0);
     return m;
 }
 

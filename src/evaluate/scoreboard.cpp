@@ -16,7 +16,8 @@ Scoreboard::Scoreboard(std::vector<int> horizons, bool with_model)
 void Scoreboard::add(const features::FeatureTable& table, const features::Scaler& scaler, const Baselines& baselines,
                      std::span<const std::size_t> origins, const ForecastTable* model) {
     if (with_model_ != (model != nullptr))
-        throw Error(ErrorKind::internal, "scoreboard: model forecasts given to a scoreboard without a model or missing");
+        throw Error(ErrorKind::internal,
+                    "scoreboard: model forecasts given to a scoreboard without a model or missing");
     for (std::size_t k = 0; k < horizons_.size(); ++k) {
         const int h = horizons_[k];
         if (model && (*model)[k].size() != origins.size())

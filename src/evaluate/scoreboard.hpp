@@ -37,7 +37,7 @@ class Scoreboard {
 
   private:
     std::vector<int> horizons_;
-    std::vector<std::vector<Outcome>> outcomes_;              // [horizon index][point]
+    std::vector<std::vector<Outcome>> outcomes_; // [horizon index][point]
     bool with_model_;
     std::vector<std::pair<std::string, ForecastTable>> models_; // [model,] naive, drift, linear
 };

@@ -12,9 +12,9 @@
 
 namespace btcml::features {
 
-const std::array<std::string_view, feature_count> feature_names{
-    "log_return", "log_high_low", "log_close_open", "log1p_volume", "hour_sin", "hour_cos", "weekday_sin",
-    "weekday_cos"};
+const std::array<std::string_view, feature_count> feature_names{"log_return",   "log_high_low", "log_close_open",
+                                                                "log1p_volume", "hour_sin",     "hour_cos",
+                                                                "weekday_sin",  "weekday_cos"};
 
 double FeatureTable::log_return(std::size_t i, int h) const {
     return std::log(close[i + static_cast<std::size_t>(h)] / close[i]);
@@ -66,9 +66,9 @@ FeatureTable compute_features(std::span<const Bar> bars, std::int64_t interval) 
         const std::int64_t weekday = ((day + 3) % 7 + 7) % 7; // 1970-01-01 was a Thursday; Monday is 0
         const double hour_angle = two_pi * static_cast<double>(second_of_day) / 86400.0;
         const double weekday_angle = two_pi * static_cast<double>(weekday) / 7.0;
-        t.values.row(row) << std::log(b.close / bars[i - 1].close), std::log(b.high / b.low), std::log(b.close / b.open),
-            std::log1p(b.volume), std::sin(hour_angle), std::cos(hour_angle), std::sin(weekday_angle),
-            std::cos(weekday_angle);
+        t.values.row(row) << std::log(b.close / bars[i - 1].close), std::log(b.high / b.low),
+            std::log(b.close / b.open), std::log1p(b.volume), std::sin(hour_angle), std::cos(hour_angle),
+            std::sin(weekday_angle), std::cos(weekday_angle);
     }
     return t;
 }
@@ -113,7 +113,8 @@ std::vector<std::size_t> require_target_origins(const FeatureTable& table, const
             "too few bars: one window of {} inputs with horizon {} needs {} consecutive bars, the data has {}",
             spec.window, spec.max_horizon(), need, table.size()));
     std::size_t longest = 0;
-    for (std::size_t i = 0; i < table.size(); ++i) longest = std::max(longest, table.history(i) + 1);
+    for (std::size_t i = 0; i < table.size(); ++i)
+        longest = std::max(longest, table.history(i) + 1);
     throw InvalidInput(fmt::format("the series has gaps everywhere: one window of {} inputs with horizon {} needs {} "
                                    "consecutive bars, the longest gap-free run has {}",
                                    spec.window, spec.max_horizon(), need, longest));
@@ -128,14 +129,18 @@ Split split_chronological(const FeatureTable& table, std::span<const std::size_t
     Split split;
     // Each part starts at the first origin at or after the previous part's last origin plus the embargo.
     std::size_t k = 0;
-    for (; k < n_train; ++k) split.train.push_back(origins[k]);
+    for (; k < n_train; ++k)
+        split.train.push_back(origins[k]);
     const auto skip_embargo = [&](std::size_t last_origin) {
-        while (k < n && table.times[origins[k]] < table.times[last_origin] + embargo) ++k;
+        while (k < n && table.times[origins[k]] < table.times[last_origin] + embargo)
+            ++k;
     };
     if (!split.train.empty()) skip_embargo(split.train.back());
-    for (const std::size_t end = n_train + n_validation; k < end && k < n; ++k) split.validation.push_back(origins[k]);
+    for (const std::size_t end = n_train + n_validation; k < end && k < n; ++k)
+        split.validation.push_back(origins[k]);
     if (!split.validation.empty()) skip_embargo(split.validation.back());
-    for (; k < n; ++k) split.test.push_back(origins[k]);
+    for (; k < n; ++k)
+        split.test.push_back(origins[k]);
     const bool wants_test = fractions.train + fractions.validation < 1;
     if (split.train.empty() || split.validation.empty() || (wants_test && split.test.empty()))
         throw InvalidInput(fmt::format("too few windows to split: {} windows give {} train, {} validation and {} test "
@@ -204,8 +209,7 @@ Scaler fit_scaler(const FeatureTable& table, std::span<const std::size_t> train_
     return s;
 }
 
-void fill_window(const FeatureTable& table, const Scaler& scaler, std::size_t origin, std::size_t window,
-                 float* out) {
+void fill_window(const FeatureTable& table, const Scaler& scaler, std::size_t origin, std::size_t window, float* out) {
     for (std::size_t r = 0; r < window; ++r) {
         const auto row = static_cast<Eigen::Index>(origin + 1 - window + r);
         for (std::size_t f = 0; f < feature_count; ++f)
@@ -218,11 +222,13 @@ std::string hash_bars(std::span<const Bar> bars) {
     std::uint64_t h = 14695981039346656037ULL;
     const auto mix = [&](const void* data, std::size_t size) {
         const auto* p = static_cast<const unsigned char*>(data);
-        for (std::size_t i = 0; i < size; ++i) h = (h ^ p[i]) * 1099511628211ULL;
+        for (std::size_t i = 0; i < size; ++i)
+            h = (h ^ p[i]) * 1099511628211ULL;
     };
     for (const Bar& b : bars) {
         mix(&b.time, sizeof b.time);
-        for (const double v : {b.open, b.high, b.low, b.close, b.volume}) mix(&v, sizeof v);
+        for (const double v : {b.open, b.high, b.low, b.close, b.volume})
+            mix(&v, sizeof v);
     }
     return fmt::format("fnv1a64:{:016x}", h);
 }

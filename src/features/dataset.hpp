@@ -44,7 +44,7 @@ struct FeatureTable {
 FeatureTable compute_features(std::span<const Bar> bars, std::int64_t interval);
 
 struct DatasetSpec {
-    std::size_t window = 48;       // input bars per window
+    std::size_t window = 48;             // input bars per window
     std::vector<int> horizons{1, 6, 24}; // bars ahead, ascending
     [[nodiscard]] int max_horizon() const { return horizons.back(); }
     /// Throws UsageError for a zero window or empty, non-positive or unsorted horizons.
@@ -93,8 +93,7 @@ struct Scaler {
 Scaler fit_scaler(const FeatureTable& table, std::span<const std::size_t> train_origins, const DatasetSpec& spec);
 
 /// Writes the scaled inputs of the window ending at `origin`: `window` rows (oldest first) of feature_count floats.
-void fill_window(const FeatureTable& table, const Scaler& scaler, std::size_t origin, std::size_t window,
-                 float* out);
+void fill_window(const FeatureTable& table, const Scaler& scaler, std::size_t origin, std::size_t window, float* out);
 
 /// FNV-1a 64 of the bars' times and OHLCV, as hex: identifies the exact data a model was trained on.
 std::string hash_bars(std::span<const Bar> bars);

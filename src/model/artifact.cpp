@@ -27,7 +27,8 @@ constexpr std::uint32_t max_rank = 8;
 
 std::uint64_t fnv1a64(std::span<const unsigned char> bytes) {
     std::uint64_t h = 14695981039346656037ULL;
-    for (const unsigned char b : bytes) h = (h ^ b) * 1099511628211ULL;
+    for (const unsigned char b : bytes)
+        h = (h ^ b) * 1099511628211ULL;
     return h;
 }
 
@@ -118,7 +119,8 @@ std::vector<unsigned char> encode_weights(std::span<const Tensor> tensors) {
         put(out, static_cast<std::uint32_t>(t.name.size()));
         out.insert(out.end(), t.name.begin(), t.name.end());
         put(out, static_cast<std::uint32_t>(t.shape.size()));
-        for (const std::uint32_t d : t.shape) put(out, d);
+        for (const std::uint32_t d : t.shape)
+            put(out, d);
         const auto* p = reinterpret_cast<const unsigned char*>(t.data.data());
         out.insert(out.end(), p, p + t.data.size() * sizeof(float));
     }
@@ -132,8 +134,8 @@ std::vector<Tensor> decode_weights(std::span<const unsigned char> bytes, const s
         throw InvalidInput(fmt::format("{}: not a btcml weights file (bad magic)", what));
     const auto format = r.get<std::uint32_t>("the format version");
     if (format != weights_format_version)
-        throw InvalidInput(fmt::format("{}: format version {} is not supported (expected {})", what, format,
-                                       weights_format_version));
+        throw InvalidInput(
+            fmt::format("{}: format version {} is not supported (expected {})", what, format, weights_format_version));
     const auto count = r.get<std::uint32_t>("the tensor count");
     std::vector<Tensor> tensors;
     for (std::uint32_t k = 0; k < count; ++k) {
@@ -170,7 +172,8 @@ std::vector<int> list_versions(const fs::path& home) {
     std::vector<int> versions;
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(models_dir(home), ec))
-        if (const auto v = parse_version(entry.path().filename().string()); v && entry.is_directory()) versions.push_back(*v);
+        if (const auto v = parse_version(entry.path().filename().string()); v && entry.is_directory())
+            versions.push_back(*v);
     std::sort(versions.begin(), versions.end());
     return versions;
 }
@@ -197,7 +200,8 @@ int publish(const fs::path& home, nlohmann::json card, std::span<const Tensor> t
                 set_champion(home, version);
                 return version;
             }
-            if ((errno != EEXIST && errno != ENOTEMPTY) || attempt > 100) io_error(dir / std::to_string(version), "publish");
+            if ((errno != EEXIST && errno != ENOTEMPTY) || attempt > 100)
+                io_error(dir / std::to_string(version), "publish");
         }
     } catch (...) {
         std::error_code ec;
@@ -250,8 +254,8 @@ Artifact load(const fs::path& home, int version) {
         throw InvalidInput(fmt::format("{}: not a valid JSON object", card_path.string()));
     const auto& stated = a.card.contains("version") ? a.card["version"] : nlohmann::json();
     if (!stated.is_number_integer() || stated.get<int>() != version)
-        throw InvalidInput(fmt::format("{}: says version {}, but lies in folder {}", card_path.string(), stated.dump(),
-                                       version));
+        throw InvalidInput(
+            fmt::format("{}: says version {}, but lies in folder {}", card_path.string(), stated.dump(), version));
     const fs::path weights_path = dir / "weights.bin";
     a.tensors = decode_weights(read_file(weights_path), weights_path.string());
     return a;

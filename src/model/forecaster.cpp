@@ -58,7 +58,7 @@ double validation_loss(const LstmNetwork& net, const features::FeatureTable& tab
 
 std::vector<int> shape_of(const TensorView& v) {
     return v.cols == 1 && v.name.find("bias") != std::string::npos ? std::vector<int>{v.rows}
-                                                                  : std::vector<int>{v.rows, v.cols};
+                                                                   : std::vector<int>{v.rows, v.cols};
 }
 
 } // namespace
@@ -137,7 +137,8 @@ std::vector<Tensor> Forecaster::tensors() const {
     for (const TensorView& v : network_.tensors()) {
         const auto values = network_.tensor_values(v.name);
         Tensor t{v.name, {}, {values.begin(), values.end()}};
-        for (const int d : shape_of(v)) t.shape.push_back(static_cast<std::uint32_t>(d));
+        for (const int d : shape_of(v))
+            t.shape.push_back(static_cast<std::uint32_t>(d));
         out.push_back(std::move(t));
     }
     return out;
@@ -149,14 +150,16 @@ Forecaster Forecaster::from_artifact(const Artifact& artifact, const std::string
     LstmConfig config;
     try {
         const auto& a = card.at("architecture");
-        if (a.at("type") != "lstm") throw InvalidInput(fmt::format("{}: unknown architecture {}", what, a.at("type").dump()));
+        if (a.at("type") != "lstm")
+            throw InvalidInput(fmt::format("{}: unknown architecture {}", what, a.at("type").dump()));
         config = {a.at("input_size").get<int>(), a.at("hidden_size").get<int>(), a.at("num_layers").get<int>(),
                   a.at("output_size").get<int>(), a.at("dropout").get<float>()};
         spec.window = card.at("window").get<std::size_t>();
         spec.horizons = card.at("horizons").get<std::vector<int>>();
         if (card.at("features").get<std::vector<std::string>>() !=
             std::vector<std::string>(features::feature_names.begin(), features::feature_names.end()))
-            throw InvalidInput(fmt::format("{}: the model was trained on other features than this btcml computes", what));
+            throw InvalidInput(
+                fmt::format("{}: the model was trained on other features than this btcml computes", what));
         if (card.at("quantiles").get<std::vector<double>>() !=
             std::vector<double>(quantile_levels.begin(), quantile_levels.end()))
             throw InvalidInput(fmt::format("{}: the model forecasts other quantiles than 0.1/0.5/0.9", what));
@@ -179,7 +182,8 @@ Forecaster Forecaster::from_artifact(const Artifact& artifact, const std::string
     } catch (const nlohmann::json::exception& e) {
         throw InvalidInput(fmt::format("{}: malformed calibration: {}", what, e.what()));
     }
-    if (offsets.size() != spec.horizons.size() || !std::all_of(offsets.begin(), offsets.end(), [](double x) { return std::isfinite(x); }))
+    if (offsets.size() != spec.horizons.size() ||
+        !std::all_of(offsets.begin(), offsets.end(), [](double x) { return std::isfinite(x); }))
         throw InvalidInput(fmt::format("{}: the calibration needs one finite offset per horizon", what));
     if (scaler.target_stddev.size() != spec.horizons.size())
         throw InvalidInput(fmt::format("{}: the scaler has {} target scales for {} horizons", what,
@@ -203,9 +207,9 @@ Forecaster Forecaster::from_artifact(const Artifact& artifact, const std::string
 }
 
 nlohmann::json TrainOptions::to_json() const {
-    return {{"hidden", hidden},         {"layers", layers},         {"dropout", dropout},
-            {"batch_size", batch_size}, {"epochs", epochs},         {"lr", learning_rate},
-            {"patience", patience},     {"samples_per_epoch", samples_per_epoch}, {"seed", seed}};
+    return {{"hidden", hidden}, {"layers", layers},    {"dropout", dropout},   {"batch_size", batch_size},
+            {"epochs", epochs}, {"lr", learning_rate}, {"patience", patience}, {"samples_per_epoch", samples_per_epoch},
+            {"seed", seed}};
 }
 
 TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
@@ -231,9 +235,9 @@ TrainedForecaster train_forecaster(const features::FeatureTable& table, const fe
     if (options.patience < 1) throw UsageError("--patience must be at least 1");
     if (!(options.learning_rate > 0)) throw UsageError("--lr must be positive");
     const int horizons = static_cast<int>(spec.horizons.size());
-    LstmNetwork network({static_cast<int>(feature_count), options.hidden, options.layers, horizons * quantile_count,
-                         options.dropout},
-                        options.seed);
+    LstmNetwork network(
+        {static_cast<int>(feature_count), options.hidden, options.layers, horizons * quantile_count, options.dropout},
+        options.seed);
     LstmTrainer trainer(network, {quantiles_f(), options.learning_rate, 1.0F, options.seed, 0});
     std::mt19937_64 rng(options.seed);
     std::vector<std::size_t> order(train.begin(), train.end());
@@ -251,10 +255,12 @@ TrainedForecaster train_forecaster(const features::FeatureTable& table, const fe
         std::shuffle(order.begin(), order.end(), rng);
         double loss_sum = 0;
         for (std::size_t start = 0; start < per_epoch; start += static_cast<std::size_t>(options.batch_size)) {
-            const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(options.batch_size), per_epoch - start);
+            const std::size_t n =
+                std::min<std::size_t>(static_cast<std::size_t>(options.batch_size), per_epoch - start);
             fill_batch(table, scaler, spec, std::span(order).subspan(start, n), inputs, &targets);
-            loss_sum += trainer.step(inputs.data(), targets.data(), static_cast<int>(n), static_cast<int>(spec.window)) *
-                        static_cast<double>(n);
+            loss_sum +=
+                trainer.step(inputs.data(), targets.data(), static_cast<int>(n), static_cast<int>(spec.window)) *
+                static_cast<double>(n);
         }
         EpochReport report;
         report.epoch = epoch;
@@ -330,8 +336,8 @@ Forecast forecast_latest(const Forecaster& forecaster, std::span<const Bar> bars
     for (std::size_t k = 0; k < spec.horizons.size(); ++k) {
         const auto& q = table_forecasts[k][0];
         const int h = spec.horizons[k];
-        f.horizons.push_back({h, f.as_of + h * interval, base * std::exp(q.q50), base * std::exp(q.q10),
-                              base * std::exp(q.q90), q.q50});
+        f.horizons.push_back(
+            {h, f.as_of + h * interval, base * std::exp(q.q50), base * std::exp(q.q10), base * std::exp(q.q90), q.q50});
     }
     return f;
 }

@@ -123,7 +123,7 @@ LoadedModel load_model(const std::filesystem::path& home, const std::string& spe
 /// One forecast from the latest bars: what predict prints and the API serves.
 struct HorizonForecast {
     int horizon = 0;
-    std::int64_t target_time = 0; // open time of the bar whose close is forecast
+    std::int64_t target_time = 0;           // open time of the bar whose close is forecast
     double price = 0, lower = 0, upper = 0; // median and 80% interval
     double log_return = 0;                  // median
 };

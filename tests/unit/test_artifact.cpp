@@ -108,7 +108,8 @@ TEST(Artifact, RejectsADamagedModelJsonNamingTheFile) {
 Forecaster small_forecaster() {
     features::DatasetSpec spec{4, {1, 3}};
     features::Scaler scaler{std::vector<double>(features::feature_count, 0.1),
-                            std::vector<double>(features::feature_count, 2.0), {0.01, 0.02}};
+                            std::vector<double>(features::feature_count, 2.0),
+                            {0.01, 0.02}};
     LstmNetwork net({static_cast<int>(features::feature_count), 5, 2, 6, 0.0F}, 3);
     return {spec, scaler, std::move(net), {0.001, 0.002}};
 }
@@ -148,8 +149,9 @@ TEST(Artifact, RejectsWeightsThatDoNotMatchTheArchitecture) {
     tensors.back().shape = {7};
     tensors.back().data.resize(7);
     const int v1 = publish(home.path, original.describe(), tensors);
-    EXPECT_NE(error_of([&] { Forecaster::from_artifact(load(home.path, v1), "models/1/model.json"); }).find("head.bias"),
-              std::string::npos);
+    EXPECT_NE(
+        error_of([&] { Forecaster::from_artifact(load(home.path, v1), "models/1/model.json"); }).find("head.bias"),
+        std::string::npos);
     auto card = original.describe();
     card["horizons"] = {1, 3, 6};
     const int v2 = publish(home.path, card, original.tensors());

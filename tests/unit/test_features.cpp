@@ -32,9 +32,9 @@ TEST(Features, ComputesEveryInputByHand) {
     const FeatureTable t = compute_features(bars, hour);
     EXPECT_TRUE(std::isnan(t.values(0, 0))); // no previous close
     const double pi = std::numbers::pi;
-    const double expected[feature_count] = {std::log(1.05),           std::log(110.0 / 90.0),   std::log(1.05), 1.0,
-                                            std::sin(pi / 12),        std::cos(pi / 12),        std::sin(6 * pi / 7),
-                                            std::cos(6 * pi / 7)};
+    const double expected[feature_count] = {
+        std::log(1.05),    std::log(110.0 / 90.0), std::log(1.05),       1.0,
+        std::sin(pi / 12), std::cos(pi / 12),      std::sin(6 * pi / 7), std::cos(6 * pi / 7)};
     for (std::size_t f = 0; f < feature_count; ++f)
         EXPECT_NEAR(t.values(1, static_cast<Eigen::Index>(f)), expected[f], 1e-12) << feature_names[f];
 }
@@ -83,7 +83,8 @@ TEST(Features, OriginsNeverCrossAGap) {
         // Gap after the 6th bar: runs 0..5 and 6..8; the second run is too short.
         {without(hourly(ten), 6), {2, 3}},
     };
-    for (const auto& c : cases) EXPECT_EQ(target_origins(compute_features(c.bars, hour), spec), c.origins);
+    for (const auto& c : cases)
+        EXPECT_EQ(target_origins(compute_features(c.bars, hour), spec), c.origins);
 }
 
 TEST(Features, ExplainsWhyThereIsNoWindow) {
@@ -92,7 +93,8 @@ TEST(Features, ExplainsWhyThereIsNoWindow) {
         const char* message;
     };
     std::vector<Bar> gappy;
-    for (int i = 0; i < 40; ++i) gappy.push_back({i * 3 * hour, 1, 1, 1, 1, 1}); // every other two bars missing
+    for (int i = 0; i < 40; ++i)
+        gappy.push_back({i * 3 * hour, 1, 1, 1, 1, 1}); // every other two bars missing
     const Case cases[] = {
         {hourly({1, 2, 3}), "too few bars"},
         {gappy, "gaps everywhere"},
@@ -112,7 +114,8 @@ TEST(Features, SplitsChronologicallyWithEmbargo) {
     std::vector<double> closes(30, 1.0);
     const FeatureTable t = compute_features(hourly(closes), hour);
     std::vector<std::size_t> origins;
-    for (std::size_t i = 0; i < 20; ++i) origins.push_back(i);
+    for (std::size_t i = 0; i < 20; ++i)
+        origins.push_back(i);
     // 14 train, 3 validation, 3 test by count; an embargo of 2 bars drops origin 14 (before 13 + 2) and 17.
     const Split s = split_chronological(t, origins, 2);
     EXPECT_EQ(s.train.size(), 14u);
@@ -135,7 +138,7 @@ TEST(Features, ScalerUsesTrainingBarsOnly) {
     EXPECT_NEAR(s.target_stddev[0], ln2 * std::sqrt(2.0), 1e-12);
     std::vector<float> w(2 * feature_count);
     fill_window(t, s, 3, 2, w.data());
-    EXPECT_NEAR(w[0], (-ln2 - ln2 / 3) / (ln2 * std::sqrt(4.0 / 3)), 1e-6);           // row 2: return -ln2
+    EXPECT_NEAR(w[0], (-ln2 - ln2 / 3) / (ln2 * std::sqrt(4.0 / 3)), 1e-6);            // row 2: return -ln2
     EXPECT_NEAR(w[feature_count], (ln2 - ln2 / 3) / (ln2 * std::sqrt(4.0 / 3)), 1e-6); // row 3: return ln2
     const Scaler back = Scaler::from_json(s.to_json(), "test");
     EXPECT_EQ(back.mean, s.mean);

@@ -27,7 +27,8 @@ TEST(Metrics, PinballLoss) {
         double y, q, tau, expected;
     };
     const Case cases[] = {{1, 0, 0.1, 0.1}, {-1, 0, 0.1, 0.9}, {1, 0, 0.9, 0.9}, {-1, 0, 0.9, 0.1}, {2, 2, 0.5, 0}};
-    for (const auto& c : cases) EXPECT_DOUBLE_EQ(pinball_loss(c.y, c.q, c.tau), c.expected);
+    for (const auto& c : cases)
+        EXPECT_DOUBLE_EQ(pinball_loss(c.y, c.q, c.tau), c.expected);
 }
 
 TEST(Metrics, EmpiricalQuantileInterpolatesLikeRType7) {
@@ -54,7 +55,8 @@ TEST(Metrics, StudentTCdf) {
         {2.015048373, 5, 0.95},
         {1.959963985, 1e7, 0.975},
     };
-    for (const auto& c : cases) EXPECT_NEAR(student_t_cdf(c.t, c.df), c.expected, 1e-7) << c.t << " df " << c.df;
+    for (const auto& c : cases)
+        EXPECT_NEAR(student_t_cdf(c.t, c.df), c.expected, 1e-7) << c.t << " df " << c.df;
 }
 
 TEST(Metrics, DieboldMarianoWithHacAndHarveyCorrection) {
@@ -117,9 +119,9 @@ TEST(Metrics, NaiveIsItsOwnReference) {
     const auto j = to_json(m);
     EXPECT_TRUE(j["dm_pvalue"].is_null());
     EXPECT_TRUE(j["direction_accuracy"].is_null());
-    for (const char* key : {"mae", "rmse", "mape", "mase", "u2", "direction_accuracy", "direction_ci_low",
-                            "direction_ci_high", "dm_pvalue", "coverage_80", "interval_width", "pinball",
-                            "lag_correlation", "tracks_previous"})
+    for (const char* key :
+         {"mae", "rmse", "mape", "mase", "u2", "direction_accuracy", "direction_ci_low", "direction_ci_high",
+          "dm_pvalue", "coverage_80", "interval_width", "pinball", "lag_correlation", "tracks_previous"})
         EXPECT_TRUE(j.contains(key)) << key;
 }
 
@@ -127,7 +129,8 @@ TEST(Metrics, FlagsALaggedCopy) {
     // Forecasting the return just realised: perfect correlation with the previous value, none with the next.
     const std::vector<Outcome> o{{0.01, 0.02, 1}, {-0.02, 0.01, 1}, {0.03, -0.02, 1}, {0.0, 0.03, 1}};
     std::vector<QuantileForecast> f;
-    for (const auto& x : o) f.push_back({x.previous - 0.01, x.previous, x.previous + 0.01});
+    for (const auto& x : o)
+        f.push_back({x.previous - 0.01, x.previous, x.previous + 0.01});
     const Metrics m = compute_metrics(f, o, 1, Reference::other);
     EXPECT_NEAR(*m.lag_correlation, 1.0, 1e-12);
     EXPECT_TRUE(m.tracks_previous);

@@ -35,7 +35,8 @@ struct Fixture {
 TEST(Baselines, NaiveAndDriftUseTrainingReturns) {
     const Fixture f;
     std::vector<double> returns;
-    for (const std::size_t o : f.split.train) returns.push_back(f.table.log_return(o, 1));
+    for (const std::size_t o : f.split.train)
+        returns.push_back(f.table.log_return(o, 1));
     const QuantileForecast naive = f.baselines.naive(0);
     EXPECT_EQ(naive.q50, 0);
     EXPECT_NEAR(naive.q10, empirical_quantile(returns, 0.1), 1e-12);
@@ -70,11 +71,13 @@ TEST(Scoreboard, ScoresEveryModelOnTheSamePoints) {
     Scoreboard board(f.spec.horizons, true);
     ForecastTable model(2);
     for (std::size_t k = 0; k < 2; ++k)
-        for (const std::size_t o : f.split.test) model[k].push_back(f.baselines.linear_forecast(f.table, f.scaler, o, k));
+        for (const std::size_t o : f.split.test)
+            model[k].push_back(f.baselines.linear_forecast(f.table, f.scaler, o, k));
     board.add(f.table, f.scaler, f.baselines, f.split.test, &model);
     const auto m = board.metrics();
     ASSERT_TRUE(m.contains("h1") && m.contains("h2"));
-    for (const char* name : {"model", "naive", "drift", "linear"}) EXPECT_TRUE(m["h1"].contains(name)) << name;
+    for (const char* name : {"model", "naive", "drift", "linear"})
+        EXPECT_TRUE(m["h1"].contains(name)) << name;
     EXPECT_EQ(m["h1"]["model"]["mae"], m["h1"]["linear"]["mae"]);
     EXPECT_DOUBLE_EQ(m["h1"]["naive"]["mase"].get<double>(), 1.0);
     EXPECT_TRUE(m["h1"]["naive"]["dm_pvalue"].is_null());
