@@ -1,13 +1,17 @@
-#include "data/csv_rows.hpp"
+#include "data/csv_file.hpp"
 
+#include "core/error.hpp"
 #include "core/time.hpp"
 
 #include <cmath>
 #include <fast_float/fast_float.h>
+#include <fmt/format.h>
 #include <limits>
 
 namespace btcml::data {
 namespace {
+
+constexpr std::size_t kDetectLines = 5;
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -31,10 +35,36 @@ double parse_number(std::string_view s, bool& bad) {
 
 } // namespace
 
-bool CsvRowParser::parse(std::string_view line, std::int64_t line_number, Candidate& c) {
-    if (line_number <= layout_.skip_lines || trim(line).empty()) return false;
+CsvFile::CsvFile(const std::filesystem::path& path, const std::string& format, const std::string& columns)
+    : reader_(open_byte_reader(path)) {
+    if (reader_->file_size() == 0) throw InvalidInput(fmt::format("{}: the file is empty", path.string()));
+    lines_ = std::make_unique<LineReader>(*reader_);
+    std::string_view line;
+    while (head_.size() < kDetectLines && lines_->next(line)) head_.emplace_back(line);
+    try {
+        layout_ = detect_layout(head_, format, columns);
+    } catch (const Error& e) {
+        throw Error(e.kind(), fmt::format("{}: {}", path.string(), e.what()));
+    }
+    format_ = layout_.name;
+    const std::string container = reader_->container();
+    if (container != "plain") format_ += " (" + container + ")";
+}
+
+bool CsvFile::next(Candidate& out) {
+    std::string_view line;
+    while (true) {
+        if (head_served_ < head_.size()) line = head_[head_served_++];
+        else if (!lines_->next(line)) return false;
+        ++line_number_;
+        if (parse(line, out)) return true;
+    }
+}
+
+bool CsvFile::parse(std::string_view line, Candidate& c) {
+    if (line_number_ <= layout_.skip_lines || trim(line).empty()) return false;
     c = Candidate{};
-    c.line = line_number;
+    c.line = line_number_;
     c.raw = line;
     split_csv(line, fields_);
     if (static_cast<int>(fields_.size()) <= layout_.max_index()) {
