@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "core/time.hpp"
 
+#include <array>
 #include <cmath>
 #include <fast_float/fast_float.h>
 #include <fmt/format.h>
@@ -33,6 +34,44 @@ double parse_number(std::string_view s, bool& bad) {
     return v;
 }
 
+// Clinger's fast path: a mantissa up to 2^53 divided by an exact power of ten is correctly rounded, so it gives the
+// same double as fast_float.
+constexpr std::uint64_t kMaxExactMantissa = std::uint64_t{1} << 53;
+constexpr std::array<double, 23> kPowersOfTen{1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                              1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+// Unix seconds below this are taken as seconds by parse_unix_time; larger ones take the general path.
+constexpr std::uint64_t kMaxPlainSeconds = 100'000'000'000;
+
+/// A field of the form digits[.digits], as exchanges and Kaggle write prices, volumes and float unix seconds.
+struct PlainDecimal {
+    std::uint64_t mantissa = 0;  // all the digits, as an integer
+    std::uint64_t integer = 0;   // the digits before the point
+    std::size_t fraction_digits = 0;
+    bool fraction_is_zero = true;
+};
+
+/// Reads a plain decimal from `p` up to the next comma or `end`, leaving `p` there. False, for the general path to
+/// judge, when the field is anything else (signs, spaces, exponents, NaN, quotes, empty) or has over 19 digits.
+bool scan_plain_decimal(const char*& p, const char* end, PlainDecimal& d) {
+    const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+    const char* start = p;
+    while (p != end && is_digit(*p)) d.mantissa = d.mantissa * 10 + static_cast<unsigned>(*p++ - '0');
+    std::size_t digits = static_cast<std::size_t>(p - start);
+    d.integer = d.mantissa;
+    if (digits == 0) return false;
+    if (p != end && *p == '.') {
+        const char* fraction = ++p;
+        while (p != end && is_digit(*p)) {
+            d.fraction_is_zero &= *p == '0';
+            d.mantissa = d.mantissa * 10 + static_cast<unsigned>(*p++ - '0');
+        }
+        d.fraction_digits = static_cast<std::size_t>(p - fraction);
+        if (d.fraction_digits == 0) return false;
+        digits += d.fraction_digits;
+    }
+    return digits <= 19 && (p == end || *p == ',');
+}
+
 } // namespace
 
 CsvFile::CsvFile(const std::filesystem::path& path, const std::string& format, const std::string& columns)
@@ -46,6 +85,12 @@ CsvFile::CsvFile(const std::filesystem::path& path, const std::string& format, c
     } catch (const Error& e) {
         throw Error(e.kind(), fmt::format("{}: {}", path.string(), e.what()));
     }
+    targets_.assign(static_cast<std::size_t>(layout_.max_index() + 1), nullptr);
+    targets_[static_cast<std::size_t>(layout_.open)] = &Candidate::open;
+    targets_[static_cast<std::size_t>(layout_.high)] = &Candidate::high;
+    targets_[static_cast<std::size_t>(layout_.low)] = &Candidate::low;
+    targets_[static_cast<std::size_t>(layout_.close)] = &Candidate::close;
+    if (layout_.volume >= 0) targets_[static_cast<std::size_t>(layout_.volume)] = &Candidate::volume;
     format_ = layout_.name;
     const std::string container = reader_->container();
     if (container != "plain") format_ += " (" + container + ")";
@@ -63,9 +108,12 @@ bool CsvFile::next(Candidate& out) {
 
 bool CsvFile::parse(std::string_view line, Candidate& c) {
     if (line_number_ <= layout_.skip_lines || trim(line).empty()) return false;
-    c = Candidate{};
-    c.line = line_number_;
-    c.raw = line;
+    Candidate fresh;
+    fresh.line = line_number_;
+    fresh.raw = line;
+    c = fresh;
+    if (parse_plain(line, c)) return true;
+    c = fresh; // the fast path may have filled some fields before it declined
     split_csv(line, fields_);
     if (static_cast<int>(fields_.size()) <= layout_.max_index()) {
         c.parse_error = RejectReason::bad_field_count;
@@ -85,6 +133,33 @@ bool CsvFile::parse(std::string_view line, Candidate& c) {
     }
     if (!c.time) c.parse_error = RejectReason::unparsable_time;
     else if (bad) c.parse_error = RejectReason::unparsable_number;
+    return true;
+}
+
+// The common row, read in one pass without splitting: it gives what the general path would, or declines.
+bool CsvFile::parse_plain(std::string_view line, Candidate& c) const {
+    const char* p = line.data();
+    const char* const end = p + line.size();
+    for (std::size_t i = 0; i < targets_.size(); ++i) {
+        if (i > 0) {
+            if (p == end) return false; // too few fields
+            ++p;                        // the comma
+        }
+        if (static_cast<int>(i) == layout_.time) {
+            PlainDecimal d;
+            if (!scan_plain_decimal(p, end, d) || !d.fraction_is_zero || d.integer >= kMaxPlainSeconds) return false;
+            c.time = static_cast<std::int64_t>(d.integer);
+        } else if (const auto target = targets_[i]) {
+            PlainDecimal d;
+            if (!scan_plain_decimal(p, end, d) || d.mantissa > kMaxExactMantissa ||
+                d.fraction_digits >= kPowersOfTen.size())
+                return false;
+            c.*target = static_cast<double>(d.mantissa) / kPowersOfTen[d.fraction_digits];
+        } else {
+            if (p != end && *p == '"') return false; // a quoted field may hold commas
+            while (p != end && *p != ',') ++p;
+        }
+    }
     return true;
 }
 

@@ -34,6 +34,7 @@ class CsvFile {
 
   private:
     bool parse(std::string_view line, Candidate& out);
+    bool parse_plain(std::string_view line, Candidate& out) const;
 
     std::unique_ptr<ByteReader> reader_;
     std::unique_ptr<LineReader> lines_;
@@ -43,6 +44,7 @@ class CsvFile {
     std::string format_;
     std::int64_t line_number_ = 0;
     std::vector<std::string_view> fields_;
+    std::vector<double Candidate::*> targets_; // by field index up to the layout's last: the price it holds, if any
 };
 
 } // namespace btcml::data
