@@ -7,6 +7,8 @@
       (the columns of its `bars` table) for `psql \\copy`.
   ingest_baselines.py pandas KAGGLE_CSV [--repeat R]
       Times pandas.read_csv on the file with each engine available; prints one JSON object.
+  ingest_baselines.py report PARSE_JSON PANDAS_JSON RUNS_JSONL
+      Combines the measurements of run_ingest_bench.sh into one JSON object on stdout and a table on stderr.
 """
 import argparse
 import importlib.util
@@ -73,6 +75,64 @@ def time_pandas(path: str, repeat: int) -> dict:
     return out
 
 
+def summarise(runs: list, kind: str) -> dict:
+    mine = [r for r in runs if r["kind"] == kind]
+    seconds = [r["seconds"] for r in mine]
+    best = min(seconds)
+    out = {"rows": mine[0]["rows"], "seconds": seconds, "best_seconds": best,
+           "median_seconds": statistics.median(seconds), "rows_per_s": mine[0]["rows"] / best}
+    if all("peak_rss_kb" in r for r in mine):
+        out["peak_rss_kb"] = max(r["peak_rss_kb"] for r in mine)
+    return out
+
+
+def report(parse_path: str, pandas_path: str, runs_path: str) -> dict:
+    with open(parse_path) as f:
+        parse = json.load(f)
+    with open(pandas_path) as f:
+        pandas_result = json.load(f)
+    with open(runs_path) as f:
+        runs = [json.loads(line) for line in f if line.strip()]
+    pandas_c = pandas_result["engines"]["c"]
+    sqlite = summarise(runs, "btcml_sqlite")
+    postgres = summarise(runs, "btcml_postgres")
+    psql = summarise(runs, "psql_copy")
+    out = {
+        "rows": parse["rows"],
+        "btcml_parse": parse,
+        "pandas_read_csv": pandas_result,
+        "btcml_ingest_sqlite": sqlite,
+        "btcml_ingest_postgres": postgres,
+        "psql_copy": psql,
+        "ratios": {
+            "parse_vs_pandas_c": parse["rows_per_s"] / pandas_c["rows_per_s"],
+            "parse_vs_pandas_c_target": 10.0,
+            "postgres_vs_psql_copy": postgres["rows_per_s"] / psql["rows_per_s"],
+            "postgres_vs_psql_copy_target": 0.8,
+        },
+    }
+    if "pyarrow" in pandas_result["engines"]:
+        out["ratios"]["parse_vs_pandas_pyarrow"] = parse["rows_per_s"] / pandas_result["engines"]["pyarrow"]["rows_per_s"]
+    return out
+
+
+def print_table(result: dict) -> None:
+    rows = [("btcml parse (CsvFile, no store)", result["btcml_parse"])]
+    rows += [(f"pandas read_csv engine={name}", r) for name, r in result["pandas_read_csv"]["engines"].items()]
+    rows += [("btcml ingest -> SQLite", result["btcml_ingest_sqlite"]),
+             ("btcml ingest -> PostgreSQL", result["btcml_ingest_postgres"]),
+             ("psql \\copy -> PostgreSQL", result["psql_copy"])]
+    err = sys.stderr
+    print(f"{'measurement':<36} {'best s':>8} {'median s':>9} {'rows/s':>12} {'peak RSS':>10}", file=err)
+    for name, r in rows:
+        rss = f"{r['peak_rss_kb'] / 1024:.0f} MiB" if "peak_rss_kb" in r else ""
+        print(f"{name:<36} {r['best_seconds']:>8.3f} {r['median_seconds']:>9.3f} {r['rows_per_s']:>12,.0f} {rss:>10}",
+              file=err)
+    ratios = result["ratios"]
+    print(f"parse vs pandas (c): {ratios['parse_vs_pandas_c']:.2f}x (target >= 10x); "
+          f"PostgreSQL load vs psql \\copy: {ratios['postgres_vs_psql_copy']:.2f}x (target >= 0.8x)", file=err)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,12 +144,21 @@ def main() -> int:
     pan = sub.add_parser("pandas")
     pan.add_argument("kaggle_csv")
     pan.add_argument("--repeat", type=int, default=3)
+    rep = sub.add_parser("report")
+    rep.add_argument("parse_json")
+    rep.add_argument("pandas_json")
+    rep.add_argument("runs_jsonl")
     args = parser.parse_args()
     if args.command == "generate":
         generate(args.kaggle_csv, args.bars_csv, args.rows, args.seed)
-    else:
+    elif args.command == "pandas":
         json.dump(time_pandas(args.kaggle_csv, args.repeat), sys.stdout)
         print()
+    else:
+        result = report(args.parse_json, args.pandas_json, args.runs_jsonl)
+        json.dump(result, sys.stdout)
+        print()
+        print_table(result)
     return 0
 
 
