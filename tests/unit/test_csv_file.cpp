@@ -41,6 +41,8 @@ TEST(CsvFile, FastAndGeneralPathsAgree) {
         "1325412600.0,1,1,1,1,NaN",
         "1325412660.0,1,1,x,1,1",
         "1325412720.0,1,1,1",
+        "1325412780.0,12345678.9,123456789.12,1234567.891,12345678.9,1234567890123.45678", // runs of 8 digits and more
+        "1325412840.00000000,87654321.87654321,99999999.99,0.00000001,87654321.8,0.000000001",
     };
     std::string plain = "Timestamp,Open,High,Low,Close,Volume\n";
     std::string padded = plain;
