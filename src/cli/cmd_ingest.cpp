@@ -50,12 +50,14 @@ void run_ingest(const IngestArgs& args, Context& ctx) {
     options.format = args.format;
     options.columns = args.columns;
     options.base_url = args.base_url;
+    options.home = ctx.config.home;
     options.progress = ctx.interactive();
 
     auto store = ctx.open_store();
     std::error_code ec;
-    const bool is_file = std::filesystem::is_regular_file(args.source, ec);
-    Progress progress("ingest", is_file ? Progress::Unit::bytes : Progress::Unit::items, options.progress);
+    // Files and Kaggle downloads report bytes; exchanges and the generator report bars.
+    const bool bytes = std::filesystem::is_regular_file(args.source, ec) || args.source.starts_with("kaggle");
+    Progress progress("ingest", bytes ? Progress::Unit::bytes : Progress::Unit::items, options.progress);
     const auto summary = data::ingest(*store, args.source, options,
                                       [&progress](std::int64_t done, std::int64_t total) { progress.update(done, total); });
     progress.finish();

@@ -264,7 +264,7 @@ std::int64_t IngestWriter::rows_read() const { return impl_->rows_read; }
 
 void IngestWriter::finish(IngestSummary& summary) {
     auto& s = *impl_;
-    if (s.rows_read == 0) throw InvalidInput("the source holds no data rows");
+    if (s.rows_read == 0 && !s.interval) throw InvalidInput("the source holds no data rows");
     if (!s.pending.empty() || !s.interval) s.start_streaming();
     for (const auto& [start, bucket] : s.buckets) s.emit_bucket(bucket);
     s.buckets.clear();
@@ -325,20 +325,22 @@ struct SourceKind {
     std::string_view prefix;
     SourceFn read;
     std::string_view default_symbol;
+    std::int64_t default_interval; // 0: inferred from the data
+    std::string_view default_spec; // what `prefix` alone means
 };
 
 void read_path(std::string_view spec, SourceContext& ctx) { read_file(std::filesystem::path(spec), ctx); }
 
 // The route table of sources: SOURCE is matched by its prefix before the first ':'.
 constexpr SourceKind kSources[] = {
-    {"synthetic", read_synthetic, "BTCUSD-SYNTH"},
-    {"kaggle", read_kaggle, "BTCUSD"},
-    {"bitstamp", read_bitstamp, "BTCUSD"},
-    {"binance", read_binance, "BTCUSD"},
+    {"synthetic", read_synthetic, "BTCUSD-SYNTH", 3600, "42"},
+    {"kaggle", read_kaggle, "BTCUSD", 0, "mczielinski/bitcoin-historical-data"},
+    {"bitstamp", read_bitstamp, "BTCUSD", 3600, "btcusd"},
+    {"binance", read_binance, "BTCUSD", 3600, "BTCUSDT"},
 };
 
 std::pair<const SourceKind*, std::string_view> find_source(std::string_view source) {
-    static constexpr SourceKind file_kind{"file", read_path, "BTCUSD"};
+    static constexpr SourceKind file_kind{"file", read_path, "BTCUSD", 0, ""};
     const auto colon = source.find(':');
     const std::string_view prefix = source.substr(0, colon);
     for (const auto& kind : kSources)
@@ -349,12 +351,16 @@ std::pair<const SourceKind*, std::string_view> find_source(std::string_view sour
 
 } // namespace
 
-IngestSummary ingest(store::Store& store, const std::string& source, const IngestOptions& options_in,
+IngestSummary ingest(store::Store& store, const std::string& source_in, const IngestOptions& options_in,
                      const ProgressFn& progress) {
-    if (source.empty()) throw UsageError("ingest: SOURCE is empty");
-    const auto [kind, spec] = find_source(source);
+    if (source_in.empty()) throw UsageError("ingest: SOURCE is empty");
+    auto [kind, spec] = find_source(source_in);
+    if (spec.empty()) spec = kind->default_spec;
+    // Bars carry the full source, seed or data set included, so that `synthetic` is stored as `synthetic:42`.
+    const std::string source = kind->prefix == "file" ? source_in : fmt::format("{}:{}", kind->prefix, spec);
     IngestOptions options = options_in;
     if (options.symbol.empty()) options.symbol = std::string(kind->default_symbol);
+    if (!options.interval && kind->default_interval > 0) options.interval = kind->default_interval;
 
     const auto started = std::chrono::steady_clock::now();
     store::IngestRun run;

@@ -5,6 +5,7 @@
 #include "store/store.hpp"
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -51,6 +52,7 @@ struct IngestOptions {
     std::string format;                   // force a file layout (see layout.hpp)
     std::string columns;                  // explicit column mapping (see layout.hpp)
     std::string base_url;                 // override an API's base URL (tests, mirrors)
+    std::filesystem::path home;           // BTCML_HOME: downloads go under it
     bool progress = false;                // draw progress on stderr (a terminal, not --json)
 };
 

@@ -1,6 +1,9 @@
 // CSV files (plain, .gz, .zip): detect the layout from the first lines, then stream rows into the writer.
+#include "core/error.hpp"
 #include "data/csv_file.hpp"
 #include "data/sources.hpp"
+
+#include <fmt/format.h>
 
 namespace btcml::data {
 namespace {
@@ -19,6 +22,8 @@ void read_file(const std::filesystem::path& path, SourceContext& ctx) {
         if (++rows % kProgressEvery == 0)
             ctx.progress(static_cast<std::int64_t>(file.position()), static_cast<std::int64_t>(file.file_size()));
     }
+    if (ctx.writer.rows_read() == 0)
+        throw InvalidInput(fmt::format("{}: the file has a header but no data rows", path.string()));
     ctx.progress(static_cast<std::int64_t>(file.file_size()), static_cast<std::int64_t>(file.file_size()));
 }
 

@@ -108,14 +108,16 @@ void read_synthetic(std::string_view spec, SourceContext& ctx) {
         const double daily_cycle = 1.0 + 0.35 * std::sin(2 * std::numbers::pi * (hour - 9) / 24);
         const double volume =
             450.0 * scale * scale * daily_cycle * (1.0 + 25.0 * std::abs(log_return)) * std::exp(0.3 * rng.normal());
+        // Quoted like an exchange: cents and satoshis. Rounding is monotone, so high and low still bound the bar.
+        const auto cents = [](double v) { return std::round(v * 100) / 100; };
         Candidate c;
         c.line = i + 1;
         c.time = t;
-        c.open = open;
-        c.high = high;
-        c.low = low;
-        c.close = price;
-        c.volume = volume;
+        c.open = cents(open);
+        c.high = cents(high);
+        c.low = cents(low);
+        c.close = cents(price);
+        c.volume = std::round(volume * 1e8) / 1e8;
         ctx.writer.add(c);
         if (i % 4096 == 0) ctx.progress(i, count);
     }

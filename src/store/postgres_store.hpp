@@ -33,8 +33,8 @@ class PostgresStore final : public SqlStore {
 
     /// COPYs the bars, as rows of the `bars` table, into `table`.
     void copy_bars(std::string_view table, const SeriesKey& key, std::span<const Bar> bars, std::string_view source);
-    /// True when the bars' times are distinct and no stored bar of the series lies between the first and last.
-    bool is_new_range(const SeriesKey& key, std::span<const Bar> bars);
+    /// True when no stored bar of the series lies between the first and last of these bars, sorted by time.
+    bool is_new_range(const SeriesKey& key, std::span<const Bar> sorted);
 
     std::string url_; // redacted: for messages only
     pg_conn* conn_ = nullptr;
