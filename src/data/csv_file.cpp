@@ -71,8 +71,8 @@ std::size_t take_digits(const char*& p, const char* end, std::uint64_t& value) {
             if (n == 0) return static_cast<std::size_t>(p - start);
             std::uint64_t v = digits << (8 * (8 - n)); // the n digits, behind leading zeros
             v = v * 10 + (v >> 8);
-            v = ((v & 0x000000FF000000FF) * 0x000F424000000064 + ((v >> 16) & 0x000000FF000000FF) * 0x0000271000000001) >>
-                32;
+            constexpr std::uint64_t kPairs = 0x000000FF000000FF;
+            v = ((v & kPairs) * 0x000F424000000064 + ((v >> 16) & kPairs) * 0x0000271000000001) >> 32;
             value = value * kIntPowersOfTen[n] + v;
             p += n;
             if (n < 8) return static_cast<std::size_t>(p - start);

@@ -287,7 +287,8 @@ void PostgresStore::copy_bars(std::string_view table, const SeriesKey& key, std:
     for (const auto& bar : bars) {
         out.append(prefix);
         append_binary_int(out, bar.time);
-        for (const double value : {bar.open, bar.high, bar.low, bar.close, bar.volume}) append_binary_double(out, value);
+        for (const double value : {bar.open, bar.high, bar.low, bar.close, bar.volume})
+            append_binary_double(out, value);
         append_be(out, 1, 4);
         out.push_back(bar.complete ? '\1' : '\0');
         out.append(suffix);
@@ -337,7 +338,8 @@ InsertResult PostgresStore::insert_bars(const SeriesKey& key, std::span<const Ba
         result.inserted = static_cast<std::int64_t>(rows.size());
     } else {
         // COPY cannot skip stored bars, so it fills a per-transaction staging table that one INSERT then merges.
-        exec("CREATE TEMP TABLE IF NOT EXISTS btcml_bar_staging (LIKE bars) ON COMMIT DROP; TRUNCATE btcml_bar_staging");
+        exec("CREATE TEMP TABLE IF NOT EXISTS btcml_bar_staging (LIKE bars) ON COMMIT DROP; "
+             "TRUNCATE btcml_bar_staging");
         copy_bars("btcml_bar_staging", key, rows, source);
         result.inserted = query("INSERT INTO bars SELECT * FROM btcml_bar_staging s WHERE NOT EXISTS (SELECT 1 FROM "
                                 "bars b WHERE b.symbol = $1::text AND b.interval_s = $2::bigint "

@@ -15,7 +15,8 @@ namespace btcml::data {
 namespace {
 
 std::vector<Candidate> read_all(const std::string& text) {
-    const auto path = std::filesystem::temp_directory_path() / ("btcml-csv-file-" + std::to_string(::getpid()) + ".csv");
+    const auto path =
+        std::filesystem::temp_directory_path() / ("btcml-csv-file-" + std::to_string(::getpid()) + ".csv");
     std::ofstream(path) << text;
     CsvFile file(path, "", "");
     std::vector<Candidate> out;
