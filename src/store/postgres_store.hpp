@@ -3,6 +3,7 @@
 #include "store/sql_store.hpp"
 
 #include <string>
+#include <string_view>
 
 struct pg_conn;
 
@@ -29,6 +30,11 @@ class PostgresStore final : public SqlStore {
 
   private:
     class CopyIn;
+
+    /// COPYs the bars, as rows of the `bars` table, into `table`.
+    void copy_bars(std::string_view table, const SeriesKey& key, std::span<const Bar> bars, std::string_view source);
+    /// True when no stored bar of the series lies between the first and last of these bars, sorted by time.
+    bool is_new_range(const SeriesKey& key, std::span<const Bar> sorted);
 
     std::string url_; // redacted: for messages only
     pg_conn* conn_ = nullptr;
