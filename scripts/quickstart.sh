@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: installs what is missing, builds btcml, ingests market data (real hourly
 # bars from Binance when the internet is reachable, otherwise the labelled synthetic series) into the SQLite
-# store under $BTCML_HOME (default ~/.btcml), and shows what was stored.
+# store under $BTCML_HOME (default ~/.btcml), shows what was stored, trains a small LSTM forecaster, prints its
+# test metrics beside the naive, drift and linear baselines, and forecasts the next hours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +23,7 @@ echo "== stored series"
 $btcml series
 echo "== latest bars of $symbol 1h"
 $btcml bars --symbol "$symbol" --interval 1h | tail -n 5
+echo "== train (small model; metrics on the held-out test part, beside the baselines)"
+$btcml train --symbol "$symbol" --interval 1h --epochs 4
+echo "== forecast from the latest bars"
+$btcml predict
