@@ -31,7 +31,9 @@ struct Problem {
         // Targets far from the outputs (which stay within about +-1), so no pinball kink lies within a step.
         for (int i = 0; i < batch * horizons; ++i) targets.push_back(i % 2 == 0 ? 3.0F + 0.1F * i : -3.0F - 0.1F * i);
         // Larger weights than the default init put the gates away from their linear regions.
-        for (float& p : network.parameters()) p *= 2.0F;
+        std::vector<float> params(network.parameters().begin(), network.parameters().end());
+        for (float& p : params) p *= 2.0F;
+        network.set_parameters(params);
     }
 
     double loss() const {
@@ -51,15 +53,18 @@ struct Mismatch {
 // Compares `gradient` with central differences; returns the entries outside atol + rtol * |numeric|.
 std::vector<Mismatch> check(Problem& p, const std::vector<float>& gradient, double eps, double atol, double rtol) {
     std::vector<Mismatch> bad;
-    auto params = p.network.parameters();
+    std::vector<float> params(p.network.parameters().begin(), p.network.parameters().end());
     for (const auto& t : p.network.tensors())
         for (std::size_t i = t.offset; i < t.offset + t.size(); ++i) {
             const float saved = params[i];
             params[i] = saved + static_cast<float>(eps);
+            p.network.set_parameters(params);
             const double up = p.loss();
             params[i] = saved - static_cast<float>(eps);
+            p.network.set_parameters(params);
             const double down = p.loss();
             params[i] = saved;
+            p.network.set_parameters(params);
             const double numeric = (up - down) / (2.0 * eps);
             if (std::abs(numeric - gradient[i]) > atol + rtol * std::abs(numeric))
                 bad.push_back({t.name, i - t.offset, gradient[i], numeric});

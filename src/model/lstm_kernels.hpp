@@ -1,0 +1,24 @@
+#pragma once
+// The hot loops of the LSTM (GEMM and the gate nonlinearities), with an AVX2+FMA version picked at run time:
+// the build targets plain x86-64, so the wide instructions are used only where the CPU has them.
+#include <cstddef>
+
+namespace btcml::model {
+
+enum class KernelIsa { generic, avx2 };
+
+/// The kernels in use: avx2 when the CPU supports AVX2 and FMA, unless use_kernels() chose otherwise.
+KernelIsa active_kernels() noexcept;
+/// Selects the kernels (tests run both); throws UsageError when the CPU lacks the instructions.
+void use_kernels(KernelIsa isa);
+
+/// C[m x n] (+)= A * B, with A(i, p) = a[i * a_row + p * a_col] (so A may be a transposed view), B row-major
+/// [k x n] with leading dimension ldb, C row-major with leading dimension ldc. Overwrites C unless `accumulate`.
+void gemm(int m, int n, int k, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_col, const float* b,
+          std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc, bool accumulate);
+
+/// One LSTM cell for one window: `gates` holds the 4H pre-activations (i, f, g, o) and receives the activations;
+/// writes c = f * c_prev + i * g (c_prev null at the first step), tanh(c) and h = o * tanh(c).
+void lstm_cell(int hidden, float* gates, const float* c_prev, float* c, float* tanh_c, float* h);
+
+} // namespace btcml::model
