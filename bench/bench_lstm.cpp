@@ -5,6 +5,7 @@
 //   bench_lstm [--windows N] [--threads N] [--latency-calls N]
 #include "model/lstm.hpp"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <omp.h>
 
@@ -38,7 +39,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-double round_to(double v, double unit) { return std::round(v / unit) * unit; }
+// Rounded for printing: the JSON should read like the Python baseline's.
+double round_to(double v, int decimals) { return std::stod(fmt::format("{:.{}f}", v, decimals)); }
 
 } // namespace
 
@@ -106,13 +108,13 @@ int main(int argc, char** argv) {
         {"shape",
          {{"features", features}, {"hidden", hidden}, {"layers", layers}, {"steps", steps}, {"batch", batch},
           {"outputs", outputs}}},
-        {"train_windows_per_s", round_to(train_wps, 0.1)},
-        {"train_gflops", round_to(train_wps * 3 * flops / 1e9, 0.01)},
-        {"infer_latency_us_median", round_to(median * 1e6, 0.1)},
-        {"infer_latency_us_p99", round_to(p99 * 1e6, 0.1)},
-        {"infer_gflops", round_to(flops / median / 1e9, 0.01)},
-        {"batched_windows_per_s", round_to(eval_wps, 0.1)},
-        {"batched_gflops", round_to(eval_wps * flops / 1e9, 0.01)},
+        {"train_windows_per_s", round_to(train_wps, 1)},
+        {"train_gflops", round_to(train_wps * 3 * flops / 1e9, 2)},
+        {"infer_latency_us_median", round_to(median * 1e6, 1)},
+        {"infer_latency_us_p99", round_to(p99 * 1e6, 1)},
+        {"infer_gflops", round_to(flops / median / 1e9, 2)},
+        {"batched_windows_per_s", round_to(eval_wps, 1)},
+        {"batched_gflops", round_to(eval_wps * flops / 1e9, 2)},
     };
     std::cout << result.dump() << "\n";
     return 0;

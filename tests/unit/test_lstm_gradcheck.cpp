@@ -3,6 +3,7 @@
 // in double from float outputs, the step is large enough to dwarf rounding, and the tolerance is relative plus a
 // small absolute floor; the test also shows the check is sharp by catching a slightly wrong gradient.
 #include "model/lstm.hpp"
+#include "model/lstm_kernels.hpp"
 
 #include <gtest/gtest.h>
 
@@ -83,7 +84,24 @@ std::vector<float> analytic_gradient(Problem& p) {
     return {trainer.gradient().begin(), trainer.gradient().end()};
 }
 
-TEST(LstmGradcheck, EveryTensorMatchesFiniteDifferences) {
+// Runs under both kernel sets (the AVX2 one only where the CPU has it).
+class LstmGradcheck : public ::testing::TestWithParam<KernelIsa> {
+  protected:
+    void SetUp() override {
+        saved_ = active_kernels();
+        if (GetParam() == KernelIsa::avx2 && saved_ != KernelIsa::avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+        use_kernels(GetParam());
+    }
+    void TearDown() override { use_kernels(saved_); }
+
+  private:
+    KernelIsa saved_ = KernelIsa::generic;
+};
+
+INSTANTIATE_TEST_SUITE_P(Kernels, LstmGradcheck, ::testing::Values(KernelIsa::generic, KernelIsa::avx2),
+                         [](const auto& info) { return info.param == KernelIsa::avx2 ? "avx2" : "generic"; });
+
+TEST_P(LstmGradcheck, EveryTensorMatchesFiniteDifferences) {
     Problem p;
     const auto gradient = analytic_gradient(p);
     for (const auto& t : p.network.tensors()) {
@@ -96,7 +114,7 @@ TEST(LstmGradcheck, EveryTensorMatchesFiniteDifferences) {
         ADD_FAILURE() << m.tensor << "[" << m.index << "]: analytic " << m.analytic << ", numeric " << m.numeric;
 }
 
-TEST(LstmGradcheck, CatchesASlightlyWrongGradient) {
+TEST_P(LstmGradcheck, CatchesASlightlyWrongGradient) {
     Problem p;
     const auto gradient = analytic_gradient(p);
     for (const auto& t : p.network.tensors()) {
