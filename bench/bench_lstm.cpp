@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     const double p99 = latency[static_cast<std::size_t>(0.99 * static_cast<double>(latency.size() - 1))];
 
     constexpr int eval_chunk = 256;
-    net.forward(x.data(), eval_chunk, steps, out.data());
+    net.forward(x.data(), std::min(eval_chunk, windows), steps, out.data());
     start = std::chrono::steady_clock::now();
     for (int s = 0; s < windows; s += eval_chunk)
         net.forward(x.data() + s * window_floats, std::min(eval_chunk, windows - s), steps,

@@ -92,10 +92,14 @@ struct Activations {
 };
 
 // Pointers into LstmNetwork::packed_ for one layer.
+// The recurrent product h_{t-1} W_hh^T runs once per step: for one window it streams all of W_hh (64 KiB at
+// H = 64, more than L1) from L2, so the weights are stored as contiguous column panels that stream sequentially.
+constexpr int recurrent_panel = 64;
+
 template <typename T>
 struct PackedLayer {
     T* w_ih_t; // [in x 4H]
-    T* w_hh_t; // [H x 4H]
+    T* w_hh_t; // [H x 4H] in column panels of recurrent_panel floats, each contiguous [H x panel]
     T* bias;   // [4H]
 };
 
@@ -161,7 +165,12 @@ void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, 
         gemm(rows, g4, in, a.layer_input(l, dropout), in, 1, p.w_ih_t, g4, gates, g4, true);
         for (int t = 0; t < steps; ++t) {
             const std::size_t row0 = static_cast<std::size_t>(t) * n;
-            if (t > 0) gemm(n, g4, h, hidden + (row0 - n) * h, h, 1, p.w_hh_t, g4, gates + row0 * g4, g4, true);
+            if (t > 0)
+                for (int j = 0; j < g4; j += recurrent_panel) {
+                    const int width = std::min(recurrent_panel, g4 - j);
+                    gemm(n, width, h, hidden + (row0 - n) * h, h, 1, p.w_hh_t + static_cast<std::size_t>(j) * h,
+                         width, gates + row0 * g4 + j, g4, true);
+                }
             for (int w = 0; w < n; ++w) {
                 const std::size_t r = row0 + w;
                 lstm_cell(h, gates + r * g4, t > 0 ? cells + (r - n) * h : nullptr, cells + r * h, tanh_c + r * h,
@@ -344,7 +353,11 @@ void LstmNetwork::pack() {
         const auto src = layer_tensors(params_.data(), tensors_, l);
         const PackedLayer<float> dst = packed_layer(packed_.data(), config_, l);
         MatMap(dst.w_ih_t, in, g4) = ConstMatMap(src.w_ih, g4, in).transpose();
-        MatMap(dst.w_hh_t, h, g4) = ConstMatMap(src.w_hh, g4, h).transpose();
+        for (int j = 0; j < g4; j += recurrent_panel) {
+            const int width = std::min(recurrent_panel, g4 - j);
+            MatMap(dst.w_hh_t + static_cast<std::size_t>(j) * h, h, width) =
+                ConstMatMap(src.w_hh + static_cast<std::size_t>(j) * h, width, h).transpose();
+        }
         ArrMap(dst.bias, g4) = ConstArrMap(src.b_ih, g4) + ConstArrMap(src.b_hh, g4);
     }
     const auto& head = tensors_[tensors_.size() - 2];
