@@ -2,8 +2,9 @@
 // (forward + backward + clipping + Adam), single-window inference latency, batched forward throughput.
 // Prints one JSON object, the same fields as bench/lstm_torch.py. See docs/benchmarks-lstm.md.
 //
-//   bench_lstm [--windows N] [--threads N] [--latency-calls N]
+//   bench_lstm [--windows N] [--threads N] [--latency-calls N] [--kernels generic|avx2|avx512]
 #include "model/lstm.hpp"
+#include "model/lstm_kernels.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -51,11 +52,16 @@ int main(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string flag = argv[i];
         const int value = std::atoi(argv[i + 1]);
-        if (flag == "--windows") windows = value;
+        if (flag == "--kernels") {
+            const std::string name = argv[i + 1];
+            btcml::model::use_kernels(name == "generic" ? btcml::model::KernelIsa::generic
+                                      : name == "avx2"  ? btcml::model::KernelIsa::avx2
+                                                        : btcml::model::KernelIsa::avx512);
+        } else if (flag == "--windows") windows = value;
         else if (flag == "--threads") threads = value;
         else if (flag == "--latency-calls") latency_calls = value;
         else {
-            std::cerr << "usage: bench_lstm [--windows N] [--threads N] [--latency-calls N]\n";
+            std::cerr << "usage: bench_lstm [--windows N] [--threads N] [--latency-calls N] [--kernels ISA]\n";
             return 2;
         }
     }
@@ -104,6 +110,7 @@ int main(int argc, char** argv) {
     const double flops = gemm_flops();
     const nlohmann::json result{
         {"impl", "btcml"},
+        {"kernels", std::string(btcml::model::to_string(btcml::model::active_kernels()))},
         {"threads", threads},
         {"shape",
          {{"features", features}, {"hidden", hidden}, {"layers", layers}, {"steps", steps}, {"batch", batch},

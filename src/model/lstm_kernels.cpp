@@ -2,6 +2,8 @@
 
 #include "core/error.hpp"
 
+#include <fmt/format.h>
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 
 namespace btcml::model {
 namespace {
+namespace generic {
 
 // ---- Portable versions: plain loops, also the reference the AVX2 ones are tested against. ----
 
@@ -47,170 +50,122 @@ void lstm_cell_generic(int hidden, float* gates, const float* c_prev, float* c, 
     for (int j = 0; j < hidden; ++j) cell_unit(j, hidden, gates, c_prev, c, tanh_c, h);
 }
 
-// ---- AVX2 + FMA versions. ----
+} // namespace generic
 
-#define BTCML_AVX2 __attribute__((target("avx2,fma")))
+// ---- SIMD versions: the same source compiled for AVX2 + FMA and for AVX-512. ----
 
-BTCML_AVX2 __m256i tail_mask(int count) {
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lanes);
+namespace avx2 {
+#define BTCML_TARGET __attribute__((target("avx2,fma")))
+using V = __m256;
+constexpr int W = 8;
+BTCML_TARGET inline __m256i tail_mask(int count) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-
-// MR rows x NV vectors of C over k, kept in registers (the unroll pragmas make sure of that at -O2). With Masked,
-// only the first `cols` columns of the single vector are read and written.
-template <int MR, int NV, bool Masked>
-BTCML_AVX2 inline void micro_kernel(int k, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_col,
-                                    const float* b, std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc, bool load_c,
-                                    int cols) {
-    static_assert(!Masked || NV == 1);
-    __m256 acc[MR][NV];
-    const __m256i mask = tail_mask(cols);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) {
-            if (!load_c) acc[r][v] = _mm256_setzero_ps();
-            else if constexpr (Masked) acc[r][v] = _mm256_maskload_ps(c + r * ldc, mask);
-            else acc[r][v] = _mm256_loadu_ps(c + r * ldc + 8 * v);
-        }
-    for (int p = 0; p < k; ++p) {
-        __m256 bv[NV];
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) {
-            if constexpr (Masked) bv[v] = _mm256_maskload_ps(b + p * ldb, mask);
-            else bv[v] = _mm256_loadu_ps(b + p * ldb + 8 * v);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            const __m256 av = _mm256_broadcast_ss(a + r * a_row + p * a_col);
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
-        }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) {
-            if constexpr (Masked) _mm256_maskstore_ps(c + r * ldc, mask, acc[r][v]);
-            else _mm256_storeu_ps(c + r * ldc + 8 * v, acc[r][v]);
-        }
+BTCML_TARGET inline V vzero() { return _mm256_setzero_ps(); }
+BTCML_TARGET inline V vset1(float x) { return _mm256_set1_ps(x); }
+BTCML_TARGET inline V vload(const float* p) { return _mm256_loadu_ps(p); }
+BTCML_TARGET inline V vload_tail(const float* p, int n) { return _mm256_maskload_ps(p, tail_mask(n)); }
+BTCML_TARGET inline void vstore(float* p, V x) { _mm256_storeu_ps(p, x); }
+BTCML_TARGET inline void vstore_tail(float* p, V x, int n) { _mm256_maskstore_ps(p, tail_mask(n), x); }
+BTCML_TARGET inline V vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
+BTCML_TARGET inline V vfmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+BTCML_TARGET inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
+BTCML_TARGET inline V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
+BTCML_TARGET inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
+BTCML_TARGET inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
+BTCML_TARGET inline V vkeep_tiny(V x, V y) {
+    const V tiny = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0F), x), _mm256_set1_ps(0.0004F), _CMP_LT_OQ);
+    return _mm256_blendv_ps(y, x, tiny);
 }
+using generic::cell_unit;
+#include "model/lstm_kernels_simd.inc"
+#undef BTCML_TARGET
+} // namespace avx2
 
-// All rows of one column panel over one block of k: six rows at a time (12 accumulators with NV = 2), then the rest.
-template <int NV, bool Masked>
-BTCML_AVX2 void panel(int m, int k, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_col, const float* b,
-                      std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc, bool load_c, int cols) {
-    int i = 0;
-    for (; i + 6 <= m; i += 6)
-        micro_kernel<6, NV, Masked>(k, a + i * a_row, a_row, a_col, b, ldb, c + i * ldc, ldc, load_c, cols);
-    const float* ai = a + i * a_row;
-    float* ci = c + i * ldc;
-    switch (m - i) {
-    case 5: micro_kernel<5, NV, Masked>(k, ai, a_row, a_col, b, ldb, ci, ldc, load_c, cols); break;
-    case 4: micro_kernel<4, NV, Masked>(k, ai, a_row, a_col, b, ldb, ci, ldc, load_c, cols); break;
-    case 3: micro_kernel<3, NV, Masked>(k, ai, a_row, a_col, b, ldb, ci, ldc, load_c, cols); break;
-    case 2: micro_kernel<2, NV, Masked>(k, ai, a_row, a_col, b, ldb, ci, ldc, load_c, cols); break;
-    case 1: micro_kernel<1, NV, Masked>(k, ai, a_row, a_col, b, ldb, ci, ldc, load_c, cols); break;
-    default: break;
-    }
+// GCC 12 warns about the deliberately undefined pass-through operand inside _mm512_min_ps and _mm512_max_ps.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+namespace avx512 {
+#define BTCML_TARGET __attribute__((target("avx512f,avx2,fma")))
+using V = __m512;
+constexpr int W = 16;
+BTCML_TARGET inline __mmask16 tail_mask(int count) { return static_cast<__mmask16>((1U << count) - 1U); }
+BTCML_TARGET inline V vzero() { return _mm512_setzero_ps(); }
+BTCML_TARGET inline V vset1(float x) { return _mm512_set1_ps(x); }
+BTCML_TARGET inline V vload(const float* p) { return _mm512_loadu_ps(p); }
+BTCML_TARGET inline V vload_tail(const float* p, int n) { return _mm512_maskz_loadu_ps(tail_mask(n), p); }
+BTCML_TARGET inline void vstore(float* p, V x) { _mm512_storeu_ps(p, x); }
+BTCML_TARGET inline void vstore_tail(float* p, V x, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), x); }
+BTCML_TARGET inline V vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
+BTCML_TARGET inline V vfmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+BTCML_TARGET inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
+BTCML_TARGET inline V vdiv(V a, V b) { return _mm512_div_ps(a, b); }
+BTCML_TARGET inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
+BTCML_TARGET inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
+BTCML_TARGET inline V vkeep_tiny(V x, V y) {
+    const __mmask16 tiny = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(0.0004F), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(tiny, y, x);
 }
+using generic::cell_unit;
+#include "model/lstm_kernels_simd.inc"
+#undef BTCML_TARGET
+} // namespace avx512
+#pragma GCC diagnostic pop
 
-BTCML_AVX2 void gemm_avx2(int m, int n, int k, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_col,
-                          const float* b, std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc, bool accumulate) {
-    if (k == 0) {
-        if (!accumulate)
-            for (int i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0F);
-        return;
-    }
-    // Blocks of k keep a panel of B (kc x 16 floats) in L1 while every row of A passes over it.
-    constexpr int kc = 256;
-    for (int p0 = 0; p0 < k; p0 += kc) {
-        const int kb = std::min(kc, k - p0);
-        const bool load_c = accumulate || p0 > 0;
-        const float* ap = a + p0 * a_col;
-        const float* bp = b + p0 * ldb;
-        int j = 0;
-        if (m < 4) // one row at a time: eight independent accumulators hide the FMA latency
-            for (; j + 64 <= n; j += 64)
-                for (int i = 0; i < m; ++i)
-                    micro_kernel<1, 8, false>(kb, ap + i * a_row, a_row, a_col, bp + j, ldb, c + i * ldc + j, ldc,
-                                              load_c, 64);
-        for (; j + 16 <= n; j += 16) panel<2, false>(m, kb, ap, a_row, a_col, bp + j, ldb, c + j, ldc, load_c, 16);
-        for (; j + 8 <= n; j += 8) panel<1, false>(m, kb, ap, a_row, a_col, bp + j, ldb, c + j, ldc, load_c, 8);
-        if (j < n) panel<1, true>(m, kb, ap, a_row, a_col, bp + j, ldb, c + j, ldc, load_c, n - j);
-    }
-}
-
-// tanh as Eigen computes it for float: a 13/6 rational approximation on a clamped input.
-BTCML_AVX2 inline __m256 tanh8(__m256 x_in) {
-    const __m256 clamp = _mm256_set1_ps(7.99881172180175781F);
-    const __m256 x = _mm256_max_ps(_mm256_min_ps(x_in, clamp), _mm256_sub_ps(_mm256_setzero_ps(), clamp));
-    const __m256 x2 = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.76076847742355e-16F), _mm256_set1_ps(2.00018790482477e-13F));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-8.60467152213735e-11F));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(5.12229709037114e-08F));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(1.48572235717979e-05F));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(6.37261928875436e-04F));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(4.89352455891786e-03F));
-    p = _mm256_mul_ps(x, p);
-    __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(1.19825839466702e-06F), _mm256_set1_ps(1.18534705686654e-04F));
-    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(2.26843463243900e-03F));
-    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(4.89352518554385e-03F));
-    const __m256 tiny = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0F), x_in), _mm256_set1_ps(0.0004F), _CMP_LT_OQ);
-    return _mm256_blendv_ps(_mm256_div_ps(p, q), x_in, tiny);
-}
-
-BTCML_AVX2 inline __m256 sigmoid8(__m256 x) {
-    const __m256 half = _mm256_set1_ps(0.5F);
-    return _mm256_fmadd_ps(half, tanh8(_mm256_mul_ps(half, x)), half);
-}
-
-BTCML_AVX2 void lstm_cell_avx2(int hidden, float* gates, const float* c_prev, float* c, float* tanh_c, float* h) {
-    int j = 0;
-    for (; j + 8 <= hidden; j += 8) {
-        const __m256 i = sigmoid8(_mm256_loadu_ps(gates + j));
-        const __m256 f = sigmoid8(_mm256_loadu_ps(gates + hidden + j));
-        const __m256 g = tanh8(_mm256_loadu_ps(gates + 2 * hidden + j));
-        const __m256 o = sigmoid8(_mm256_loadu_ps(gates + 3 * hidden + j));
-        _mm256_storeu_ps(gates + j, i);
-        _mm256_storeu_ps(gates + hidden + j, f);
-        _mm256_storeu_ps(gates + 2 * hidden + j, g);
-        _mm256_storeu_ps(gates + 3 * hidden + j, o);
-        const __m256 ig = _mm256_mul_ps(i, g);
-        const __m256 cv = c_prev != nullptr ? _mm256_fmadd_ps(f, _mm256_loadu_ps(c_prev + j), ig) : ig;
-        const __m256 tc = tanh8(cv);
-        _mm256_storeu_ps(c + j, cv);
-        _mm256_storeu_ps(tanh_c + j, tc);
-        _mm256_storeu_ps(h + j, _mm256_mul_ps(o, tc));
-    }
-    for (; j < hidden; ++j) cell_unit(j, hidden, gates, c_prev, c, tanh_c, h);
-}
-
-bool cpu_has_avx2() {
+bool cpu_supports(KernelIsa isa) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    switch (isa) {
+    case KernelIsa::generic: return true;
+    case KernelIsa::avx2: return avx2;
+    case KernelIsa::avx512: return avx2 && __builtin_cpu_supports("avx512f");
+    }
+    return false;
 }
 
-std::atomic<KernelIsa> active{cpu_has_avx2() ? KernelIsa::avx2 : KernelIsa::generic};
+KernelIsa best_kernels() {
+    for (KernelIsa isa : {KernelIsa::avx512, KernelIsa::avx2})
+        if (cpu_supports(isa)) return isa;
+    return KernelIsa::generic;
+}
+
+std::atomic<KernelIsa> active{best_kernels()};
 
 } // namespace
 
 KernelIsa active_kernels() noexcept { return active.load(); }
 
+bool kernels_supported(KernelIsa isa) noexcept { return cpu_supports(isa); }
+
 void use_kernels(KernelIsa isa) {
-    if (isa == KernelIsa::avx2 && !cpu_has_avx2()) throw UsageError("this CPU lacks AVX2 and FMA");
+    if (!cpu_supports(isa)) throw UsageError(fmt::format("this CPU lacks the {} instructions", to_string(isa)));
     active = isa;
+}
+
+std::string_view to_string(KernelIsa isa) noexcept {
+    switch (isa) {
+    case KernelIsa::generic: return "generic";
+    case KernelIsa::avx2: return "avx2";
+    case KernelIsa::avx512: return "avx512";
+    }
+    return "?";
 }
 
 void gemm(int m, int n, int k, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_col, const float* b,
           std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc, bool accumulate) {
-    if (active.load(std::memory_order_relaxed) == KernelIsa::avx2) gemm_avx2(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate);
-    else gemm_generic(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate);
+    switch (active.load(std::memory_order_relaxed)) {
+    case KernelIsa::avx512: avx512::gemm(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate); break;
+    case KernelIsa::avx2: avx2::gemm(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate); break;
+    case KernelIsa::generic: generic::gemm_generic(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate); break;
+    }
 }
 
 void lstm_cell(int hidden, float* gates, const float* c_prev, float* c, float* tanh_c, float* h) {
-    if (active.load(std::memory_order_relaxed) == KernelIsa::avx2) lstm_cell_avx2(hidden, gates, c_prev, c, tanh_c, h);
-    else lstm_cell_generic(hidden, gates, c_prev, c, tanh_c, h);
+    switch (active.load(std::memory_order_relaxed)) {
+    case KernelIsa::avx512: avx512::lstm_cell(hidden, gates, c_prev, c, tanh_c, h); break;
+    case KernelIsa::avx2: avx2::lstm_cell(hidden, gates, c_prev, c, tanh_c, h); break;
+    case KernelIsa::generic: generic::lstm_cell_generic(hidden, gates, c_prev, c, tanh_c, h); break;
+    }
 }
 
 } // namespace btcml::model

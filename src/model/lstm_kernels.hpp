@@ -1,16 +1,19 @@
 #pragma once
-// The hot loops of the LSTM (GEMM and the gate nonlinearities), with an AVX2+FMA version picked at run time:
-// the build targets plain x86-64, so the wide instructions are used only where the CPU has them.
+// The hot loops of the LSTM (GEMM and the gate nonlinearities), with AVX2+FMA and AVX-512 versions picked at run
+// time: the build targets plain x86-64, so the wide instructions are used only where the CPU has them.
 #include <cstddef>
+#include <string_view>
 
 namespace btcml::model {
 
-enum class KernelIsa { generic, avx2 };
+enum class KernelIsa { generic, avx2, avx512 };
 
-/// The kernels in use: avx2 when the CPU supports AVX2 and FMA, unless use_kernels() chose otherwise.
+/// The kernels in use: the widest the CPU supports, unless use_kernels() chose otherwise.
 KernelIsa active_kernels() noexcept;
-/// Selects the kernels (tests run both); throws UsageError when the CPU lacks the instructions.
+[[nodiscard]] bool kernels_supported(KernelIsa isa) noexcept;
+/// Selects the kernels (tests run each); throws UsageError when the CPU lacks the instructions.
 void use_kernels(KernelIsa isa);
+std::string_view to_string(KernelIsa isa) noexcept;
 
 /// C[m x n] (+)= A * B, with A(i, p) = a[i * a_row + p * a_col] (so A may be a transposed view), B row-major
 /// [k x n] with leading dimension ldb, C row-major with leading dimension ldc. Overwrites C unless `accumulate`.

@@ -84,12 +84,12 @@ std::vector<float> analytic_gradient(Problem& p) {
     return {trainer.gradient().begin(), trainer.gradient().end()};
 }
 
-// Runs under both kernel sets (the AVX2 one only where the CPU has it).
+// Runs under every kernel set the CPU supports.
 class LstmGradcheck : public ::testing::TestWithParam<KernelIsa> {
   protected:
     void SetUp() override {
         saved_ = active_kernels();
-        if (GetParam() == KernelIsa::avx2 && saved_ != KernelIsa::avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+        if (!kernels_supported(GetParam())) GTEST_SKIP() << "this CPU lacks " << to_string(GetParam());
         use_kernels(GetParam());
     }
     void TearDown() override { use_kernels(saved_); }
@@ -98,8 +98,9 @@ class LstmGradcheck : public ::testing::TestWithParam<KernelIsa> {
     KernelIsa saved_ = KernelIsa::generic;
 };
 
-INSTANTIATE_TEST_SUITE_P(Kernels, LstmGradcheck, ::testing::Values(KernelIsa::generic, KernelIsa::avx2),
-                         [](const auto& info) { return info.param == KernelIsa::avx2 ? "avx2" : "generic"; });
+INSTANTIATE_TEST_SUITE_P(Kernels, LstmGradcheck,
+                         ::testing::Values(KernelIsa::generic, KernelIsa::avx2, KernelIsa::avx512),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
 
 TEST_P(LstmGradcheck, EveryTensorMatchesFiniteDifferences) {
     Problem p;
