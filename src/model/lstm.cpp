@@ -93,7 +93,8 @@ struct Activations {
 
 // Pointers into LstmNetwork::packed_ for one layer.
 // The recurrent product h_{t-1} W_hh^T runs once per step: for one window it streams all of W_hh (64 KiB at
-// H = 64, more than L1) from L2, so the weights are stored as contiguous column panels that stream sequentially.
+// H = 64, more than L1) from L2, so the weights are stored as contiguous column panels that stream sequentially
+// and can be visited in either order.
 constexpr int recurrent_panel = 64;
 
 template <typename T>
@@ -161,20 +162,22 @@ void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, 
         float* tanh_c = a.tanh_c[l].data();
         float* hidden = a.hidden[l].data();
         // The input projections of every step in one GEMM; only h_{t-1} W_hh^T remains inside the recurrence.
-        for (int r = 0; r < rows; ++r) std::copy_n(p.bias, g4, gates + static_cast<std::size_t>(r) * g4);
-        gemm(rows, g4, in, a.layer_input(l, dropout), in, 1, p.w_ih_t, g4, gates, g4, true);
+        gemm(rows, g4, in, a.layer_input(l, dropout), in, 1, p.w_ih_t, g4, gates, g4, false);
         for (int t = 0; t < steps; ++t) {
             const std::size_t row0 = static_cast<std::size_t>(t) * n;
+            // Panels alternate direction from step to step, so the step starts on the panels still in L1.
+            const int panels = (g4 + recurrent_panel - 1) / recurrent_panel;
             if (t > 0)
-                for (int j = 0; j < g4; j += recurrent_panel) {
+                for (int q = 0; q < panels; ++q) {
+                    const int j = (t % 2 == 0 ? q : panels - 1 - q) * recurrent_panel;
                     const int width = std::min(recurrent_panel, g4 - j);
                     gemm(n, width, h, hidden + (row0 - n) * h, h, 1, p.w_hh_t + static_cast<std::size_t>(j) * h,
                          width, gates + row0 * g4 + j, g4, true);
                 }
             for (int w = 0; w < n; ++w) {
                 const std::size_t r = row0 + w;
-                lstm_cell(h, gates + r * g4, t > 0 ? cells + (r - n) * h : nullptr, cells + r * h, tanh_c + r * h,
-                          hidden + r * h);
+                lstm_cell(h, p.bias, gates + r * g4, t > 0 ? cells + (r - n) * h : nullptr, cells + r * h,
+                          tanh_c + r * h, hidden + r * h);
             }
         }
         if (dropout && l + 1 < c.num_layers)

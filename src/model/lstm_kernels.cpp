@@ -32,11 +32,12 @@ void gemm_generic(int m, int n, int k, const float* a, std::ptrdiff_t a_row, std
 float sigmoid(float x) { return 0.5F + 0.5F * std::tanh(0.5F * x); }
 
 // Unit j of lstm_cell.
-inline void cell_unit(int j, int hidden, float* gates, const float* c_prev, float* c, float* tanh_c, float* h) {
-    const float i = sigmoid(gates[j]);
-    const float f = sigmoid(gates[hidden + j]);
-    const float g = std::tanh(gates[2 * hidden + j]);
-    const float o = sigmoid(gates[3 * hidden + j]);
+inline void cell_unit(int j, int hidden, const float* bias, float* gates, const float* c_prev, float* c,
+                      float* tanh_c, float* h) {
+    const float i = sigmoid(gates[j] + bias[j]);
+    const float f = sigmoid(gates[hidden + j] + bias[hidden + j]);
+    const float g = std::tanh(gates[2 * hidden + j] + bias[2 * hidden + j]);
+    const float o = sigmoid(gates[3 * hidden + j] + bias[3 * hidden + j]);
     gates[j] = i;
     gates[hidden + j] = f;
     gates[2 * hidden + j] = g;
@@ -46,8 +47,9 @@ inline void cell_unit(int j, int hidden, float* gates, const float* c_prev, floa
     h[j] = o * tanh_c[j];
 }
 
-void lstm_cell_generic(int hidden, float* gates, const float* c_prev, float* c, float* tanh_c, float* h) {
-    for (int j = 0; j < hidden; ++j) cell_unit(j, hidden, gates, c_prev, c, tanh_c, h);
+void lstm_cell_generic(int hidden, const float* bias, float* gates, const float* c_prev, float* c, float* tanh_c,
+                       float* h) {
+    for (int j = 0; j < hidden; ++j) cell_unit(j, hidden, bias, gates, c_prev, c, tanh_c, h);
 }
 
 } // namespace generic
@@ -70,7 +72,12 @@ BTCML_TARGET inline void vstore_tail(float* p, V x, int n) { _mm256_maskstore_ps
 BTCML_TARGET inline V vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
 BTCML_TARGET inline V vfmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 BTCML_TARGET inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
-BTCML_TARGET inline V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
+BTCML_TARGET inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+// 1/x from the 12-bit estimate and one Newton step (a division costs several times more in the cell).
+BTCML_TARGET inline V vrecip(V x) {
+    const V r = _mm256_rcp_ps(x);
+    return _mm256_mul_ps(r, _mm256_fnmadd_ps(x, r, _mm256_set1_ps(2.0F)));
+}
 BTCML_TARGET inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
 BTCML_TARGET inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
 BTCML_TARGET inline V vkeep_tiny(V x, V y) {
@@ -99,7 +106,11 @@ BTCML_TARGET inline void vstore_tail(float* p, V x, int n) { _mm512_mask_storeu_
 BTCML_TARGET inline V vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
 BTCML_TARGET inline V vfmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 BTCML_TARGET inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
-BTCML_TARGET inline V vdiv(V a, V b) { return _mm512_div_ps(a, b); }
+BTCML_TARGET inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+BTCML_TARGET inline V vrecip(V x) {
+    const V r = _mm512_rcp14_ps(x);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(x, r, _mm512_set1_ps(2.0F)));
+}
 BTCML_TARGET inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
 BTCML_TARGET inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
 BTCML_TARGET inline V vkeep_tiny(V x, V y) {
@@ -160,11 +171,11 @@ void gemm(int m, int n, int k, const float* a, std::ptrdiff_t a_row, std::ptrdif
     }
 }
 
-void lstm_cell(int hidden, float* gates, const float* c_prev, float* c, float* tanh_c, float* h) {
+void lstm_cell(int hidden, const float* bias, float* gates, const float* c_prev, float* c, float* tanh_c, float* h) {
     switch (active.load(std::memory_order_relaxed)) {
-    case KernelIsa::avx512: avx512::lstm_cell(hidden, gates, c_prev, c, tanh_c, h); break;
-    case KernelIsa::avx2: avx2::lstm_cell(hidden, gates, c_prev, c, tanh_c, h); break;
-    case KernelIsa::generic: generic::lstm_cell_generic(hidden, gates, c_prev, c, tanh_c, h); break;
+    case KernelIsa::avx512: avx512::lstm_cell(hidden, bias, gates, c_prev, c, tanh_c, h); break;
+    case KernelIsa::avx2: avx2::lstm_cell(hidden, bias, gates, c_prev, c, tanh_c, h); break;
+    case KernelIsa::generic: generic::lstm_cell_generic(hidden, bias, gates, c_prev, c, tanh_c, h); break;
     }
 }
 

@@ -20,8 +20,8 @@ std::string_view to_string(KernelIsa isa) noexcept;
 void gemm(int m, int n, int k, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_col, const float* b,
           std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc, bool accumulate);
 
-/// One LSTM cell for one window: `gates` holds the 4H pre-activations (i, f, g, o) and receives the activations;
-/// writes c = f * c_prev + i * g (c_prev null at the first step), tanh(c) and h = o * tanh(c).
-void lstm_cell(int hidden, float* gates, const float* c_prev, float* c, float* tanh_c, float* h);
+/// One LSTM cell for one window: `gates` holds the 4H pre-activations (i, f, g, o) without `bias` and receives the
+/// activations; writes c = f * c_prev + i * g (c_prev null at the first step), tanh(c) and h = o * tanh(c).
+void lstm_cell(int hidden, const float* bias, float* gates, const float* c_prev, float* c, float* tanh_c, float* h);
 
 } // namespace btcml::model
