@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <random>
+#include <thread>
 #include <vector>
 
 namespace btcml::model {
@@ -64,6 +65,29 @@ TEST(Lstm, ForwardIsTheSameForEveryBatchSplit) {
         for (int o = 0; o < small.output_size; ++o)
             EXPECT_NEAR(one[o], all[static_cast<std::size_t>(b) * small.output_size + o], 1e-6F);
     }
+}
+
+TEST(Lstm, ForwardIsSafeForConcurrentCallers) {
+    const LstmNetwork net(small, 3);
+    constexpr int steps = 12;
+    constexpr int callers = 4;
+    const auto x = random_values(static_cast<std::size_t>(callers) * 70 * steps * small.input_size, 6);
+    auto run = [&](int caller, int batch) {
+        std::vector<float> out(static_cast<std::size_t>(batch) * small.output_size);
+        net.forward(x.data() + static_cast<std::size_t>(caller) * 70 * steps * small.input_size, batch, steps,
+                    out.data());
+        return out;
+    };
+    std::vector<std::vector<float>> expected;
+    for (int c = 0; c < callers; ++c) expected.push_back(run(c, c % 2 == 0 ? 1 : 70));
+    std::vector<std::vector<float>> got(callers);
+    std::vector<std::thread> threads;
+    for (int c = 0; c < callers; ++c)
+        threads.emplace_back([&, c] {
+            for (int i = 0; i < 20; ++i) got[c] = run(c, c % 2 == 0 ? 1 : 70);
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(got, expected);
 }
 
 std::vector<float> train(int threads, int iterations) {
