@@ -241,32 +241,19 @@ void backward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors,
             const std::size_t row0 = static_cast<std::size_t>(t) * n;
             for (int w = 0; w < n; ++w) {
                 const std::size_t r = row0 + w;
-                const float* g = gates + r * g4;
-                const ConstArrMap ig(g, h), fg(g + h, h), gg(g + 2 * h, h), og(g + 3 * h, h);
-                const ConstArrMap tc(tanh_c + r * h, h);
-                ArrMap dh(d.d_h.data() + static_cast<std::size_t>(w) * h, h);
-                ArrMap dc(d.d_c.data() + static_cast<std::size_t>(w) * h, h);
-                dh += ConstArrMap(d.d_above.data() + r * h, h);
-                float* dg = d_gates + r * g4;
-                ArrMap(dg + 3 * h, h) = dh * tc * og * (1.0F - og);
-                dc += dh * og * (1.0F - tc.square());
-                ArrMap(dg, h) = dc * gg * ig * (1.0F - ig);
-                ArrMap(dg + 2 * h, h) = dc * ig * (1.0F - gg.square());
-                if (t > 0)
-                    ArrMap(dg + h, h) = dc * ConstArrMap(cells + (r - n) * h, h) * fg * (1.0F - fg);
-                else
-                    ArrMap(dg + h, h).setZero();
-                dc *= fg;
+                lstm_cell_backward(h, gates + r * g4, t > 0 ? cells + (r - n) * h : nullptr, tanh_c + r * h,
+                                   d.d_above.data() + r * h, d.d_h.data() + static_cast<std::size_t>(w) * h,
+                                   d.d_c.data() + static_cast<std::size_t>(w) * h, d_gates + r * g4);
             }
             if (t > 0) gemm(n, h, g4, d_gates + row0 * g4, g4, 1, p.w_hh, h, d.d_h.data(), h, false);
         }
-        const ConstMatMap dg_all(d_gates, rows, g4);
         // Weight gradients as dG^T X: one GEMM over all steps and windows, A read transposed in place.
         gemm(g4, h, rows - n, d_gates + nh * 4, 1, g4, hidden, h, gp.w_hh, h, true);
         gemm(g4, in, rows, d_gates, 1, g4, a.layer_input(l, dropout), in, gp.w_ih, in, true);
-        const Eigen::RowVectorXf d_bias = dg_all.colwise().sum();
-        MatMap(gp.b_ih, 1, g4) += d_bias;
-        MatMap(gp.b_hh, 1, g4) += d_bias;
+        // Row by row, so the sum runs along contiguous memory.
+        ArrMap d_bias(gp.b_ih, g4);
+        for (int r = 0; r < rows; ++r) d_bias += ConstArrMap(d_gates + static_cast<std::size_t>(r) * g4, g4);
+        ArrMap(gp.b_hh, g4) += d_bias;
         if (l > 0) {
             gemm(rows, in, g4, d_gates, g4, 1, p.w_ih, in, d.d_above.data(), in, false);
             if (dropout)

@@ -52,6 +52,28 @@ void lstm_cell_generic(int hidden, const float* bias, float* gates, const float*
     for (int j = 0; j < hidden; ++j) cell_unit(j, hidden, bias, gates, c_prev, c, tanh_c, h);
 }
 
+inline void cell_backward_unit(int j, int hidden, const float* gates, const float* c_prev, const float* tanh_c,
+                               const float* d_above, float* d_h, float* d_c, float* d_gates) {
+    const float i = gates[j];
+    const float f = gates[hidden + j];
+    const float g = gates[2 * hidden + j];
+    const float o = gates[3 * hidden + j];
+    const float tc = tanh_c[j];
+    const float dh = d_h[j] + d_above[j];
+    d_h[j] = dh;
+    const float dc = d_c[j] + dh * o * (1.0F - tc * tc);
+    d_gates[j] = dc * g * i * (1.0F - i);
+    d_gates[hidden + j] = c_prev != nullptr ? dc * c_prev[j] * f * (1.0F - f) : 0.0F;
+    d_gates[2 * hidden + j] = dc * i * (1.0F - g * g);
+    d_gates[3 * hidden + j] = dh * tc * o * (1.0F - o);
+    d_c[j] = dc * f;
+}
+
+void lstm_cell_backward_generic(int hidden, const float* gates, const float* c_prev, const float* tanh_c,
+                                const float* d_above, float* d_h, float* d_c, float* d_gates) {
+    for (int j = 0; j < hidden; ++j) cell_backward_unit(j, hidden, gates, c_prev, tanh_c, d_above, d_h, d_c, d_gates);
+}
+
 } // namespace generic
 
 // ---- SIMD versions: the same source compiled for AVX2 + FMA and for AVX-512. ----
@@ -73,6 +95,7 @@ BTCML_TARGET inline V vbroadcast(const float* p) { return _mm256_broadcast_ss(p)
 BTCML_TARGET inline V vfmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 BTCML_TARGET inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
 BTCML_TARGET inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+BTCML_TARGET inline V vsub(V a, V b) { return _mm256_sub_ps(a, b); }
 // 1/x from the 12-bit estimate and one Newton step (a division costs several times more in the cell).
 BTCML_TARGET inline V vrecip(V x) {
     const V r = _mm256_rcp_ps(x);
@@ -84,6 +107,7 @@ BTCML_TARGET inline V vkeep_tiny(V x, V y) {
     const V tiny = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0F), x), _mm256_set1_ps(0.0004F), _CMP_LT_OQ);
     return _mm256_blendv_ps(y, x, tiny);
 }
+using generic::cell_backward_unit;
 using generic::cell_unit;
 #include "model/lstm_kernels_simd.inc"
 #undef BTCML_TARGET
@@ -107,6 +131,7 @@ BTCML_TARGET inline V vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
 BTCML_TARGET inline V vfmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 BTCML_TARGET inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
 BTCML_TARGET inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+BTCML_TARGET inline V vsub(V a, V b) { return _mm512_sub_ps(a, b); }
 BTCML_TARGET inline V vrecip(V x) {
     const V r = _mm512_rcp14_ps(x);
     return _mm512_mul_ps(r, _mm512_fnmadd_ps(x, r, _mm512_set1_ps(2.0F)));
@@ -117,6 +142,7 @@ BTCML_TARGET inline V vkeep_tiny(V x, V y) {
     const __mmask16 tiny = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(0.0004F), _CMP_LT_OQ);
     return _mm512_mask_blend_ps(tiny, y, x);
 }
+using generic::cell_backward_unit;
 using generic::cell_unit;
 #include "model/lstm_kernels_simd.inc"
 #undef BTCML_TARGET
@@ -176,6 +202,17 @@ void lstm_cell(int hidden, const float* bias, float* gates, const float* c_prev,
     case KernelIsa::avx512: avx512::lstm_cell(hidden, bias, gates, c_prev, c, tanh_c, h); break;
     case KernelIsa::avx2: avx2::lstm_cell(hidden, bias, gates, c_prev, c, tanh_c, h); break;
     case KernelIsa::generic: generic::lstm_cell_generic(hidden, bias, gates, c_prev, c, tanh_c, h); break;
+    }
+}
+
+void lstm_cell_backward(int hidden, const float* gates, const float* c_prev, const float* tanh_c, const float* d_above,
+                        float* d_h, float* d_c, float* d_gates) {
+    switch (active.load(std::memory_order_relaxed)) {
+    case KernelIsa::avx512: avx512::lstm_cell_backward(hidden, gates, c_prev, tanh_c, d_above, d_h, d_c, d_gates); break;
+    case KernelIsa::avx2: avx2::lstm_cell_backward(hidden, gates, c_prev, tanh_c, d_above, d_h, d_c, d_gates); break;
+    case KernelIsa::generic:
+        generic::lstm_cell_backward_generic(hidden, gates, c_prev, tanh_c, d_above, d_h, d_c, d_gates);
+        break;
     }
 }
 

@@ -24,4 +24,11 @@ void gemm(int m, int n, int k, const float* a, std::ptrdiff_t a_row, std::ptrdif
 /// activations; writes c = f * c_prev + i * g (c_prev null at the first step), tanh(c) and h = o * tanh(c).
 void lstm_cell(int hidden, const float* bias, float* gates, const float* c_prev, float* c, float* tanh_c, float* h);
 
+/// Backward through one LSTM cell for one window, given its forward `gates` (activations), c_{t-1} (null at the
+/// first step) and tanh(c_t). On entry `d_h` and `d_c` hold the gradient arriving from step t+1; `d_above` is the
+/// gradient into h_t from above (the head or the next layer). Writes d loss / d pre-activations to `d_gates` (4H)
+/// and leaves in `d_c` the gradient for c_{t-1}; `d_h` is left holding dL/dh_t.
+void lstm_cell_backward(int hidden, const float* gates, const float* c_prev, const float* tanh_c, const float* d_above,
+                        float* d_h, float* d_c, float* d_gates);
+
 } // namespace btcml::model
