@@ -20,7 +20,6 @@ using MatMap = Eigen::Map<Mat>;
 using ConstMatMap = Eigen::Map<const Mat>;
 using ArrMap = Eigen::Map<Eigen::ArrayXf>;
 using ConstArrMap = Eigen::Map<const Eigen::ArrayXf>;
-using ConstRowMap = Eigen::Map<const Eigen::RowVectorXf>;
 
 // Pointers to one LSTM layer's tensors inside a flat vector (parameters or gradient).
 template <typename T>
@@ -141,7 +140,8 @@ void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, 
         const float keep = 1.0F - c.dropout;
         const float scale = 1.0F / keep;
         for (int w = 0; w < n; ++w) {
-            std::uint64_t state = *dropout_seed ^ (0xd1b54a32d192ed03ULL * static_cast<std::uint64_t>(first_window + w));
+            const auto window = static_cast<std::uint64_t>(first_window + w);
+            std::uint64_t state = *dropout_seed ^ (0xd1b54a32d192ed03ULL * window);
             for (int l = 0; l + 1 < c.num_layers; ++l)
                 for (int t = 0; t < steps; ++t) {
                     float* m = a.masks[l].data() + (static_cast<std::size_t>(t) * n + w) * h;
@@ -195,8 +195,7 @@ void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, 
 // Gradient workspace of one slice: per-step derivatives and the running dh, dc of the recurrence.
 struct Derivatives {
     std::vector<float> d_gates;  // [T][n][4H]
-    std::vector<float> d_input;  // [T][n][H], gradient reaching the layer below (after its dropout mask)
-    std::vector<float> d_above;  // [T][n][H], gradient from the layer above into this layer's hidden states
+    std::vector<float> d_above;  // [T][n][H], gradient from above into this layer's hidden states (reused per layer)
     std::vector<float> d_h;      // [n][H]
     std::vector<float> d_c;      // [n][H]
     std::vector<float> d_out;    // [n][out]
@@ -213,7 +212,6 @@ void backward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors,
     const auto nh = static_cast<std::size_t>(n) * h;
     d.d_gates.resize(static_cast<std::size_t>(rows) * g4);
     d.d_above.assign(static_cast<std::size_t>(rows) * h, 0.0F);
-    d.d_input.resize(static_cast<std::size_t>(rows) * h);
     d.d_h.resize(nh);
     d.d_c.resize(nh);
 

@@ -208,7 +208,9 @@ void lstm_cell(int hidden, const float* bias, float* gates, const float* c_prev,
 void lstm_cell_backward(int hidden, const float* gates, const float* c_prev, const float* tanh_c, const float* d_above,
                         float* d_h, float* d_c, float* d_gates) {
     switch (active.load(std::memory_order_relaxed)) {
-    case KernelIsa::avx512: avx512::lstm_cell_backward(hidden, gates, c_prev, tanh_c, d_above, d_h, d_c, d_gates); break;
+    case KernelIsa::avx512:
+        avx512::lstm_cell_backward(hidden, gates, c_prev, tanh_c, d_above, d_h, d_c, d_gates);
+        break;
     case KernelIsa::avx2: avx2::lstm_cell_backward(hidden, gates, c_prev, tanh_c, d_above, d_h, d_c, d_gates); break;
     case KernelIsa::generic:
         generic::lstm_cell_backward_generic(hidden, gates, c_prev, tanh_c, d_above, d_h, d_c, d_gates);

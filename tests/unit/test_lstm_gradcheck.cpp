@@ -107,7 +107,8 @@ TEST_P(LstmGradcheck, EveryTensorMatchesFiniteDifferences) {
     const auto gradient = analytic_gradient(p);
     for (const auto& t : p.network.tensors()) {
         double largest = 0.0;
-        for (std::size_t i = t.offset; i < t.offset + t.size(); ++i) largest = std::max(largest, double{std::abs(gradient[i])});
+        for (std::size_t i = t.offset; i < t.offset + t.size(); ++i)
+            largest = std::max(largest, double{std::abs(gradient[i])});
         // Guards against a vacuous check: each tensor's gradient must be well above the absolute tolerance.
         EXPECT_GT(largest, 50 * atol) << t.name;
     }
