@@ -67,8 +67,8 @@ class LstmNetwork {
     LstmConfig config_;
     std::vector<TensorView> tensors_;
     std::vector<float> params_;
-    // What forward reads: per layer W_ih^T [in x 4H], W_hh^T [H x 4H], b_ih + b_hh [4H]; then head.weight^T [H x out].
-    // Transposed so every product streams rows of the weights (see lstm_kernels.hpp).
+    // What forward reads: per layer W_ih^T [in x 4H], W_hh^T [H x 4H] in contiguous column panels, b_ih + b_hh [4H];
+    // then head.weight^T [H x out]. Transposed so every product streams rows of the weights (see lstm_kernels.hpp).
     std::vector<float> packed_;
 };
 
