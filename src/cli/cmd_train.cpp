@@ -5,6 +5,7 @@
 #include "cli/forecast_common.hpp"
 #include "core/error.hpp"
 #include "core/time.hpp"
+#include "export/mlflow_model.hpp"
 #include "model/forecaster.hpp"
 #include "tracking/registry.hpp"
 #include "tracking/tracker.hpp"
@@ -179,6 +180,10 @@ TrainReport train_tracked(const TrainArgs& args, Context& ctx, store::Store& sto
                     {"btcml.gate.decision", gate.promote ? "champion" : "challenger"}};
     outcome.artifacts = {{"btcml/model.json", (model_dir / "model.json").string()},
                          {"btcml/weights.bin", (model_dir / "weights.bin").string()}};
+    // The MLflow model (ONNX + MLmodel) becomes the run's `model` artifact, the source of its registry version.
+    const auto mlflow_dir = model_dir / "mlflow-model";
+    for (const auto& file : exporting::write_mlflow_model(ctx.config.home, version, mlflow_dir, run_id))
+        outcome.artifacts.push_back({"model/" + file, (mlflow_dir / file).string()});
     tracker.log(std::move(outcome));
     store::ModelVersionRecord record;
     record.version = version;
