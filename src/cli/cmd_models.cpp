@@ -28,12 +28,9 @@ nlohmann::json version_json(const store::ModelVersionRecord& v, const std::map<s
     for (const auto& [alias, version] : aliases)
         if (version == v.version) names.push_back(alias);
     const auto gate = nlohmann::json::parse(v.gate_json, nullptr, false);
-    nlohmann::json out{{"version", v.version},
-                       {"registered_model", v.model_name},
-                       {"run_id", v.run_id},
-                       {"created_at", format_iso8601(v.created_ms / 1000)},
-                       {"aliases", names},
-                       {"gate", gate.is_discarded() ? nlohmann::json() : gate}};
+    nlohmann::json out{{"version", v.version}, {"registered_model", v.model_name},
+                       {"run_id", v.run_id},   {"created_at", format_iso8601(v.created_ms / 1000)},
+                       {"aliases", names},     {"gate", gate.is_discarded() ? nlohmann::json() : gate}};
     if (!v.remote_version.empty()) out["mlflow_version"] = v.remote_version;
     return out;
 }
@@ -82,7 +79,8 @@ void run_show(const ModelsArgs& args, Context& ctx) {
         std::cout << fmt::format("  trained on {} .. {}\n", out["training_range"].value("from", ""),
                                  out["training_range"].value("to", ""));
     if (out.contains("mlflow_version"))
-        std::cout << fmt::format("  MLflow: {} version {}\n", record.model_name, out["mlflow_version"].get<std::string>());
+        std::cout << fmt::format("  MLflow: {} version {}\n", record.model_name,
+                                 out["mlflow_version"].get<std::string>());
 }
 
 // Prints the outcome of an alias change, with the MLflow mirror's state.

@@ -20,8 +20,8 @@ void run_runs(Context& ctx) {
     const auto store = ctx.open_store();
     const auto pending = store->tracked_runs(true);
     nlohmann::json runs = nlohmann::json::array();
-    std::string text = fmt::format("{:<32}  {:<24}  {:<8}  {:<20}  {}\n", "run", "experiment", "status", "started",
-                                   "MLflow");
+    std::string text =
+        fmt::format("{:<32}  {:<24}  {:<8}  {:<20}  {}\n", "run", "experiment", "status", "started", "MLflow");
     for (const auto& r : store->tracked_runs(false)) {
         const bool synced = !r.tracking_uri.empty() &&
                             std::none_of(pending.begin(), pending.end(), [&](const auto& p) { return p.id == r.id; });

@@ -61,8 +61,9 @@ std::vector<store::RunMetric> test_metrics(const nlohmann::json& metrics, std::i
     for (const auto& [horizon, models] : metrics.items())
         for (const auto& [name, values] : models.items())
             for (const auto& [key, value] : values.items())
-                if (value.is_number()) out.push_back({fmt::format("test.{}.{}.{}", horizon, name, key),
-                                                      value.get<double>(), timestamp_ms, 0, 0});
+                if (value.is_number())
+                    out.push_back(
+                        {fmt::format("test.{}.{}.{}", horizon, name, key), value.get<double>(), timestamp_ms, 0, 0});
     return out;
 }
 
@@ -100,8 +101,8 @@ struct TrainReport {
 
 // Training inside an open run: everything but the run's start and end.
 TrainReport train_tracked(const TrainArgs& args, Context& ctx, store::Store& store, tracking::Tracker& tracker,
-                          const features::FeatureTable& table,
-                          const features::Split& split, const features::DatasetSpec& spec, const nlohmann::json& data,
+                          const features::FeatureTable& table, const features::Split& split,
+                          const features::DatasetSpec& spec, const nlohmann::json& data,
                           std::chrono::steady_clock::time_point started) {
     const SeriesKey key{args.symbol, table.interval};
     const std::string model_name = tracking::series_model_name(key.symbol, format_interval(key.interval));
@@ -116,7 +117,8 @@ TrainReport train_tracked(const TrainArgs& args, Context& ctx, store::Store& sto
                           {"lr", e.learning_rate, t, e.epoch, 0},
                           {"epoch_seconds", e.seconds, t, e.epoch, 0}};
         tracker.log(std::move(logged));
-        if (interrupted) throw Conflict(fmt::format("training interrupted after epoch {}: the run ends as KILLED", e.epoch));
+        if (interrupted)
+            throw Conflict(fmt::format("training interrupted after epoch {}: the run ends as KILLED", e.epoch));
         if (!progress) return;
         const double eta = e.seconds * (args.options.epochs - e.epoch);
         std::fprintf(stderr, "epoch %d/%d  train %.4f  validation %.4f%s  lr %.2g  %.1fs  ETA <= %.0fs\n", e.epoch,

@@ -186,15 +186,15 @@ std::string forecaster_onnx(const model::Forecaster& forecaster, const std::stri
         const std::string value = g.op(fn, {g.cast(angle, onnx::TensorProto::FLOAT)});
         return g.op("Unsqueeze", {g.cast(value, onnx::TensorProto::DOUBLE), last_axis});
     };
-    const std::string features = g.op("Concat",
-                                      {log_return, log_high_low, log_close_open, log1p_volume,
-                                       cyclic("Sin", hour_angle), cyclic("Cos", hour_angle),
-                                       cyclic("Sin", weekday_angle), cyclic("Cos", weekday_angle)},
-                                      {}, [](onnx::NodeProto& n) { GraphBuilder::int_attribute(n, "axis", 2); });
+    const std::string features =
+        g.op("Concat",
+             {log_return, log_high_low, log_close_open, log1p_volume, cyclic("Sin", hour_angle),
+              cyclic("Cos", hour_angle), cyclic("Sin", weekday_angle), cyclic("Cos", weekday_angle)},
+             {}, [](onnx::NodeProto& n) { GraphBuilder::int_attribute(n, "axis", 2); });
     const auto n_features = static_cast<std::int64_t>(features::feature_count);
-    const std::string scaled = g.cast(
-        g.op("Div", {g.op("Sub", {features, g.doubles({n_features}, scaler.mean)}), g.doubles({n_features}, scaler.stddev)}),
-        onnx::TensorProto::FLOAT);
+    const std::string scaled = g.cast(g.op("Div", {g.op("Sub", {features, g.doubles({n_features}, scaler.mean)}),
+                                                   g.doubles({n_features}, scaler.stddev)}),
+                                      onnx::TensorProto::FLOAT);
 
     // The LSTM layers take [steps, batch, inputs].
     std::string x = g.op("Transpose", {scaled}, {}, [](onnx::NodeProto& n) {
@@ -228,11 +228,10 @@ std::string forecaster_onnx(const model::Forecaster& forecaster, const std::stri
     const auto output_size = static_cast<std::int64_t>(config.output_size);
     const auto head_w = net.tensor_values("head.weight");
     const auto head_b = net.tensor_values("head.bias");
-    const std::string head =
-        g.op("Gemm",
-             {h, g.floats({output_size, hidden}, {head_w.begin(), head_w.end()}),
-              g.floats({output_size}, {head_b.begin(), head_b.end()})},
-             {}, [](onnx::NodeProto& n) { GraphBuilder::int_attribute(n, "transB", 1); });
+    const std::string head = g.op("Gemm",
+                                  {h, g.floats({output_size, hidden}, {head_w.begin(), head_w.end()}),
+                                   g.floats({output_size}, {head_b.begin(), head_b.end()})},
+                                  {}, [](onnx::NodeProto& n) { GraphBuilder::int_attribute(n, "transB", 1); });
     const std::string quantiles = g.op("Reshape", {head, g.ints({3}, {-1, horizons, quantile_count})});
 
     // As Forecaster::forecast: sort, scale to log returns, widen by the calibration, sort again.
@@ -240,9 +239,8 @@ std::string forecaster_onnx(const model::Forecaster& forecaster, const std::stri
     for (const double o : forecaster.interval_offsets())
         offsets.insert(offsets.end(), {-o, 0.0, o});
     const std::string unit = g.cast(g.sort_quantiles(quantiles), onnx::TensorProto::DOUBLE);
-    const std::string returns =
-        g.op("Add", {g.op("Mul", {unit, g.doubles({1, horizons, 1}, scaler.target_stddev)}),
-                     g.doubles({1, horizons, quantile_count}, offsets)});
+    const std::string returns = g.op("Add", {g.op("Mul", {unit, g.doubles({1, horizons, 1}, scaler.target_stddev)}),
+                                             g.doubles({1, horizons, quantile_count}, offsets)});
     g.sort_quantiles(returns, "log_return");
     g.op("Mul", {g.slice(closes, window, window + 1, 1), g.op("Exp", {"log_return"})}, "price");
 
@@ -304,9 +302,9 @@ metadata:
   horizons: '{}'
 )",
                                       onnx_bytes.size(), rng(), rng(), inputs, outputs,
-                                      format_iso8601(now).replace(10, 1, " ").substr(0, 19) + ".000000",
-                                      BTCML_VERSION, version, loaded.series.symbol,
-                                      format_interval(loaded.series.interval), nlohmann::json(spec.horizons).dump());
+                                      format_iso8601(now).replace(10, 1, " ").substr(0, 19) + ".000000", BTCML_VERSION,
+                                      version, loaded.series.symbol, format_interval(loaded.series.interval),
+                                      nlohmann::json(spec.horizons).dump());
     if (!run_id.empty()) mlmodel += fmt::format("run_id: {}\n", run_id);
 
     // Written beside the target and renamed over it, so a reader never sees half a model.

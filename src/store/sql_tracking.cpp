@@ -32,7 +32,11 @@ TrackedRun read_run(const SqlRow& row) {
 constexpr const char* kVersionColumns = "version, model_name, run_id, created_ms, gate_json, remote_version";
 
 ModelVersionRecord read_version(const SqlRow& row) {
-    return {static_cast<int>(row.get_int(0)), row.get_text(1), row.get_text(2), row.get_int(3), row.get_text(4),
+    return {static_cast<int>(row.get_int(0)),
+            row.get_text(1),
+            row.get_text(2),
+            row.get_int(3),
+            row.get_text(4),
             row.get_text(5)};
 }
 
@@ -56,17 +60,11 @@ std::pair<const char*, const char*> data_table(RunDataKind kind) {
 } // namespace
 
 void SqlStore::save_run(const TrackedRun& r) {
-    const std::array<SqlParam, 11> params{r.id,
-                                          r.experiment,
-                                          r.name,
-                                          r.status,
-                                          r.start_ms,
-                                          r.end_ms ? SqlParam{*r.end_ms} : SqlParam{nullptr},
-                                          r.tracking_uri,
-                                          r.remote_id,
-                                          r.remote_experiment_id,
-                                          r.artifact_uri,
-                                          r.remote_status};
+    const std::array<SqlParam, 11> params{
+        r.id,           r.experiment,   r.name,
+        r.status,       r.start_ms,     r.end_ms ? SqlParam{*r.end_ms} : SqlParam{nullptr},
+        r.tracking_uri, r.remote_id,    r.remote_experiment_id,
+        r.artifact_uri, r.remote_status};
     query(fmt::format("INSERT INTO tracked_runs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
                       "ON CONFLICT (id) DO UPDATE SET experiment = $2, name = $3, status = $4, start_ms = $5, "
                       "end_ms = $6, tracking_uri = $7, remote_id = $8, remote_experiment_id = $9, artifact_uri = $10, "
@@ -86,13 +84,13 @@ std::optional<TrackedRun> SqlStore::tracked_run(const std::string& id) {
 std::vector<TrackedRun> SqlStore::tracked_runs(bool unsynced_only) {
     std::vector<TrackedRun> out;
     // A run is synced when MLflow has it, its final status, and every row it logged.
-    const std::string where =
-        unsynced_only ? " WHERE tracking_uri <> '' AND (remote_id = '' OR remote_status <> status"
-                        " OR EXISTS (SELECT 1 FROM run_params p WHERE p.run_id = id AND p.synced = 0)"
-                        " OR EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = id AND t.synced = 0)"
-                        " OR EXISTS (SELECT 1 FROM run_metrics m WHERE m.run_id = id AND m.synced = 0)"
-                        " OR EXISTS (SELECT 1 FROM run_artifacts a WHERE a.run_id = id AND a.synced = 0))"
-                      : "";
+    const std::string where = unsynced_only
+                                  ? " WHERE tracking_uri <> '' AND (remote_id = '' OR remote_status <> status"
+                                    " OR EXISTS (SELECT 1 FROM run_params p WHERE p.run_id = id AND p.synced = 0)"
+                                    " OR EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = id AND t.synced = 0)"
+                                    " OR EXISTS (SELECT 1 FROM run_metrics m WHERE m.run_id = id AND m.synced = 0)"
+                                    " OR EXISTS (SELECT 1 FROM run_artifacts a WHERE a.run_id = id AND a.synced = 0))"
+                                  : "";
     query(fmt::format("SELECT {} FROM tracked_runs{} ORDER BY start_ms DESC, id", kTrackedRunColumns, where), {},
           [&](const SqlRow& row) { out.push_back(read_run(row)); });
     return out;
@@ -115,7 +113,7 @@ void SqlStore::log_run_data(const std::string& run_id, const RunData& data) {
           [&](const SqlRow& row) { seq = row.get_int(0); });
     for (const RunMetric& m : data.metrics) {
         const std::array<SqlParam, 6> params{std::string_view(run_id), ++seq, std::string_view(m.key), m.value,
-                                             m.timestamp_ms, m.step};
+                                             m.timestamp_ms,           m.step};
         query("INSERT INTO run_metrics (run_id, seq, key, value, timestamp_ms, step) VALUES ($1, $2, $3, $4, $5, $6)",
               params, {});
     }
@@ -136,14 +134,16 @@ RunData SqlStore::run_data(const std::string& run_id, bool unsynced_only) {
     for (const auto& [table, values] : {std::pair{"run_params", &out.params}, std::pair{"run_tags", &out.tags}})
         query(fmt::format("SELECT key, value FROM {} WHERE run_id = $1{} ORDER BY key", table, filter), params,
               [&](const SqlRow& row) { values->emplace_back(row.get_text(0), row.get_text(1)); });
-    query(fmt::format("SELECT key, value, timestamp_ms, step, seq FROM run_metrics WHERE run_id = $1{} ORDER BY seq",
-                      filter),
-          params, [&](const SqlRow& row) {
-              out.metrics.push_back(
-                  {row.get_text(0), row.get_double(1), row.get_int(2), row.get_int(3), row.get_int(4)});
-          });
+    query(
+        fmt::format("SELECT key, value, timestamp_ms, step, seq FROM run_metrics WHERE run_id = $1{} ORDER BY seq",
+                    filter),
+        params, [&](const SqlRow& row) {
+            out.metrics.push_back({row.get_text(0), row.get_double(1), row.get_int(2), row.get_int(3), row.get_int(4)});
+        });
     query(fmt::format("SELECT path, local_path FROM run_artifacts WHERE run_id = $1{} ORDER BY path", filter), params,
-          [&](const SqlRow& row) { out.artifacts.push_back({row.get_text(0), row.get_text(1)}); });
+          [&](const SqlRow& row) {
+              out.artifacts.push_back({row.get_text(0), row.get_text(1)});
+          });
     return out;
 }
 
@@ -162,9 +162,9 @@ void SqlStore::save_model_version(const ModelVersionRecord& v) {
     ScopedTransaction tx(*this);
     const std::array<SqlParam, 2> model{std::string_view(v.model_name), v.created_ms};
     query("INSERT INTO registered_models (name, created_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", model, {});
-    const std::array<SqlParam, 6> params{std::int64_t{v.version}, std::string_view(v.model_name),
-                                         std::string_view(v.run_id), v.created_ms,
-                                         std::string_view(v.gate_json),   std::string_view(v.remote_version)};
+    const std::array<SqlParam, 6> params{std::int64_t{v.version},       std::string_view(v.model_name),
+                                         std::string_view(v.run_id),    v.created_ms,
+                                         std::string_view(v.gate_json), std::string_view(v.remote_version)};
     query(fmt::format("INSERT INTO model_versions ({}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (version) DO UPDATE "
                       "SET model_name = $2, run_id = $3, created_ms = $4, gate_json = $5, remote_version = $6",
                       kVersionColumns),
@@ -183,9 +183,9 @@ std::optional<ModelVersionRecord> SqlStore::model_version(int version) {
 std::vector<ModelVersionRecord> SqlStore::model_versions(const std::string& model_name) {
     std::vector<ModelVersionRecord> out;
     const std::array<SqlParam, 1> params{std::string_view(model_name)};
-    query(fmt::format("SELECT {} FROM model_versions WHERE $1 = '' OR model_name = $1 ORDER BY version",
-                      kVersionColumns),
-          params, [&](const SqlRow& row) { out.push_back(read_version(row)); });
+    query(
+        fmt::format("SELECT {} FROM model_versions WHERE $1 = '' OR model_name = $1 ORDER BY version", kVersionColumns),
+        params, [&](const SqlRow& row) { out.push_back(read_version(row)); });
     return out;
 }
 
@@ -216,9 +216,12 @@ void SqlStore::set_alias(const AliasChange& c) {
         const std::array<SqlParam, 2> params{std::string_view(c.model_name), std::string_view(c.alias)};
         query("DELETE FROM model_aliases WHERE model_name = $1 AND alias = $2", params, {});
     }
-    const std::array<SqlParam, 6> history{std::string_view(c.model_name), std::string_view(c.alias),
-                                          optional_int(c.version),        optional_int(c.previous),
-                                          c.changed_ms,                   std::string_view(c.reason)};
+    const std::array<SqlParam, 6> history{std::string_view(c.model_name),
+                                          std::string_view(c.alias),
+                                          optional_int(c.version),
+                                          optional_int(c.previous),
+                                          c.changed_ms,
+                                          std::string_view(c.reason)};
     query("INSERT INTO alias_history (model_name, alias, version, previous, changed_ms, reason) "
           "VALUES ($1, $2, $3, $4, $5, $6)",
           history, {});
@@ -231,8 +234,8 @@ std::vector<AliasChange> SqlStore::alias_history(const std::string& model_name, 
     query("SELECT version, previous, changed_ms, reason FROM alias_history WHERE model_name = $1 AND alias = $2 "
           "ORDER BY id DESC",
           params, [&](const SqlRow& row) {
-              out.push_back({model_name, alias, read_optional(row, 0), read_optional(row, 1), row.get_int(2),
-                             row.get_text(3)});
+              out.push_back(
+                  {model_name, alias, read_optional(row, 0), read_optional(row, 1), row.get_int(2), row.get_text(3)});
           });
     return out;
 }

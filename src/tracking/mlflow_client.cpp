@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 
 namespace btcml::tracking {
 namespace {
@@ -25,9 +26,9 @@ RemoteRun read_run(const nlohmann::json& run) {
             info.value("artifact_uri", std::string()), info.value("status", std::string())};
 }
 
-// `name` with consecutive, leading and trailing slashes and `.`/`..` segments would name another path.
+// A non-empty name with consecutive, leading or trailing slashes or `.`/`..` segments would name another path.
 bool path_is_unique(std::string_view name) {
-    if (name.empty() || name.front() == '/' || name.back() == '/') return !name.empty() ? false : true;
+    if (name.front() == '/' || name.back() == '/') return false;
     std::size_t start = 0;
     while (start <= name.size()) {
         const std::size_t end = std::min(name.find('/', start), name.size());
@@ -43,14 +44,15 @@ bool path_is_unique(std::string_view name) {
 void check_key(const std::string& key, const char* what) {
     if (key.empty()) throw InvalidInput(fmt::format("MLflow {} key is empty", what));
     if (key.size() > max_key_length)
-        throw InvalidInput(fmt::format("MLflow {} key '{}…' is longer than {} characters", what, key.substr(0, 40),
-                                       max_key_length));
+        throw InvalidInput(
+            fmt::format("MLflow {} key '{}…' is longer than {} characters", what, key.substr(0, 40), max_key_length));
     const bool chars_ok = std::all_of(key.begin(), key.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) != 0 || std::string_view("_-.:/ ").find(c) != std::string_view::npos;
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+               std::string_view("_-.:/ ").find(c) != std::string_view::npos;
     });
     if (!chars_ok)
-        throw InvalidInput(fmt::format("MLflow {} key '{}' may hold only alphanumerics, _ - . : / and spaces", what,
-                                       key));
+        throw InvalidInput(
+            fmt::format("MLflow {} key '{}' may hold only alphanumerics, _ - . : / and spaces", what, key));
     if (!path_is_unique(key))
         throw InvalidInput(fmt::format("MLflow {} key '{}' is not a clean path (no leading, trailing or double "
                                        "slashes, no . or .. segments)",
@@ -123,14 +125,14 @@ nlohmann::json MlflowClient::send(const std::string& method, const std::string& 
     if (response.ok()) {
         if (json.is_discarded() || !json.is_object())
             throw UsageError(fmt::format("{} is not an MLflow server: {} {} answered HTTP {} with a body that is not "
-                                          "JSON",
-                                          uri_, method, endpoint, response.status));
+                                         "JSON",
+                                         uri_, method, endpoint, response.status));
         return json;
     }
     if (json.is_object() && json.contains("error_code")) {
         const std::string code = json.value("error_code", "");
-        const std::string message = fmt::format("MLflow at {}: {} {}: {}: {}", uri_, method, endpoint, code,
-                                                json.value("message", ""));
+        const std::string message =
+            fmt::format("MLflow at {}: {} {}: {}: {}", uri_, method, endpoint, code, json.value("message", ""));
         if (code == "RESOURCE_DOES_NOT_EXIST") throw NotFound(message);
         if (code == "RESOURCE_ALREADY_EXISTS") throw Conflict(message);
         if (response.status >= 500) throw Unavailable(message);
@@ -144,9 +146,9 @@ nlohmann::json MlflowClient::send(const std::string& method, const std::string& 
                            net::url_host(uri_));
     else if (response.status == 404)
         hint = "; no MLflow REST API there (is --tracking-uri the address of `mlflow server`?)";
-    const std::string message = fmt::format("{} did not answer as an MLflow server: {} {} gave HTTP {}{}{}", uri_,
-                                            method, endpoint, response.status,
-                                            gist.empty() ? "" : fmt::format(" ({})", gist), hint);
+    const std::string message =
+        fmt::format("{} did not answer as an MLflow server: {} {} gave HTTP {}{}{}", uri_, method, endpoint,
+                    response.status, gist.empty() ? "" : fmt::format(" ({})", gist), hint);
     // A gateway's 5xx page while MLflow restarts is transient; anything else means the URI is not MLflow's.
     if (response.status >= 500) throw Unavailable(message);
     throw UsageError(message);
@@ -172,8 +174,8 @@ std::string MlflowClient::get_or_create_experiment(const std::string& name) {
     }
 }
 
-RemoteRun MlflowClient::create_run(const std::string& experiment_id, const std::string& run_name,
-                                   std::int64_t start_ms, const store::KeyValues& tags) {
+RemoteRun MlflowClient::create_run(const std::string& experiment_id, const std::string& run_name, std::int64_t start_ms,
+                                   const store::KeyValues& tags) {
     for (const auto& [key, value] : tags)
         check_tag(key, value);
     std::string user;
@@ -211,7 +213,10 @@ void MlflowClient::log_batch(const std::string& run_id, const Batch& batch) {
     for (const auto& m : batch.metrics)
         metrics.push_back({{"key", m.key}, {"value", m.value}, {"timestamp", m.timestamp_ms}, {"step", m.step}});
     call("POST", "runs/log-batch",
-         {{"run_id", run_id}, {"metrics", metrics}, {"params", key_values(batch.params)}, {"tags", key_values(batch.tags)}});
+         {{"run_id", run_id},
+          {"metrics", metrics},
+          {"params", key_values(batch.params)},
+          {"tags", key_values(batch.tags)}});
 }
 
 void MlflowClient::end_run(const std::string& run_id, const std::string& status, std::int64_t end_ms) {
@@ -265,8 +270,9 @@ std::string MlflowClient::create_model_version(const std::string& name, const st
 
 std::optional<std::string> MlflowClient::find_model_version(const std::string& name, const std::string& key,
                                                             const std::string& value) {
-    const auto out = get("model-versions/search",
-                         "filter=" + net::url_escape(fmt::format("name = '{}' and tags.`{}` = '{}'", name, key, value)));
+    const auto out =
+        get("model-versions/search",
+            "filter=" + net::url_escape(fmt::format("name = '{}' and tags.`{}` = '{}'", name, key, value)));
     if (!out.contains("model_versions") || out["model_versions"].empty()) return std::nullopt;
     return out["model_versions"][0].at("version").get<std::string>();
 }

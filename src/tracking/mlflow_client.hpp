@@ -41,8 +41,8 @@ struct RemoteRun {
 
 /// Thread-safety: one client per thread (it owns an HttpClient). Errors: a server that cannot be reached throws
 /// Unavailable, and so does a 5xx; any other answer that is not MLflow's JSON (a web page, 403 "Invalid Host
-/// header") throws UsageError saying what answered and what to change; an MLflow error throws NotFound (RESOURCE_DOES_NOT_EXIST),
-/// Conflict (RESOURCE_ALREADY_EXISTS) or InvalidInput (anything else) with MLflow's message.
+/// header") throws UsageError saying what answered and what to change; an MLflow error throws NotFound
+/// (RESOURCE_DOES_NOT_EXIST), Conflict (RESOURCE_ALREADY_EXISTS) or InvalidInput (anything else) with MLflow's message.
 class MlflowClient {
   public:
     /// `uri`: http(s)://host:port[/prefix] of `mlflow server`.

@@ -10,8 +10,8 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
-#include <chrono>
 #include <charconv>
+#include <chrono>
 
 namespace btcml::tracking {
 namespace {
@@ -57,13 +57,15 @@ std::optional<int> parse_int(std::string_view text) {
 } // namespace
 
 nlohmann::json GateDecision::to_json() const {
-    return {{"decision", promote ? "champion" : "challenger"}, {"forced", forced}, {"reason", reason},
+    return {{"decision", promote ? "champion" : "challenger"},
+            {"forced", forced},
+            {"reason", reason},
             {"numbers", numbers}};
 }
 
 GateDecision promotion_gate(const features::FeatureTable& table, const model::FittedModels& candidate,
-                            std::span<const std::size_t> test_origins, const std::optional<model::LoadedModel>& champion,
-                            bool force) {
+                            std::span<const std::size_t> test_origins,
+                            const std::optional<model::LoadedModel>& champion, bool force) {
     GateDecision d;
     const auto& forecaster = candidate.trained.forecaster;
     const auto decide = [&](bool promote, std::string reason) {
@@ -77,8 +79,8 @@ GateDecision promotion_gate(const features::FeatureTable& table, const model::Fi
     if (!champion) {
         d.numbers["candidate"] = score_json(own);
         return decide(true, fmt::format("first version of its registered model: no champion to beat (MAE {:.6g} vs "
-                                         "naive {:.6g} on its test part)",
-                                         own.mae, own.naive_mae));
+                                        "naive {:.6g} on its test part)",
+                                        own.mae, own.naive_mae));
     }
     // The window: the candidate's test origins after the last target the champion trained on.
     const auto trained_to = parse_time(champion->card.value("/training_range/to"_json_pointer, std::string()));
@@ -184,8 +186,7 @@ std::optional<int> Registry::promote(int v, const std::string& reason) {
     const auto record = version(v);
     const auto aliases = store_.aliases(record.model_name);
     const auto current = aliases.find("champion");
-    const std::optional<int> previous =
-        current == aliases.end() ? std::nullopt : std::optional(current->second);
+    const std::optional<int> previous = current == aliases.end() ? std::nullopt : std::optional(current->second);
     if (previous == v) throw Conflict(fmt::format("version {} is already the champion of {}", v, record.model_name));
     set_champion(record.model_name, v, previous, reason);
     return previous;

@@ -31,8 +31,8 @@ struct GateDecision {
 /// when its pinball loss (mean over horizons) is lower than the champion's and its MAE is not worse than naive's.
 /// Without a champion the candidate is promoted. `force` promotes whatever the numbers say, and says so.
 GateDecision promotion_gate(const features::FeatureTable& table, const model::FittedModels& candidate,
-                            std::span<const std::size_t> test_origins, const std::optional<model::LoadedModel>& champion,
-                            bool force);
+                            std::span<const std::size_t> test_origins,
+                            const std::optional<model::LoadedModel>& champion, bool force);
 
 class Registry {
   public:

@@ -51,12 +51,9 @@ std::string series_model_name(const std::string& symbol, const std::string& inte
 }
 
 store::KeyValues standard_tags(const std::string& run_id, const std::string& run_name, const std::string& source) {
-    store::KeyValues tags{{"mlflow.user", user_name()},
-                          {"mlflow.source.name", source},
-                          {"mlflow.source.type", "LOCAL"},
-                          {"mlflow.runName", run_name},
-                          {"btcml.run_id", run_id},
-                          {"btcml.version", BTCML_VERSION}};
+    store::KeyValues tags{{"mlflow.user", user_name()},    {"mlflow.source.name", source},
+                          {"mlflow.source.type", "LOCAL"}, {"mlflow.runName", run_name},
+                          {"btcml.run_id", run_id},        {"btcml.version", BTCML_VERSION}};
     if (std::string_view commit = BTCML_GIT_COMMIT; !commit.empty())
         tags.emplace_back("mlflow.source.git.commit", std::string(commit));
     return tags;
@@ -180,9 +177,9 @@ void Tracker::end_run(RunStatus status) {
     if (!active_) return;
     active_ = false;
     run_.status = to_string(status);
-    run_.end_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
+    run_.end_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     store_.save_run(run_);
     remote_error_.clear(); // one more try at the end: the server may be back
     replicate();

@@ -3,6 +3,7 @@ import csv
 import io
 import http.server
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -226,3 +227,30 @@ def test_a_server_refusing_the_host_header_is_a_clear_error(tmp_path):
         assert "HTTP 403" in proc.stderr and "Invalid Host header" in proc.stderr and "--allowed-hosts" in proc.stderr
     finally:
         srv.stop()
+
+
+def test_a_deleted_experiment_is_restored_by_the_next_run(server, trained):
+    home, _, _ = trained
+    client = MlflowClient(server.uri)
+    experiment = client.get_experiment_by_name(MODEL)
+    client.delete_experiment(experiment.experiment_id)
+    out = home.json("train", *TINY, "--seed", "3", "--tracking-uri", server.uri)
+    assert out["tracking"]["synced"] is True and out["tracking"]["experiment_id"] == experiment.experiment_id
+    assert client.get_experiment(experiment.experiment_id).lifecycle_stage == "active"
+
+
+def test_ctrl_c_ends_the_run_as_killed(tmp_path):
+    home = new_home(tmp_path)
+    cmd = [str(BIN), "--home", str(home.home), "train", "--symbol", SYMBOL, "--hidden", "8", "--layers", "1",
+           "--epochs", "40", "--patience", "40", "--samples-per-epoch", "2048", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not home.json("tracking", "runs")["runs"]:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "interrupted" in err
+    runs = home.json("tracking", "runs")["runs"]
+    assert [r["status"] for r in runs] == ["KILLED"] and runs[0]["sync"] == "local only"
+    assert not (home.home / "models" / "1").exists()

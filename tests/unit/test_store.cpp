@@ -464,9 +464,16 @@ TEST_P(StoreTest, BulkInsertInsideATransaction) {
 
 TEST_P(StoreTest, TrackedRunsKeepTheirDataAndWhatIsSynced) {
     auto store = open();
-    TrackedRun run{.id = "r1", .experiment = "btcml-X-1h", .name = "train", .start_ms = 1000,
-                   .end_ms = std::nullopt, .tracking_uri = "http://127.0.0.1:1", .remote_id = "", .remote_experiment_id = "",
-                   .artifact_uri = "", .remote_status = ""};
+    TrackedRun run{.id = "r1",
+                   .experiment = "btcml-X-1h",
+                   .name = "train",
+                   .start_ms = 1000,
+                   .end_ms = std::nullopt,
+                   .tracking_uri = "http://127.0.0.1:1",
+                   .remote_id = "",
+                   .remote_experiment_id = "",
+                   .artifact_uri = "",
+                   .remote_status = ""};
     store->save_run(run);
     RunData data;
     data.params = {{"hidden", "8"}, {"lr", "0.001"}};
