@@ -21,6 +21,7 @@ constexpr SetupFn kCommands[] = {
     setup_train,
     setup_evaluate,
     setup_predict,
+    setup_serve,
 };
 
 std::string one_line(std::string text) {

@@ -10,5 +10,6 @@ void setup_series(CLI::App& app, Context& ctx);
 void setup_train(CLI::App& app, Context& ctx);
 void setup_evaluate(CLI::App& app, Context& ctx);
 void setup_predict(CLI::App& app, Context& ctx);
+void setup_serve(CLI::App& app, Context& ctx);
 
 } // namespace btcml::cli
