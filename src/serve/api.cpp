@@ -308,6 +308,7 @@ Response post_bars(Service& service, const Request& request) {
     options.interval = interval_member(body);
     options.home = service.options().home;
     const auto& items = bars_member(body);
+    if (items.empty()) throw invalid("bars", "bars is empty");
     // Rows go through the same writer as files: bad ones are rejected with their reason and kept, good ones stored.
     const auto read = [&](data::SourceContext& ctx) {
         ctx.format = "json";

@@ -197,36 +197,52 @@ namespace {
 /// One connection: reads a request, answers it, and loops while the client keeps the connection alive.
 class Session : public std::enable_shared_from_this<Session> {
   public:
-    Session(tcp::socket&& socket, HttpServer::Impl& server) : stream_(std::move(socket)), server_(server) {}
+    Session(tcp::socket&& socket, HttpServer::Impl& server)
+        : stream_(std::move(socket)), deadline_(stream_.get_executor()), server_(server) {}
 
     void start() { read(); }
 
   private:
+    // Reads run under our own deadline rather than tcp_stream's, which would close the socket on expiry and leave
+    // no way to answer 408.
+    void arm(std::chrono::milliseconds timeout) {
+        timed_out_ = false;
+        deadline_.expires_after(timeout);
+        deadline_.async_wait([self = shared_from_this(), generation = ++generation_](beast::error_code ec) {
+            if (ec || generation != self->generation_) return; // re-armed or cancelled
+            self->timed_out_ = true;
+            beast::error_code ignored;
+            self->stream_.socket().cancel(ignored);
+        });
+    }
+
     void read() {
         parser_.emplace();
         parser_->body_limit(server_.options.body_limit);
         parser_->header_limit(kHeaderLimit);
+        stream_.expires_never();
         // An idle keep-alive connection may wait long; once a request starts it must arrive within read_timeout.
-        stream_.expires_after(buffer_.size() > 0 ? server_.options.read_timeout : server_.options.idle_timeout);
+        arm(buffer_.size() > 0 ? server_.options.read_timeout : server_.options.idle_timeout);
         http::async_read_header(stream_, buffer_, *parser_,
                                 beast::bind_front_handler(&Session::on_header, shared_from_this()));
     }
 
     void on_header(beast::error_code ec, std::size_t) {
         if (ec) return on_read_error(ec);
-        stream_.expires_after(server_.options.read_timeout);
+        arm(server_.options.read_timeout);
         http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
     }
 
     void on_read_error(beast::error_code ec) {
-        if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
-            ec == net::error::connection_reset || ec == net::error::eof)
-            return close();
-        if (ec == beast::error::timeout) {
+        deadline_.cancel();
+        if (timed_out_) {
             // Silence on an idle connection just ends it; a request cut off half-way gets its 408.
             if (!parser_->got_some() && buffer_.size() == 0) return close();
             return reply_error(408, "the request did not arrive in time");
         }
+        if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
+            ec == net::error::connection_reset || ec == net::error::eof)
+            return close();
         if (ec == http::error::body_limit)
             return reply_error(413, fmt::format("the body exceeds the limit of {} bytes", server_.options.body_limit));
         if (ec == http::error::header_limit) return reply_error(431, "the request headers are too large");
@@ -251,6 +267,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
     void on_read(beast::error_code ec, std::size_t) {
         if (ec) return on_read_error(ec);
+        deadline_.cancel();
         server_.in_flight.fetch_add(1);
         const auto& req = parser_->get();
         res_ = server_.dispatch(req);
@@ -278,6 +295,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
 
     beast::tcp_stream stream_;
+    net::steady_timer deadline_;
+    bool timed_out_ = false;
+    std::uint64_t generation_ = 0; // of the armed deadline, so that a stale expiry cancels nothing
     HttpServer::Impl& server_;
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;

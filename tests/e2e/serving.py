@@ -44,7 +44,8 @@ class Server:
         return requests.post(self.url + path, timeout=30, **kw)
 
     def log_lines(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
 
     def wait_for(self, predicate, timeout=10, what="condition"):
