@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: installs what is missing, builds btcml, ingests market data (real hourly
 # bars from Binance when the internet is reachable, otherwise the labelled synthetic series) into the SQLite
-# store under $BTCML_HOME (default ~/.btcml), and shows what was stored.
+# store under $BTCML_HOME (default ~/.btcml), shows what was stored, trains a small model, and serves the API in
+# the foreground until Ctrl-C (PORT=8080 by default; SERVE=0 skips serving, e.g. in scripts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +23,12 @@ echo "== stored series"
 $btcml series
 echo "== latest bars of $symbol 1h"
 $btcml bars --symbol "$symbol" --interval 1h | tail -n 5
+echo "== train a small model (a minute or so)"
+$btcml train --symbol "$symbol" --interval 1h --epochs 3 --samples-per-epoch 2048
+if [ "${SERVE:-1}" = 0 ]; then
+    exit 0
+fi
+port=${PORT:-8080}
+echo "== serve: API docs at http://127.0.0.1:$port/docs, forecast at http://127.0.0.1:$port/api/v1/forecast"
+echo "   (Ctrl-C stops the server)"
+exec $btcml serve --port "$port"
