@@ -18,6 +18,7 @@ for tool in wrk nginx curl python3; do
 done
 
 work=$(mktemp -d /tmp/btcml-serve-bench.XXXXXX)
+chmod 755 "$work" # nginx started by root runs its workers as nobody, who must read the static file
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -90,7 +91,7 @@ http {
     }
 }
 NGINX
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>"$work/nginx/stderr" &
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log" 2>"$work/nginx/stderr" &
 pids+=($!)
 wait_http "http://127.0.0.1:$nginx_port/api/v1/forecast"
 cmp -s <(curl -fs "http://127.0.0.1:$nginx_port/api/v1/forecast") "$work/forecast.json" || { echo "nginx body differs" >&2; exit 1; }
