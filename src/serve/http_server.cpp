@@ -347,13 +347,13 @@ http::response<http::string_body> HttpServer::Impl::dispatch(const http::request
                     {},
                     &req.base()};
     std::string_view route_name = "unmatched";
-    const Response r = route(request, route_name);
+    Response r = route(request, route_name);
 
     http::response<http::string_body> res{static_cast<http::status>(r.status), req.version()};
     res.set(http::field::server, "btcml");
     res.set(http::field::content_type, r.content_type);
     for (const auto& [name, value] : r.headers) res.set(name, value);
-    res.body() = r.body;
+    res.body() = std::move(r.body);
     res.keep_alive(req.keep_alive() && !stopping.load());
     res.prepare_payload();
     if (observer)
