@@ -86,8 +86,7 @@ void setup_serve(CLI::App& app, Context& ctx) {
                   "Require an API key on the read routes of /api/v1 too");
     cmd->add_option("--body-limit", args.server.body_limit, "Largest request body in bytes (larger: 413)")
         ->capture_default_str();
-    cmd->add_option("--request-timeout", args.request_timeout,
-                    "Seconds a request may take to arrive (slower: 408)")
+    cmd->add_option("--request-timeout", args.request_timeout, "Seconds a request may take to arrive (slower: 408)")
         ->capture_default_str();
     cmd->add_option("--poll-ms", args.poll_ms, "How often to look for a new champion or new bars, in milliseconds")
         ->capture_default_str()

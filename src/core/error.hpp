@@ -8,13 +8,13 @@
 namespace btcml {
 
 enum class ErrorKind {
-    usage,       // bad flags or arguments
-    invalid,     // bad input data (files, bodies, artifacts)
-    not_found,   // a version, series or file that does not exist
-    conflict,    // a state that forbids the operation
-    unavailable, // a database, server or network peer that failed
+    usage,        // bad flags or arguments
+    invalid,      // bad input data (files, bodies, artifacts)
+    not_found,    // a version, series or file that does not exist
+    conflict,     // a state that forbids the operation
+    unavailable,  // a database, server or network peer that failed
     unauthorized, // a missing or wrong API key
-    internal,    // a bug
+    internal,     // a bug
 };
 
 class Error : public std::runtime_error {

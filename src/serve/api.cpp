@@ -80,8 +80,10 @@ ParsedBar parse_bar(const nlohmann::json& bar, std::int64_t line) {
         return p;
     }
     static constexpr std::pair<const char*, double data::Candidate::*> kNumbers[] = {
-        {"open", &data::Candidate::open},   {"high", &data::Candidate::high},
-        {"low", &data::Candidate::low},     {"close", &data::Candidate::close},
+        {"open", &data::Candidate::open},
+        {"high", &data::Candidate::high},
+        {"low", &data::Candidate::low},
+        {"close", &data::Candidate::close},
         {"volume", &data::Candidate::volume}};
     for (const auto& [name, field] : kNumbers) {
         const auto it = bar.find(name);
@@ -164,7 +166,8 @@ void require_model_series(const Model& m, const std::string& symbol, std::int64_
     const auto& series = m.loaded.series;
     const auto serves = fmt::format("the serving model (version {}) forecasts {} {}", m.loaded.version, series.symbol,
                                     format_interval(series.interval));
-    if (symbol != series.symbol) throw FieldError(kind, "symbol", fmt::format("unknown symbol '{}': {}", symbol, serves));
+    if (symbol != series.symbol)
+        throw FieldError(kind, "symbol", fmt::format("unknown symbol '{}': {}", symbol, serves));
     if (interval != series.interval)
         throw FieldError(kind, "interval", fmt::format("unknown interval '{}': {}", format_interval(interval), serves));
 }
@@ -181,7 +184,8 @@ int version_param(const Request& request) {
 nlohmann::json read_card(const std::filesystem::path& home, int version) {
     std::ifstream in(model::models_dir(home) / std::to_string(version) / "model.json");
     auto card = nlohmann::json::parse(in, nullptr, false);
-    if (!in || card.is_discarded()) throw NotFound(fmt::format("model version {} does not exist or is unreadable", version));
+    if (!in || card.is_discarded())
+        throw NotFound(fmt::format("model version {} does not exist or is unreadable", version));
     return card;
 }
 
@@ -216,7 +220,8 @@ Response readyz(Service& service, const Request&) {
     if (!m) problems.emplace_back("no model loaded");
     if (!problems.empty()) {
         std::string detail;
-        for (const auto& p : problems) detail += (detail.empty() ? "" : "; ") + p;
+        for (const auto& p : problems)
+            detail += (detail.empty() ? "" : "; ") + p;
         return problem_response(503, detail);
     }
     return json_response({{"status", "ready"}, {"model_version", m->loaded.version}});
@@ -252,8 +257,9 @@ Response predict(Service& service, const Request& request) {
         bars.push_back({*c.time, c.open, c.high, c.low, c.close, c.volume, true});
     }
     if (bars.size() != needed)
-        throw invalid("bars", fmt::format("the model needs exactly {} consecutive bars (a window of {} returns), got {}",
-                                          needed, needed - 1, bars.size()));
+        throw invalid("bars",
+                      fmt::format("the model needs exactly {} consecutive bars (a window of {} returns), got {}",
+                                  needed, needed - 1, bars.size()));
     return json_response(service.predict(*m, bars));
 }
 
@@ -347,22 +353,22 @@ Response get_predictions(Service& service, const Request& request) {
     nlohmann::json out{{"predictions", nlohmann::json::array()}};
     for (const auto& p : rows) {
         const auto known = [&](double v) { return p.realised ? nlohmann::json(v) : nlohmann::json(); };
-        out["predictions"].push_back({{"model_version", p.model_version},
-                                      {"symbol", p.symbol},
-                                      {"interval", format_interval(p.interval)},
-                                      {"origin_time", format_iso8601(p.origin_time)},
-                                      {"horizon", p.horizon},
-                                      {"target_time", format_iso8601(p.target_time)},
-                                      {"price", p.price},
-                                      {"lower", p.lower},
-                                      {"upper", p.upper},
-                                      {"log_return", p.log_return},
-                                      {"created_at", format_iso8601(p.created_at)},
-                                      {"realised", known(p.realised.value_or(0))},
-                                      {"error", known(p.realised.value_or(0) - p.price)},
-                                      {"inside_interval",
-                                       p.realised ? nlohmann::json(*p.realised >= p.lower && *p.realised <= p.upper)
-                                                  : nlohmann::json()}});
+        out["predictions"].push_back(
+            {{"model_version", p.model_version},
+             {"symbol", p.symbol},
+             {"interval", format_interval(p.interval)},
+             {"origin_time", format_iso8601(p.origin_time)},
+             {"horizon", p.horizon},
+             {"target_time", format_iso8601(p.target_time)},
+             {"price", p.price},
+             {"lower", p.lower},
+             {"upper", p.upper},
+             {"log_return", p.log_return},
+             {"created_at", format_iso8601(p.created_at)},
+             {"realised", known(p.realised.value_or(0))},
+             {"error", known(p.realised.value_or(0) - p.price)},
+             {"inside_interval",
+              p.realised ? nlohmann::json(*p.realised >= p.lower && *p.realised <= p.upper) : nlohmann::json()}});
     }
     return json_response(out);
 }
@@ -370,9 +376,10 @@ Response get_predictions(Service& service, const Request& request) {
 Response list_models(Service& service, const Request&) {
     const auto& home = service.options().home;
     const auto champion = champion_or_none(home);
-    nlohmann::json out{{"champion", champion ? nlohmann::json(*champion) : nlohmann::json()},
-                       {"serving", service.model() ? nlohmann::json(service.model()->loaded.version) : nlohmann::json()},
-                       {"models", nlohmann::json::array()}};
+    nlohmann::json out{
+        {"champion", champion ? nlohmann::json(*champion) : nlohmann::json()},
+        {"serving", service.model() ? nlohmann::json(service.model()->loaded.version) : nlohmann::json()},
+        {"models", nlohmann::json::array()}};
     for (const int v : model::list_versions(home)) {
         try {
             out["models"].push_back(model_summary(read_card(home, v), v, champion));
@@ -414,24 +421,24 @@ Response list_runs(Service& service, const Request& request) {
     };
     nlohmann::json out{{"ingest_runs", nlohmann::json::array()}, {"training_runs", nlohmann::json::array()}};
     for (const auto& r : runs)
-        out["ingest_runs"].push_back({{"id", r.id},
-                                      {"source", r.source},
-                                      {"format", r.format},
-                                      {"symbol", r.symbol},
-                                      {"interval", r.interval > 0 ? nlohmann::json(format_interval(r.interval))
-                                                                  : nlohmann::json()},
-                                      {"status", r.status},
-                                      {"error", r.error},
-                                      {"started_at", time_or_null(r.started_at)},
-                                      {"finished_at", time_or_null(r.finished_at)},
-                                      {"rows_read", r.rows_read},
-                                      {"rows_inserted", r.rows_inserted},
-                                      {"rows_duplicate", r.rows_duplicate},
-                                      {"rows_rejected", r.rows_rejected}});
+        out["ingest_runs"].push_back(
+            {{"id", r.id},
+             {"source", r.source},
+             {"format", r.format},
+             {"symbol", r.symbol},
+             {"interval", r.interval > 0 ? nlohmann::json(format_interval(r.interval)) : nlohmann::json()},
+             {"status", r.status},
+             {"error", r.error},
+             {"started_at", time_or_null(r.started_at)},
+             {"finished_at", time_or_null(r.finished_at)},
+             {"rows_read", r.rows_read},
+             {"rows_inserted", r.rows_inserted},
+             {"rows_duplicate", r.rows_duplicate},
+             {"rows_rejected", r.rows_rejected}});
     const auto& home = service.options().home;
     auto versions = model::list_versions(home);
-    for (auto it = versions.rbegin(); it != versions.rend() && out["training_runs"].size() < static_cast<std::size_t>(limit);
-         ++it) {
+    for (auto it = versions.rbegin();
+         it != versions.rend() && out["training_runs"].size() < static_cast<std::size_t>(limit); ++it) {
         try {
             const auto card = read_card(home, *it);
             out["training_runs"].push_back({{"run_id", card.value("run_id", "")},
@@ -505,7 +512,8 @@ constexpr RouteRow kRoutes[] = {
 
 std::vector<RouteSpec> route_specs() {
     std::vector<RouteSpec> out;
-    for (const auto& r : kRoutes) out.push_back(r.spec);
+    for (const auto& r : kRoutes)
+        out.push_back(r.spec);
     return out;
 }
 

@@ -43,7 +43,8 @@ std::string_view title_of(int status) {
 
 std::string slug_of(std::string_view title) {
     std::string slug;
-    for (const char c : title) slug += c == ' ' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (const char c : title)
+        slug += c == ' ' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return slug;
 }
 
@@ -98,7 +99,7 @@ std::string_view bearer_or_header_key(const Request& request) {
     const auto auth = request.header("Authorization");
     constexpr std::string_view scheme = "Bearer ";
     return auth.size() > scheme.size() && auth.substr(0, scheme.size()) == scheme ? auth.substr(scheme.size())
-                                                                                   : std::string_view{};
+                                                                                  : std::string_view{};
 }
 
 } // namespace
@@ -128,10 +129,8 @@ Response json_response(const nlohmann::json& value, int status) {
 
 Response problem_response(int status, std::string_view detail, const nlohmann::json& errors) {
     const auto title = title_of(status);
-    nlohmann::json body{{"type", "urn:btcml:problem:" + slug_of(title)},
-                        {"title", title},
-                        {"status", status},
-                        {"detail", detail}};
+    nlohmann::json body{
+        {"type", "urn:btcml:problem:" + slug_of(title)}, {"title", title}, {"status", status}, {"detail", detail}};
     if (!errors.is_null()) body["errors"] = errors;
     auto response = json_response(body, status);
     response.content_type = "application/problem+json";
@@ -148,7 +147,8 @@ Response error_response(const std::exception& e) {
     const int status = http_status(error->kind());
     if (status >= 500 && status != 503) log::error("request failed", {{"error.message", e.what()}});
     if (const auto* field = dynamic_cast<const FieldError*>(error))
-        return problem_response(status, e.what(), nlohmann::json::array({{{"field", field->field()}, {"detail", e.what()}}}));
+        return problem_response(status, e.what(),
+                                nlohmann::json::array({{{"field", field->field()}, {"detail", e.what()}}}));
     return problem_response(status, e.what());
 }
 
@@ -352,7 +352,8 @@ http::response<http::string_body> HttpServer::Impl::dispatch(const http::request
     http::response<http::string_body> res{static_cast<http::status>(r.status), req.version()};
     res.set(http::field::server, "btcml");
     res.set(http::field::content_type, r.content_type);
-    for (const auto& [name, value] : r.headers) res.set(name, value);
+    for (const auto& [name, value] : r.headers)
+        res.set(name, value);
     res.body() = std::move(r.body);
     res.keep_alive(req.keep_alive() && !stopping.load());
     res.prepare_payload();
@@ -426,9 +427,11 @@ void HttpServer::run() {
     });
     s.accept();
     std::vector<std::thread> threads;
-    for (int i = 1; i < std::max(1, s.options.threads); ++i) threads.emplace_back([&s] { s.ioc.run(); });
+    for (int i = 1; i < std::max(1, s.options.threads); ++i)
+        threads.emplace_back([&s] { s.ioc.run(); });
     s.ioc.run();
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
 }
 
 } // namespace btcml::serve

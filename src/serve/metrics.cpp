@@ -9,8 +9,8 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
-#include <vector>
 #include <unistd.h>
+#include <vector>
 
 namespace btcml::serve {
 namespace {
@@ -123,7 +123,8 @@ std::string Metrics::render(std::optional<std::int64_t> latest_bar) const {
            "Time from a parsed request to its response being ready, by route pattern, method and status.");
     for (const auto& [key, s] : requests_) {
         const auto& [route, method, status] = key;
-        const auto labels = fmt::format("route=\"{}\",method=\"{}\",status=\"{}\"", escape_label(route), method, status);
+        const auto labels =
+            fmt::format("route=\"{}\",method=\"{}\",status=\"{}\"", escape_label(route), method, status);
         std::uint64_t cumulative = 0;
         for (std::size_t i = 0; i < kBuckets.size(); ++i) {
             cumulative += s.buckets[i];
@@ -156,11 +157,13 @@ std::string Metrics::render(std::optional<std::int64_t> latest_bar) const {
            "The champion's latest forecast per horizon (bars): median price and the 80% interval's bounds.");
     for (const auto& h : forecast_)
         for (const auto& [name, field] : kForecastFields)
-            out += fmt::format("btcml_forecast_price{{horizon=\"{}\",quantity=\"{}\"}} {}\n", h.horizon, name, h.*field);
+            out +=
+                fmt::format("btcml_forecast_price{{horizon=\"{}\",quantity=\"{}\"}} {}\n", h.horizon, name, h.*field);
     header(out, "btcml_forecast_log_return", "gauge", "The champion's latest median log-return forecast per horizon.");
     for (const auto& h : forecast_)
         out += fmt::format("btcml_forecast_log_return{{horizon=\"{}\"}} {}\n", h.horizon, h.log_return);
-    header(out, "btcml_forecast_as_of_timestamp_seconds", "gauge", "Open time of the last bar the latest forecast used.");
+    header(out, "btcml_forecast_as_of_timestamp_seconds", "gauge",
+           "Open time of the last bar the latest forecast used.");
     out += fmt::format("btcml_forecast_as_of_timestamp_seconds {}\n", forecast_as_of_);
 
     header(out, "btcml_latest_bar_age_seconds", "gauge",

@@ -35,7 +35,12 @@ StorePool::StorePool(std::string url, std::filesystem::path home) : url_(std::mo
 
 StorePool::Lease::~Lease() {
     if (!store_) return;
-    store_->rollback(); // a handler that threw may have left a transaction open
+    try {
+        store_->rollback(); // a handler that threw may have left a transaction open
+    } catch (const std::exception& e) {
+        log::warn("dropping a store connection that failed to roll back", {{"error.message", e.what()}});
+        return;
+    }
     const std::lock_guard lock(pool_.mutex_);
     pool_.idle_.push_back(std::move(store_));
 }
@@ -221,15 +226,15 @@ std::string Service::current_forecast() {
         auto store = stores_.acquire();
         const auto newest = store->last_bar_time(loaded.series);
         if (!newest)
-            throw Unavailable(fmt::format("no {} {} bars are stored yet", loaded.series.symbol,
-                                          format_interval(interval)));
+            throw Unavailable(
+                fmt::format("no {} {} bars are stored yet", loaded.series.symbol, format_interval(interval)));
         latest_bar_.store(*newest);
         bars = store->load_bars({loaded.series, *newest - span, *newest, {}});
     }
     const auto forecast = model::forecast_latest(loaded.forecaster, bars, interval);
-    auto next = std::make_shared<CachedForecast>(CachedForecast{
-        loaded.version, bars.back().time,
-        model::to_json(forecast, loaded.version, loaded.series.symbol, interval).dump()});
+    auto next = std::make_shared<CachedForecast>(
+        CachedForecast{loaded.version, bars.back().time,
+                       model::to_json(forecast, loaded.version, loaded.series.symbol, interval).dump()});
     metrics_.forecast_made(forecast);
     record(*m, forecast, bars);
     cache_.store(next);

@@ -45,7 +45,8 @@ TEST(ServeApi, EveryRegisteredRouteIsDocumentedWithResponsesAndExamples) {
             if (!response.contains("content")) continue;
             if (status == "200" && (route.pattern == "/openapi.json" || route.pattern == "/docs/{file}")) continue;
             bool example = false;
-            for (const auto& [type, media] : response["content"].items()) example |= media.contains("example");
+            for (const auto& [type, media] : response["content"].items())
+                example |= media.contains("example");
             EXPECT_TRUE(example) << where << " " << status << " has no example";
         }
         if (op.contains("requestBody")) {
@@ -77,7 +78,8 @@ TEST(ServeApi, KeysCompareWholly) {
 }
 
 TEST(ServeApi, ProblemRepliesFollowRfc9457) {
-    const auto r = problem_response(422, "bad close", nlohmann::json::array({{{"field", "bars[0].close"}, {"detail", "x"}}}));
+    const auto r =
+        problem_response(422, "bad close", nlohmann::json::array({{{"field", "bars[0].close"}, {"detail", "x"}}}));
     EXPECT_EQ(r.status, 422);
     EXPECT_EQ(r.content_type, "application/problem+json");
     const auto body = nlohmann::json::parse(r.body);
