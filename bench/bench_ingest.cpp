@@ -1,6 +1,6 @@
-// Ingest parsing throughput: reads a CSV file through CsvFile (the reader `btcml ingest FILE` uses: line
-// splitting, layout detection, field splitting, number and time parsing into Candidates) without validating or
-// storing, and prints one JSON object.
+// Ingest parsing throughput: reads a CSV file through CsvFile (the reader `btcml ingest FILE` uses: chunking,
+// layout detection, line and field splitting, number and time parsing into Candidates on its parsing threads, rows
+// handed out in file order) without validating or storing, and prints one JSON object.
 //   bench_ingest FILE [--repeat N]
 #include "data/csv_file.hpp"
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: installs what is missing, builds btcml, ingests market data (real hourly
 # bars from Binance when the internet is reachable, otherwise the labelled synthetic series) into the SQLite
-# store under $BTCML_HOME (default ~/.btcml), shows what was stored, trains a small model, and serves the API in
-# the foreground until Ctrl-C (PORT=8080 by default; SERVE=0 skips serving, e.g. in scripts).
+# store under $BTCML_HOME (default ~/.btcml), shows what was stored, trains a small LSTM forecaster, prints its
+# test metrics beside the naive, drift and linear baselines, forecasts the next hours, and serves the API in the
+# foreground until Ctrl-C (PORT=8080 by default; SERVE=0 stops before serving, e.g. in scripts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +24,10 @@ echo "== stored series"
 $btcml series
 echo "== latest bars of $symbol 1h"
 $btcml bars --symbol "$symbol" --interval 1h | tail -n 5
-echo "== train a small model (a minute or so)"
-$btcml train --symbol "$symbol" --interval 1h --epochs 3 --samples-per-epoch 2048
+echo "== train (small model; metrics on the held-out test part, beside the baselines)"
+$btcml train --symbol "$symbol" --interval 1h --epochs 4
+echo "== forecast from the latest bars"
+$btcml predict
 if [ "${SERVE:-1}" = 0 ]; then
     exit 0
 fi

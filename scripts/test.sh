@@ -15,7 +15,7 @@ export BTCML_TEST_POSTGRES_URL
 export BTCML_BIN="$PWD/build/btcml" BTCML_BUILD_DIR="$PWD/build"
 export BTCML_SHARED_DATA=${BTCML_SHARED_DATA:-"$PWD/../shared/data/btc"}
 # Tests must never read the developer's own settings or store.
-unset BTCML_DB BTCML_HOME BTCML_CONFIG
+unset BTCML_DB BTCML_HOME BTCML_CONFIG BTCML_TRACKING_URI
 
 status=0
 (cd build && ctest --output-on-failure -j2 --timeout 900) || status=1

@@ -21,6 +21,8 @@ constexpr SetupFn kCommands[] = {
     setup_train,
     setup_evaluate,
     setup_predict,
+    setup_models,
+    setup_tracking,
     setup_serve,
 };
 

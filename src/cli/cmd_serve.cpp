@@ -1,5 +1,6 @@
 // btcml serve: the HTTP API (forecasts, predictions, bars, models, metrics, OpenAPI docs) until SIGTERM.
 #include "cli/commands.hpp"
+#include "cli/forecast_common.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "serve/api.hpp"
@@ -46,7 +47,8 @@ void run_serve(ServeArgs& args, Context& ctx) {
     if (options.require_key_for_reads && options.api_keys.empty())
         throw UsageError("--require-key-for-reads needs at least one --api-key (or BTCML_API_KEY)");
 
-    serve::Service service({ctx.config.home, ctx.config.db_url, std::chrono::milliseconds(args.poll_ms)});
+    serve::Service service({ctx.config.home, ctx.config.db_url, resolve_tracking_uri(ctx, std::nullopt),
+                            std::chrono::milliseconds(args.poll_ms)});
     serve::HttpServer server(options, serve::make_routes(service), [&service](const serve::Exchange& e) {
         service.metrics().observe(e);
         // Access log: the route pattern, never the query string, headers or body (keys and data stay out of logs).

@@ -10,6 +10,8 @@ void setup_series(CLI::App& app, Context& ctx);
 void setup_train(CLI::App& app, Context& ctx);
 void setup_evaluate(CLI::App& app, Context& ctx);
 void setup_predict(CLI::App& app, Context& ctx);
+void setup_models(CLI::App& app, Context& ctx);
+void setup_tracking(CLI::App& app, Context& ctx);
 void setup_serve(CLI::App& app, Context& ctx);
 
 } // namespace btcml::cli

@@ -76,6 +76,16 @@ std::string format_metrics_table(const nlohmann::json& metrics, const nlohmann::
     return out;
 }
 
+void add_tracking_uri_option(CLI::App& command, std::optional<std::string>& uri) {
+    command.add_option("--tracking-uri", uri,
+                       "MLflow tracking server, http://HOST:PORT (env BTCML_TRACKING_URI; default: local tracking "
+                       "in the btcml store)");
+}
+
+std::string resolve_tracking_uri(const Context& ctx, const std::optional<std::string>& flag) {
+    return ctx.config.setting(flag, "BTCML_TRACKING_URI", "tracking_uri", "");
+}
+
 std::string new_run_id() {
     std::random_device device;
     std::mt19937_64 rng((static_cast<std::uint64_t>(device()) << 32) ^ device() ^

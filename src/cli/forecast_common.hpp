@@ -1,5 +1,6 @@
 #pragma once
 // What train, evaluate and predict share: loading a series' bars and printing the metrics table.
+#include "cli/context.hpp"
 #include "core/bar.hpp"
 #include "store/store.hpp"
 
@@ -21,6 +22,11 @@ std::vector<int> parse_horizons(const std::string& text);
 
 /// The human-readable form of a `metrics` object (and its verdicts), one block per horizon.
 std::string format_metrics_table(const nlohmann::json& metrics, const nlohmann::json& verdicts);
+
+/// Adds `--tracking-uri URI` (an MLflow server; env BTCML_TRACKING_URI, config key tracking_uri).
+void add_tracking_uri_option(CLI::App& command, std::optional<std::string>& uri);
+/// The tracking URI in force: the flag, else BTCML_TRACKING_URI, else the config file; empty: local tracking.
+std::string resolve_tracking_uri(const Context& ctx, const std::optional<std::string>& flag);
 
 /// A fresh random run id: 32 hex digits, like MLflow's.
 std::string new_run_id();

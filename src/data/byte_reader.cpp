@@ -4,6 +4,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
@@ -131,50 +132,49 @@ std::unique_ptr<ByteReader> open_byte_reader(const std::filesystem::path& path) 
     return std::make_unique<PlainReader>(path, size);
 }
 
-LineReader::LineReader(ByteReader& reader) : reader_(reader), buffer_(kChunk) {}
+ChunkReader::ChunkReader(ByteReader& reader, std::size_t chunk_bytes)
+    : reader_(reader), chunk_bytes_(std::clamp<std::size_t>(chunk_bytes, 1, kMaxLine / 2)) {}
 
-bool LineReader::fill() {
-    if (eof_) return false;
-    if (begin_ > 0) {
-        std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
-        end_ -= begin_;
-        begin_ = 0;
-    }
-    if (end_ == buffer_.size()) {
-        if (buffer_.size() >= kMaxLine)
-            throw InvalidInput(fmt::format("line {} is longer than {} MB: not a CSV file of bars", line_number_ + 1,
-                                           kMaxLine >> 20));
-        buffer_.resize(buffer_.size() * 2);
-    }
-    const std::size_t n = reader_.read(buffer_.data() + end_, buffer_.size() - end_);
-    if (n == 0) eof_ = true;
-    end_ += n;
-    return n > 0;
+bool ChunkReader::next(TextChunk& chunk) {
+    chunk.size_ = 0;
+    return extend(chunk);
 }
 
-bool LineReader::next(std::string_view& line) {
-    std::size_t scan_from = begin_;
+bool ChunkReader::extend(TextChunk& chunk) {
+    if (at_end()) return false;
+    auto& buffer = chunk.buffer_;
+    const std::size_t line_start = chunk.size_;
+    std::size_t size = line_start + carry_.size();
+    // The buffer only grows (resize zero-fills, which would cost as much as the reads).
+    if (buffer.size() < size + chunk_bytes_) buffer.resize(size + chunk_bytes_);
+    std::memcpy(buffer.data() + line_start, carry_.data(), carry_.size());
+    carry_.clear();
     while (true) {
-        const char* start = buffer_.data() + scan_from;
-        const auto* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - scan_from));
-        if (nl != nullptr) {
-            const std::size_t len = static_cast<std::size_t>(nl - (buffer_.data() + begin_));
-            line = std::string_view(buffer_.data() + begin_, len);
-            begin_ += len + 1;
-            break;
+        const std::size_t read_from = size;
+        while (!eof_ && size < read_from + chunk_bytes_) {
+            const std::size_t n = reader_.read(buffer.data() + size, read_from + chunk_bytes_ - size);
+            if (n == 0) eof_ = true;
+            size += n;
         }
-        const std::size_t scanned = end_ - begin_;
-        if (!fill()) {
-            if (begin_ == end_) return false;
-            line = std::string_view(buffer_.data() + begin_, end_ - begin_);
-            begin_ = end_;
-            break;
+        if (size - line_start >= kMaxLine && std::memchr(buffer.data() + line_start, '\n', kMaxLine) == nullptr) {
+            overlong_ = true;
+            chunk.size_ = line_start;
+            return false;
         }
-        scan_from = begin_ + scanned;
+        const char* begin = buffer.data() + read_from;
+        if (const auto* last = static_cast<const char*>(::memrchr(begin, '\n', size - read_from))) {
+            const char* end = buffer.data() + size;
+            chunk.size_ = static_cast<std::size_t>(last + 1 - buffer.data());
+            carry_.assign(last + 1, end);
+            return true;
+        }
+        if (eof_) {
+            chunk.size_ = size;
+            return size > line_start;
+        }
+        // No line ends in what was read: read on.
+        if (buffer.size() < size + chunk_bytes_) buffer.resize(size + chunk_bytes_);
     }
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    ++line_number_;
-    return true;
 }
 
 } // namespace btcml::data

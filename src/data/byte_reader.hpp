@@ -26,26 +26,42 @@ class ByteReader {
 /// Opens a file, telling gzip and zip apart by their magic bytes. Throws NotFound / InvalidInput.
 std::unique_ptr<ByteReader> open_byte_reader(const std::filesystem::path& path);
 
-/// Splits a byte stream into lines (without the `\n` or `\r\n`). Not thread-safe.
-class LineReader {
+/// Whole lines of a byte stream. The buffer is kept between refills, so that a reused chunk allocates nothing.
+class TextChunk {
   public:
-    static constexpr std::size_t kMaxLine = 16 << 20;
-
-    explicit LineReader(ByteReader& reader);
-    /// The next line, valid until the next call; false at the end. Throws InvalidInput for a line over kMaxLine.
-    bool next(std::string_view& line);
-    /// 1-based number of the line last returned.
-    [[nodiscard]] std::int64_t line_number() const { return line_number_; }
+    [[nodiscard]] std::string_view text() const { return {buffer_.data(), size_}; }
 
   private:
-    bool fill();
-
-    ByteReader& reader_;
+    friend class ChunkReader;
     std::vector<char> buffer_;
-    std::size_t begin_ = 0;
-    std::size_t end_ = 0;
+    std::size_t size_ = 0;
+};
+
+/// Splits a byte stream into chunks of whole lines, so that chunks can be parsed apart, on several threads.
+/// Not thread-safe.
+class ChunkReader {
+  public:
+    /// A line this long or longer ends the reading: the file is not a CSV file of bars.
+    static constexpr std::size_t kMaxLine = 16 << 20;
+
+    /// `chunk_bytes` is capped below kMaxLine, so that only a chunk's first line can be overlong.
+    ChunkReader(ByteReader& reader, std::size_t chunk_bytes);
+    /// Replaces `chunk` with the next whole lines: about chunk_bytes of them and at least one line, each ending in
+    /// `\n` but the stream's last. False when nothing is left, or when the next line is kMaxLine bytes or longer.
+    bool next(TextChunk& chunk);
+    /// As next, but appends the lines to those already in `chunk`.
+    bool extend(TextChunk& chunk);
+    /// Whether the next call returns false: the stream is consumed, or its next line is overlong.
+    [[nodiscard]] bool at_end() const { return overlong_ || (eof_ && carry_.empty()); }
+    /// Whether reading stopped at a line of kMaxLine bytes or more.
+    [[nodiscard]] bool overlong() const { return overlong_; }
+
+  private:
+    ByteReader& reader_;
+    std::size_t chunk_bytes_;
+    std::vector<char> carry_; // the start of the line that the last read cut
     bool eof_ = false;
-    std::int64_t line_number_ = 0;
+    bool overlong_ = false;
 };
 
 } // namespace btcml::data

@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "core/time.hpp"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
@@ -15,6 +16,25 @@ namespace btcml::data {
 namespace {
 
 constexpr std::size_t kDetectLines = 5;
+// More parsing threads than this would wait on the one consumer.
+constexpr unsigned kMaxThreads = 4;
+// Batches in flight per thread: slack for a thread descheduled on a busy machine, while small chunks keep a batch
+// (its text and its rows) in the cache between the thread that parses it and the one that consumes it.
+constexpr std::size_t kBatchesPerThread = 4;
+
+std::string overlong_message(std::int64_t line) {
+    return fmt::format("line {} is longer than {} MB: not a CSV file of bars", line, ChunkReader::kMaxLine >> 20);
+}
+
+/// The line at `pos` in `text`, without its `\n` or `\r\n`; moves `pos` past it. The last line may lack the `\n`.
+std::string_view take_line(std::string_view text, std::size_t& pos) {
+    const std::size_t nl = text.find('\n', pos);
+    const std::size_t end = nl == std::string_view::npos ? text.size() : nl;
+    std::string_view line = text.substr(pos, end - pos);
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    return line;
+}
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -57,7 +77,7 @@ struct PlainDecimal {
 /// Appends the run of digits at `p` to `value` and moves `p` past it; returns how many digits. Eight bytes at a
 /// time while the line has them (SWAR: find the first non-digit, then combine up to eight digits with three
 /// multiplications), else one by one.
-std::size_t take_digits(const char*& p, const char* end, std::uint64_t& value) {
+[[gnu::always_inline]] inline std::size_t take_digits(const char*& p, const char* end, std::uint64_t& value) {
     const char* start = p;
     if constexpr (std::endian::native == std::endian::little) {
         while (end - p >= 8) {
@@ -84,7 +104,7 @@ std::size_t take_digits(const char*& p, const char* end, std::uint64_t& value) {
 
 /// Reads a plain decimal from `p` up to the next comma or `end`, leaving `p` there. False, for the general path to
 /// judge, when the field is anything else (signs, spaces, exponents, NaN, quotes, empty) or has over 19 digits.
-bool scan_plain_decimal(const char*& p, const char* end, PlainDecimal& d) {
+[[gnu::always_inline]] inline bool scan_plain_decimal(const char*& p, const char* end, PlainDecimal& d) {
     std::size_t digits = take_digits(p, end, d.mantissa);
     d.integer = d.mantissa;
     if (digits == 0) return false;
@@ -99,14 +119,24 @@ bool scan_plain_decimal(const char*& p, const char* end, PlainDecimal& d) {
 
 } // namespace
 
-CsvFile::CsvFile(const std::filesystem::path& path, const std::string& format, const std::string& columns)
-    : reader_(open_byte_reader(path)) {
-    if (reader_->file_size() == 0) throw InvalidInput(fmt::format("{}: the file is empty", path.string()));
-    lines_ = std::make_unique<LineReader>(*reader_);
-    std::string_view line;
-    while (head_.size() < kDetectLines && lines_->next(line)) head_.emplace_back(line);
+CsvFile::CsvFile(const std::filesystem::path& path, const std::string& format, const std::string& columns,
+                 const CsvFileTuning& tuning)
+    : reader_(open_byte_reader(path)), file_size_(reader_->file_size()), chunks_(*reader_, tuning.chunk_bytes) {
+    if (file_size_ == 0) throw InvalidInput(fmt::format("{}: the file is empty", path.string()));
+    // The first chunk, extended until it holds the lines that the layout is detected from, is batch 0.
+    const std::size_t threads =
+        tuning.threads ? *tuning.threads : std::clamp(std::thread::hardware_concurrency(), 1U, kMaxThreads);
+    ring_.resize(threads == 0 ? 1 : kBatchesPerThread * threads);
+    Batch& first = ring_.front();
+    std::vector<std::string> head;
+    std::size_t pos = 0;
+    while (head.size() < kDetectLines) {
+        if (pos == first.chunk.text().size() && !chunks_.extend(first.chunk)) break;
+        head.emplace_back(take_line(first.chunk.text(), pos));
+    }
+    if (chunks_.overlong()) throw InvalidInput(overlong_message(static_cast<std::int64_t>(head.size()) + 1));
     try {
-        layout_ = detect_layout(head_, format, columns);
+        layout_ = detect_layout(head, format, columns);
     } catch (const Error& e) {
         throw Error(e.kind(), fmt::format("{}: {}", path.string(), e.what()));
     }
@@ -119,32 +149,122 @@ CsvFile::CsvFile(const std::filesystem::path& path, const std::string& format, c
     format_ = layout_.name;
     const std::string container = reader_->container();
     if (container != "plain") format_ += " (" + container + ")";
+
+    first.position = reader_->position();
+    first.last = read_done_ = chunks_.at_end();
+    // A file that fits in its first chunk is not worth a thread.
+    if (!read_done_)
+        for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this](std::stop_token stop) { work(stop); });
+    parse(first);
 }
 
 bool CsvFile::next(Candidate& out) {
-    std::string_view line;
     while (true) {
-        if (head_served_ < head_.size()) line = head_[head_served_++];
-        else if (!lines_->next(line)) return false;
-        ++line_number_;
-        if (parse(line, out)) return true;
+        const Batch& batch = ring_[current_ % ring_.size()];
+        while (row_ < batch.rows.size()) {
+            out = batch.rows[row_++];
+            out.line += line_base_;
+            if (out.line > layout_.skip_lines) return true;
+        }
+        if (batch.last) return false;
+        advance();
     }
 }
 
-bool CsvFile::parse(std::string_view line, Candidate& c) {
-    if (line_number_ <= layout_.skip_lines || trim(line).empty()) return false;
+// Releases the current batch to the threads and takes the next one, or reads and parses it here when no
+// threads run; rethrows what failed there.
+void CsvFile::advance() {
+    line_base_ += ring_[current_ % ring_.size()].lines;
+    row_ = 0;
+    if (threads_.empty()) {
+        ++current_;
+        Batch& batch = ring_[current_ % ring_.size()];
+        read(batch);
+        parse(batch);
+    } else {
+        std::unique_lock lock(mutex_);
+        ring_[current_ % ring_.size()].ready = false;
+        ++current_;
+        changed_.notify_all();
+        changed_.wait(lock, [this] { return ring_[current_ % ring_.size()].ready; });
+    }
+    const Batch& batch = ring_[current_ % ring_.size()];
+    if (batch.error) std::rethrow_exception(batch.error);
+    if (batch.overlong) throw InvalidInput(overlong_message(line_base_ + 1));
+}
+
+// A parsing thread: takes the next chunk in file order, waiting for its slot of the ring to be released, and
+// parses it outside the reading lock, so that one thread parses while another reads (or decompresses).
+void CsvFile::work(const std::stop_token& stop) {
+    while (true) {
+        std::unique_lock read_lock(read_mutex_);
+        if (read_done_) return;
+        const std::uint64_t n = next_read_++;
+        {
+            std::unique_lock lock(mutex_);
+            if (!changed_.wait(lock, stop, [&] { return n < current_ + ring_.size(); })) return;
+        }
+        Batch& batch = ring_[n % ring_.size()];
+        read(batch);
+        read_lock.unlock();
+        parse(batch);
+        {
+            const std::lock_guard lock(mutex_);
+            batch.ready = true;
+        }
+        changed_.notify_all();
+    }
+}
+
+// Reads the next chunk into `batch`; the caller holds read_mutex_ or runs alone.
+void CsvFile::read(Batch& batch) {
+    batch.overlong = false;
+    batch.error = nullptr;
+    try {
+        batch.overlong = !chunks_.next(batch.chunk) && chunks_.overlong();
+    } catch (...) {
+        batch.error = std::current_exception();
+    }
+    batch.position = reader_->position();
+    batch.last = read_done_ = batch.error != nullptr || chunks_.at_end();
+}
+
+// Parses every line of the batch's chunk; blank lines give no row but count.
+void CsvFile::parse(Batch& batch) const noexcept {
+    batch.rows.clear();
+    batch.lines = 0;
+    try {
+        std::vector<std::string_view> fields; // split_csv's output, kept for the chunk
+        const std::string_view text = batch.chunk.text();
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            const std::string_view line = take_line(text, pos);
+            ++batch.lines;
+            if (trim(line).empty()) continue;
+            Candidate& c = batch.rows.emplace_back();
+            c.line = batch.lines;
+            c.raw = line;
+            parse_row(line, c, fields);
+        }
+    } catch (...) { // only allocation can fail
+        batch.rows.clear();
+        batch.error = std::current_exception();
+    }
+}
+
+void CsvFile::parse_row(std::string_view line, Candidate& c, std::vector<std::string_view>& fields) const {
+    if (parse_plain(line, c)) return;
+    // The fast path may have filled some fields before it declined.
     Candidate fresh;
-    fresh.line = line_number_;
+    fresh.line = c.line;
     fresh.raw = line;
     c = fresh;
-    if (parse_plain(line, c)) return true;
-    c = fresh; // the fast path may have filled some fields before it declined
-    split_csv(line, fields_);
-    if (static_cast<int>(fields_.size()) <= layout_.max_index()) {
+    split_csv(line, fields);
+    if (static_cast<int>(fields.size()) <= layout_.max_index()) {
         c.parse_error = RejectReason::bad_field_count;
-        return true;
+        return;
     }
-    const auto field = [&](int index) { return fields_[static_cast<std::size_t>(index)]; };
+    const auto field = [&](int index) { return fields[static_cast<std::size_t>(index)]; };
     c.time = parse_time(field(layout_.time));
     bool bad = false;
     c.open = parse_number(field(layout_.open), bad);
@@ -158,7 +278,6 @@ bool CsvFile::parse(std::string_view line, Candidate& c) {
     }
     if (!c.time) c.parse_error = RejectReason::unparsable_time;
     else if (bad) c.parse_error = RejectReason::unparsable_number;
-    return true;
 }
 
 // The common row, read in one pass without splitting: it gives what the general path would, or declines.

@@ -110,11 +110,11 @@ constexpr std::string_view kColumnsHelp =
 std::optional<Layout> headerless(std::size_t field_count, const std::string& forced) {
     Layout l;
     if (forced == "kraken" || (forced.empty() && field_count == 7)) {
-        l = {"kraken", 0, 1, 2, 3, 4, 5};
+        l = {"kraken", 0, 1, 2, 3, 4, 5, 0, {}};
     } else if (forced == "binance-klines" || (forced.empty() && field_count == 12)) {
-        l = {"binance-klines", 0, 1, 2, 3, 4, 5};
+        l = {"binance-klines", 0, 1, 2, 3, 4, 5, 0, {}};
     } else if ((forced.empty() || forced == "generic") && (field_count == 6 || field_count == 5)) {
-        l = {"generic", 0, 1, 2, 3, 4, field_count == 6 ? 5 : -1};
+        l = {"generic", 0, 1, 2, 3, 4, field_count == 6 ? 5 : -1, 0, {}};
     } else {
         return std::nullopt;
     }

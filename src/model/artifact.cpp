@@ -197,7 +197,6 @@ int publish(const fs::path& home, nlohmann::json card, std::span<const Tensor> t
             // rename(2) of a directory fails if the target exists and is not empty: another train won the race.
             if (::rename(tmp.c_str(), (dir / std::to_string(version)).c_str()) == 0) {
                 sync_dir(dir);
-                set_champion(home, version);
                 return version;
             }
             if ((errno != EEXIST && errno != ENOTEMPTY) || attempt > 100)

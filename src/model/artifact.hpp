@@ -42,8 +42,8 @@ std::filesystem::path models_dir(const std::filesystem::path& home);
 std::vector<int> list_versions(const std::filesystem::path& home);
 
 /// Writes the artifact to `models/.tmp-XXXX`, fsyncs it and renames it to the next free version, so a crash
-/// never leaves a half-written model. Sets card["version"]. Makes it the champion (the newest model serves until
-/// a registry decides otherwise). Returns the version.
+/// never leaves a half-written model. Sets card["version"]. Does not touch the champion: the registry's promotion
+/// gate decides (src/tracking/registry.hpp). Returns the version.
 int publish(const std::filesystem::path& home, nlohmann::json card, std::span<const Tensor> tensors);
 
 /// The version named by `spec`: a positive integer or `champion` (the version in models/champion, else the

@@ -1,5 +1,7 @@
 #include "model/lstm.hpp"
 
+#include "model/lstm_kernels.hpp"
+
 #include "core/error.hpp"
 
 #include <Eigen/Core>
@@ -18,7 +20,6 @@ using MatMap = Eigen::Map<Mat>;
 using ConstMatMap = Eigen::Map<const Mat>;
 using ArrMap = Eigen::Map<Eigen::ArrayXf>;
 using ConstArrMap = Eigen::Map<const Eigen::ArrayXf>;
-using ConstRowMap = Eigen::Map<const Eigen::RowVectorXf>;
 
 // Pointers to one LSTM layer's tensors inside a flat vector (parameters or gradient).
 template <typename T>
@@ -57,7 +58,6 @@ struct Activations {
     std::vector<std::vector<float>> hidden;   // per layer [T][n][H]
     std::vector<std::vector<float>> dropped;  // per layer below the top: hidden * mask, the next layer's input
     std::vector<std::vector<float>> masks;    // per layer below the top: 0 or 1/(1-p)
-    std::vector<float> bias;                  // [4H], b_ih + b_hh of the current layer
 
     void resize(const LstmConfig& c, int n_windows, int n_steps, bool dropout) {
         n = n_windows;
@@ -81,7 +81,6 @@ struct Activations {
                 masks[l].resize(rows * h);
             }
         }
-        bias.resize(4 * h);
     }
 
     // The input sequence of layer `l` as stored for it.
@@ -91,10 +90,43 @@ struct Activations {
     }
 };
 
+// Pointers into LstmNetwork::packed_ for one layer.
+// The recurrent product h_{t-1} W_hh^T runs once per step: for one window it streams all of W_hh (64 KiB at
+// H = 64, more than L1) from L2, so the weights are stored as contiguous column panels that stream sequentially
+// and can be visited in either order.
+constexpr int recurrent_panel = 64;
+
+template <typename T>
+struct PackedLayer {
+    T* w_ih_t; // [in x 4H]
+    T* w_hh_t; // [H x 4H] in column panels of recurrent_panel floats, each contiguous [H x panel]
+    T* bias;   // [4H]
+};
+
+std::size_t packed_layer_size(const LstmConfig& c, int layer) {
+    return static_cast<std::size_t>(layer_input(c, layer) + c.hidden_size + 1) * 4 * c.hidden_size;
+}
+
+template <typename T>
+PackedLayer<T> packed_layer(T* packed, const LstmConfig& c, int layer) {
+    std::size_t offset = 0;
+    for (int l = 0; l < layer; ++l) offset += packed_layer_size(c, l);
+    const auto g4 = static_cast<std::size_t>(4) * c.hidden_size;
+    const auto in = static_cast<std::size_t>(layer_input(c, layer));
+    return {packed + offset, packed + offset + in * g4, packed + offset + (in + c.hidden_size) * g4};
+}
+
+template <typename T>
+T* packed_head(T* packed, const LstmConfig& c) {
+    std::size_t offset = 0;
+    for (int l = 0; l < c.num_layers; ++l) offset += packed_layer_size(c, l);
+    return packed + offset;
+}
+
 // Runs the LSTM stack over `n` windows (row-major [n][steps][input]) and writes the head's outputs [n][out].
 // With `dropout_seed` set, applies dropout between layers, masks drawn per window from (seed, first_window + w).
 void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, const float* params,
-                   const float* inputs, int n, int steps, float* outputs, Activations& a,
+                   const float* packed, const float* inputs, int n, int steps, float* outputs, Activations& a,
                    const std::uint64_t* dropout_seed, std::int64_t first_window) {
     const bool dropout = dropout_seed != nullptr && c.dropout > 0.0F && c.num_layers > 1;
     a.resize(c, n, steps, dropout);
@@ -108,7 +140,8 @@ void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, 
         const float keep = 1.0F - c.dropout;
         const float scale = 1.0F / keep;
         for (int w = 0; w < n; ++w) {
-            std::uint64_t state = *dropout_seed ^ (0xd1b54a32d192ed03ULL * static_cast<std::uint64_t>(first_window + w));
+            const auto window = static_cast<std::uint64_t>(first_window + w);
+            std::uint64_t state = *dropout_seed ^ (0xd1b54a32d192ed03ULL * window);
             for (int l = 0; l + 1 < c.num_layers; ++l)
                 for (int t = 0; t < steps; ++t) {
                     float* m = a.masks[l].data() + (static_cast<std::size_t>(t) * n + w) * h;
@@ -123,38 +156,28 @@ void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, 
     const int g4 = 4 * h;
     for (int l = 0; l < c.num_layers; ++l) {
         const int in = layer_input(c, l);
-        const auto p = layer_tensors(params, tensors, l);
+        const PackedLayer<const float> p = packed_layer(packed, c, l);
         float* gates = a.gates[l].data();
         float* cells = a.cells[l].data();
         float* tanh_c = a.tanh_c[l].data();
         float* hidden = a.hidden[l].data();
-        ArrMap(a.bias.data(), g4) = ConstArrMap(p.b_ih, g4) + ConstArrMap(p.b_hh, g4);
         // The input projections of every step in one GEMM; only h_{t-1} W_hh^T remains inside the recurrence.
-        MatMap(gates, rows, g4).noalias() =
-            ConstMatMap(a.layer_input(l, dropout), rows, in) * ConstMatMap(p.w_ih, g4, in).transpose();
-        MatMap(gates, rows, g4).rowwise() += ConstRowMap(a.bias.data(), g4);
-        const ConstMatMap w_hh(p.w_hh, g4, h);
+        gemm(rows, g4, in, a.layer_input(l, dropout), in, 1, p.w_ih_t, g4, gates, g4, false);
         for (int t = 0; t < steps; ++t) {
             const std::size_t row0 = static_cast<std::size_t>(t) * n;
-            MatMap g_t(gates + row0 * g4, n, g4);
-            if (t > 0) g_t.noalias() += ConstMatMap(hidden + (row0 - n) * h, n, h) * w_hh.transpose();
+            // Panels alternate direction from step to step, so the step starts on the panels still in L1.
+            const int panels = (g4 + recurrent_panel - 1) / recurrent_panel;
+            if (t > 0)
+                for (int q = 0; q < panels; ++q) {
+                    const int j = (t % 2 == 0 ? q : panels - 1 - q) * recurrent_panel;
+                    const int width = std::min(recurrent_panel, g4 - j);
+                    gemm(n, width, h, hidden + (row0 - n) * h, h, 1, p.w_hh_t + static_cast<std::size_t>(j) * h,
+                         width, gates + row0 * g4 + j, g4, true);
+                }
             for (int w = 0; w < n; ++w) {
-                float* g = gates + (row0 + w) * g4;
-                ArrMap ifg(g, 2 * h);
-                ifg = ifg.logistic();
-                ArrMap gg(g + 2 * h, h);
-                gg = gg.tanh();
-                ArrMap og(g + 3 * h, h);
-                og = og.logistic();
-                ArrMap cell(cells + (row0 + w) * h, h);
-                if (t > 0)
-                    cell = ConstArrMap(g + h, h) * ConstArrMap(cells + (row0 - n + w) * h, h) +
-                           ConstArrMap(g, h) * gg;
-                else
-                    cell = ConstArrMap(g, h) * gg;
-                ArrMap tc(tanh_c + (row0 + w) * h, h);
-                tc = cell.tanh();
-                ArrMap(hidden + (row0 + w) * h, h) = og * tc;
+                const std::size_t r = row0 + w;
+                lstm_cell(h, p.bias, gates + r * g4, t > 0 ? cells + (r - n) * h : nullptr, cells + r * h,
+                          tanh_c + r * h, hidden + r * h);
             }
         }
         if (dropout && l + 1 < c.num_layers)
@@ -162,19 +185,17 @@ void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, 
                 ConstArrMap(hidden, static_cast<Eigen::Index>(rows) * h) *
                 ConstArrMap(a.masks[l].data(), static_cast<Eigen::Index>(rows) * h);
     }
-    const auto& head_w = tensors[tensors.size() - 2];
-    const auto& head_b = tensors.back();
+    const int out = c.output_size;
+    const float* head_bias = params + tensors.back().offset;
+    for (int w = 0; w < n; ++w) std::copy_n(head_bias, out, outputs + static_cast<std::size_t>(w) * out);
     const float* last = a.hidden.back().data() + static_cast<std::size_t>(steps - 1) * n * h;
-    MatMap out(outputs, n, c.output_size);
-    out.noalias() = ConstMatMap(last, n, h) * ConstMatMap(params + head_w.offset, c.output_size, h).transpose();
-    out.rowwise() += ConstRowMap(params + head_b.offset, c.output_size);
+    gemm(n, out, h, last, h, 1, packed_head(packed, c), out, outputs, out, true);
 }
 
 // Gradient workspace of one slice: per-step derivatives and the running dh, dc of the recurrence.
 struct Derivatives {
     std::vector<float> d_gates;  // [T][n][4H]
-    std::vector<float> d_input;  // [T][n][H], gradient reaching the layer below (after its dropout mask)
-    std::vector<float> d_above;  // [T][n][H], gradient from the layer above into this layer's hidden states
+    std::vector<float> d_above;  // [T][n][H], gradient from above into this layer's hidden states (reused per layer)
     std::vector<float> d_h;      // [n][H]
     std::vector<float> d_c;      // [n][H]
     std::vector<float> d_out;    // [n][out]
@@ -191,7 +212,6 @@ void backward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors,
     const auto nh = static_cast<std::size_t>(n) * h;
     d.d_gates.resize(static_cast<std::size_t>(rows) * g4);
     d.d_above.assign(static_cast<std::size_t>(rows) * h, 0.0F);
-    d.d_input.resize(static_cast<std::size_t>(rows) * h);
     d.d_h.resize(nh);
     d.d_c.resize(nh);
 
@@ -199,10 +219,10 @@ void backward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors,
     const auto& head_b = tensors.back();
     const ConstMatMap d_out(d.d_out.data(), n, c.output_size);
     const float* last = a.hidden.back().data() + static_cast<std::size_t>(steps - 1) * n * h;
-    MatMap(grad + head_w.offset, c.output_size, h).noalias() += d_out.transpose() * ConstMatMap(last, n, h);
-    MatMap(grad + head_b.offset, 1, c.output_size) += d_out.colwise().sum();
-    MatMap(d.d_above.data() + static_cast<std::size_t>(steps - 1) * nh, n, h).noalias() =
-        d_out * ConstMatMap(params + head_w.offset, c.output_size, h);
+    const int out = c.output_size;
+    gemm(out, h, n, d.d_out.data(), 1, out, last, h, grad + head_w.offset, h, true);
+    MatMap(grad + head_b.offset, 1, out) += d_out.colwise().sum();
+    gemm(n, h, out, d.d_out.data(), out, 1, params + head_w.offset, h, d.d_above.data() + (steps - 1) * nh, h, false);
 
     for (int l = c.num_layers - 1; l >= 0; --l) {
         const int in = layer_input(c, l);
@@ -213,43 +233,27 @@ void backward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors,
         const float* tanh_c = a.tanh_c[l].data();
         const float* hidden = a.hidden[l].data();
         float* d_gates = d.d_gates.data();
-        const ConstMatMap w_hh(p.w_hh, g4, h);
         std::fill(d.d_h.begin(), d.d_h.end(), 0.0F);
         std::fill(d.d_c.begin(), d.d_c.end(), 0.0F);
         for (int t = steps - 1; t >= 0; --t) {
             const std::size_t row0 = static_cast<std::size_t>(t) * n;
             for (int w = 0; w < n; ++w) {
                 const std::size_t r = row0 + w;
-                const float* g = gates + r * g4;
-                const ConstArrMap ig(g, h), fg(g + h, h), gg(g + 2 * h, h), og(g + 3 * h, h);
-                const ConstArrMap tc(tanh_c + r * h, h);
-                ArrMap dh(d.d_h.data() + static_cast<std::size_t>(w) * h, h);
-                ArrMap dc(d.d_c.data() + static_cast<std::size_t>(w) * h, h);
-                dh += ConstArrMap(d.d_above.data() + r * h, h);
-                float* dg = d_gates + r * g4;
-                ArrMap(dg + 3 * h, h) = dh * tc * og * (1.0F - og);
-                dc += dh * og * (1.0F - tc.square());
-                ArrMap(dg, h) = dc * gg * ig * (1.0F - ig);
-                ArrMap(dg + 2 * h, h) = dc * ig * (1.0F - gg.square());
-                if (t > 0)
-                    ArrMap(dg + h, h) = dc * ConstArrMap(cells + (r - n) * h, h) * fg * (1.0F - fg);
-                else
-                    ArrMap(dg + h, h).setZero();
-                dc *= fg;
+                lstm_cell_backward(h, gates + r * g4, t > 0 ? cells + (r - n) * h : nullptr, tanh_c + r * h,
+                                   d.d_above.data() + r * h, d.d_h.data() + static_cast<std::size_t>(w) * h,
+                                   d.d_c.data() + static_cast<std::size_t>(w) * h, d_gates + r * g4);
             }
-            if (t > 0)
-                MatMap(d.d_h.data(), n, h).noalias() = ConstMatMap(d_gates + row0 * g4, n, g4) * w_hh;
+            if (t > 0) gemm(n, h, g4, d_gates + row0 * g4, g4, 1, p.w_hh, h, d.d_h.data(), h, false);
         }
-        const ConstMatMap dg_all(d_gates, rows, g4);
-        if (steps > 1)
-            MatMap(gp.w_hh, g4, h).noalias() += ConstMatMap(d_gates + nh * 4, rows - n, g4).transpose() *
-                                                 ConstMatMap(hidden, rows - n, h);
-        MatMap(gp.w_ih, g4, in).noalias() += dg_all.transpose() * ConstMatMap(a.layer_input(l, dropout), rows, in);
-        const Eigen::RowVectorXf d_bias = dg_all.colwise().sum();
-        MatMap(gp.b_ih, 1, g4) += d_bias;
-        MatMap(gp.b_hh, 1, g4) += d_bias;
+        // Weight gradients as dG^T X: one GEMM over all steps and windows, A read transposed in place.
+        gemm(g4, h, rows - n, d_gates + nh * 4, 1, g4, hidden, h, gp.w_hh, h, true);
+        gemm(g4, in, rows, d_gates, 1, g4, a.layer_input(l, dropout), in, gp.w_ih, in, true);
+        // Row by row, so the sum runs along contiguous memory.
+        ArrMap d_bias(gp.b_ih, g4);
+        for (int r = 0; r < rows; ++r) d_bias += ConstArrMap(d_gates + static_cast<std::size_t>(r) * g4, g4);
+        ArrMap(gp.b_hh, g4) += d_bias;
         if (l > 0) {
-            MatMap(d.d_above.data(), rows, h).noalias() = dg_all * ConstMatMap(p.w_ih, g4, in);
+            gemm(rows, in, g4, d_gates, g4, 1, p.w_ih, in, d.d_above.data(), in, false);
             if (dropout)
                 ArrMap(d.d_above.data(), static_cast<Eigen::Index>(rows) * h) *=
                     ConstArrMap(a.masks[l - 1].data(), static_cast<Eigen::Index>(rows) * h);
@@ -323,6 +327,30 @@ LstmNetwork::LstmNetwork(const LstmConfig& config, std::uint64_t seed)
     std::mt19937_64 rng(seed);
     const float bound = 1.0F / std::sqrt(static_cast<float>(config.hidden_size));
     for (float& p : params_) p = uniform(rng, bound);
+    pack();
+}
+
+void LstmNetwork::pack() {
+    const int h = config_.hidden_size;
+    const int g4 = 4 * h;
+    std::size_t size = 0;
+    for (int l = 0; l < config_.num_layers; ++l) size += packed_layer_size(config_, l);
+    packed_.resize(size + static_cast<std::size_t>(h) * config_.output_size);
+    for (int l = 0; l < config_.num_layers; ++l) {
+        const int in = layer_input(config_, l);
+        const auto src = layer_tensors(params_.data(), tensors_, l);
+        const PackedLayer<float> dst = packed_layer(packed_.data(), config_, l);
+        MatMap(dst.w_ih_t, in, g4) = ConstMatMap(src.w_ih, g4, in).transpose();
+        for (int j = 0; j < g4; j += recurrent_panel) {
+            const int width = std::min(recurrent_panel, g4 - j);
+            MatMap(dst.w_hh_t + static_cast<std::size_t>(j) * h, h, width) =
+                ConstMatMap(src.w_hh + static_cast<std::size_t>(j) * h, width, h).transpose();
+        }
+        ArrMap(dst.bias, g4) = ConstArrMap(src.b_ih, g4) + ConstArrMap(src.b_hh, g4);
+    }
+    const auto& head = tensors_[tensors_.size() - 2];
+    MatMap(packed_head(packed_.data(), config_), h, config_.output_size) =
+        ConstMatMap(params_.data() + head.offset, config_.output_size, h).transpose();
 }
 
 const TensorView& LstmNetwork::tensor(std::string_view name) const {
@@ -335,6 +363,7 @@ void LstmNetwork::set_parameters(std::span<const float> values) {
     if (values.size() != params_.size())
         throw InvalidInput(fmt::format("expected {} LSTM parameters, got {}", params_.size(), values.size()));
     std::copy(values.begin(), values.end(), params_.begin());
+    pack();
 }
 
 std::span<const float> LstmNetwork::tensor_values(std::string_view name) const {
@@ -348,6 +377,7 @@ void LstmNetwork::set_tensor(std::string_view name, std::span<const float> value
         throw InvalidInput(fmt::format("tensor '{}' is {}x{} ({} values), got {} values", name, t.rows, t.cols,
                                        t.size(), values.size()));
     std::copy(values.begin(), values.end(), params_.begin() + static_cast<std::ptrdiff_t>(t.offset));
+    pack();
 }
 
 void LstmNetwork::forward(const float* inputs, int batch, int steps, float* outputs) const {
@@ -358,7 +388,7 @@ void LstmNetwork::forward(const float* inputs, int batch, int steps, float* outp
         thread_local Activations a;
         const int first = s * max_forward_slice;
         const int n = std::min(max_forward_slice, batch - first);
-        forward_slice(config_, tensors_, params_.data(), inputs + first * in_stride, n, steps,
+        forward_slice(config_, tensors_, params_.data(), packed_.data(), inputs + first * in_stride, n, steps,
                       outputs + static_cast<std::size_t>(first) * config_.output_size, a, nullptr, 0);
     };
     if (slices <= 1) {
@@ -435,8 +465,8 @@ double LstmTrainer::compute_gradient(const float* inputs, const float* targets, 
         const int first = static_cast<int>(static_cast<std::int64_t>(batch) * s / slices);
         const int n = static_cast<int>(static_cast<std::int64_t>(batch) * (s + 1) / slices) - first;
         ws.outputs.resize(static_cast<std::size_t>(n) * out);
-        forward_slice(c, tensors, params, inputs + first * in_stride, n, steps, ws.outputs.data(), ws.activations,
-                      dropout ? &seed : nullptr, first);
+        forward_slice(c, tensors, params, network_.packed_.data(), inputs + first * in_stride, n, steps,
+                      ws.outputs.data(), ws.activations, dropout ? &seed : nullptr, first);
         ws.derivatives.d_out.resize(ws.outputs.size());
         ws.loss_sum = pinball_sum(ws.outputs.data(), targets + static_cast<std::size_t>(first) * horizons_, n,
                                   horizons_, config_.quantiles, ws.derivatives.d_out.data(), scale);
@@ -472,10 +502,11 @@ double LstmTrainer::step(const float* inputs, const float* targets, int batch, i
     const auto v_correction = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, t)));
     ArrMap m(adam_m_.data(), count);
     ArrMap v(adam_v_.data(), count);
-    ArrMap p(network_.parameters().data(), count);
+    ArrMap p(network_.params_.data(), count);
     m = beta1 * m + (1.0F - beta1) * clip * g;
     v = beta2 * v + (1.0F - beta2) * (clip * g).square();
     p -= step_size * m / (v.sqrt() / v_correction + eps);
+    network_.pack();
     return loss;
 }
 

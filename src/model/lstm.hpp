@@ -1,7 +1,7 @@
 #pragma once
 // The LSTM forecaster network: stacked LSTM layers (PyTorch semantics and tensor names) and a linear head on the
 // top layer's last hidden state, trained with the pinball loss of several quantiles at several horizons.
-// Forward and backward are written here on Eigen, float32; see src/model/README.md for the tensor layout.
+// Forward and backward are written here, float32, on the kernels of lstm_kernels.hpp; see src/model/README.md.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -47,7 +47,6 @@ class LstmNetwork {
     [[nodiscard]] const TensorView& tensor(std::string_view name) const;
 
     [[nodiscard]] std::span<const float> parameters() const noexcept { return params_; }
-    [[nodiscard]] std::span<float> parameters() noexcept { return params_; }
     /// Replaces all parameters; throws InvalidInput unless `values` has exactly parameter_count() floats.
     void set_parameters(std::span<const float> values);
     [[nodiscard]] std::size_t parameter_count() const noexcept { return params_.size(); }
@@ -61,9 +60,16 @@ class LstmNetwork {
     void forward(const float* inputs, int batch, int steps, float* outputs) const;
 
   private:
+    friend class LstmTrainer;
+    // Rebuilds packed_ after any change of params_.
+    void pack();
+
     LstmConfig config_;
     std::vector<TensorView> tensors_;
     std::vector<float> params_;
+    // What forward reads: per layer W_ih^T [in x 4H], W_hh^T [H x 4H] in contiguous column panels, b_ih + b_hh [4H];
+    // then head.weight^T [H x out]. Transposed so every product streams rows of the weights (see lstm_kernels.hpp).
+    std::vector<float> packed_;
 };
 
 /// Pinball loss of `outputs` [batch][horizon][quantile] against `targets` [batch][horizon], averaged over batch,

@@ -401,8 +401,11 @@ Response show_model(Service& service, const Request& request) {
 Response promote(Service& service, const Request& request) {
     const int version = version_param(request);
     const auto& home = service.options().home;
-    const auto previous = champion_or_none(home);
-    promote_champion(home, version);
+    std::optional<int> previous;
+    {
+        auto store = service.stores().acquire();
+        previous = promote_champion(*store, service.options(), version);
+    }
     service.poke();
     return json_response({{"version", version},
                           {"champion", true},

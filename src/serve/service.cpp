@@ -5,6 +5,7 @@
 #include "core/time.hpp"
 #include "features/dataset.hpp"
 #include "model/artifact.hpp"
+#include "tracking/registry.hpp"
 
 #include <Eigen/Core>
 #include <fmt/format.h>
@@ -26,9 +27,10 @@ std::string forecast_key(const store::Prediction& first) {
 
 int resolve_champion(const std::filesystem::path& home) { return model::resolve_version(home, "champion"); }
 
-void promote_champion(const std::filesystem::path& home, int version) {
-    (void)model::load_model(home, std::to_string(version)); // refuse what would not serve
-    model::set_champion(home, version);
+std::optional<int> promote_champion(store::Store& store, const ServiceOptions& options, int version) {
+    (void)model::load_model(options.home, std::to_string(version)); // refuse what would not serve
+    tracking::Registry registry(store, options.home, options.tracking_uri);
+    return registry.promote(version, "promoted through POST /api/v1/models/{version}/promote");
 }
 
 StorePool::StorePool(std::string url, std::filesystem::path home) : url_(std::move(url)), home_(std::move(home)) {}

@@ -20,8 +20,6 @@ namespace btcml::serve {
 /// The version that should serve: the ONE place that decides it (today models/champion, else the newest; a
 /// registry replaces this function's body).
 int resolve_champion(const std::filesystem::path& home);
-/// Makes `version` the champion after checking that it loads.
-void promote_champion(const std::filesystem::path& home, int version);
 
 /// Store connections for request threads (a Store is one connection and not thread-safe). Thread-safe.
 class StorePool {
@@ -99,8 +97,13 @@ class PredictionWriter {
 struct ServiceOptions {
     std::filesystem::path home;
     std::string db_url;
+    std::string tracking_uri; // where the registry mirrors promotions (empty: the store only)
     std::chrono::milliseconds poll_interval{1000};
 };
+
+/// Makes `version` the champion through the registry (alias history, MLflow mirror) after checking that it loads;
+/// returns the previous champion. Conflict when it already is.
+std::optional<int> promote_champion(store::Store& store, const ServiceOptions& options, int version);
 
 /// Thread-safe unless a method says otherwise.
 class Service {

@@ -90,7 +90,154 @@ CREATE TABLE rejected_rows (
     PRIMARY KEY (run_id, line_number)
 );
 )sql"},
-    Migration{2, "predictions",
+    Migration{2, "experiment tracking and model registry",
+              R"sql(
+CREATE TABLE tracked_runs (
+    id TEXT PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER,
+    tracking_uri TEXT NOT NULL DEFAULT '',
+    remote_id TEXT NOT NULL DEFAULT '',
+    remote_experiment_id TEXT NOT NULL DEFAULT '',
+    artifact_uri TEXT NOT NULL DEFAULT '',
+    remote_status TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE run_params (
+    run_id TEXT NOT NULL REFERENCES tracked_runs(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    synced INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE run_tags (
+    run_id TEXT NOT NULL REFERENCES tracked_runs(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    synced INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE run_metrics (
+    run_id TEXT NOT NULL REFERENCES tracked_runs(id),
+    seq INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value REAL NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    synced INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE run_artifacts (
+    run_id TEXT NOT NULL REFERENCES tracked_runs(id),
+    path TEXT NOT NULL,
+    local_path TEXT NOT NULL,
+    synced INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, path)
+);
+CREATE TABLE registered_models (
+    name TEXT PRIMARY KEY,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE model_versions (
+    version INTEGER PRIMARY KEY,
+    model_name TEXT NOT NULL REFERENCES registered_models(name),
+    run_id TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    gate_json TEXT NOT NULL DEFAULT '{}',
+    remote_version TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE model_aliases (
+    model_name TEXT NOT NULL REFERENCES registered_models(name),
+    alias TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (model_name, alias)
+);
+CREATE TABLE alias_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version INTEGER,
+    previous INTEGER,
+    changed_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+)sql",
+              R"sql(
+CREATE TABLE tracked_runs (
+    id TEXT PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    start_ms BIGINT NOT NULL,
+    end_ms BIGINT,
+    tracking_uri TEXT NOT NULL DEFAULT '',
+    remote_id TEXT NOT NULL DEFAULT '',
+    remote_experiment_id TEXT NOT NULL DEFAULT '',
+    artifact_uri TEXT NOT NULL DEFAULT '',
+    remote_status TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE run_params (
+    run_id TEXT NOT NULL REFERENCES tracked_runs(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    synced BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE run_tags (
+    run_id TEXT NOT NULL REFERENCES tracked_runs(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    synced BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE run_metrics (
+    run_id TEXT NOT NULL REFERENCES tracked_runs(id),
+    seq BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    timestamp_ms BIGINT NOT NULL,
+    step BIGINT NOT NULL,
+    synced BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE run_artifacts (
+    run_id TEXT NOT NULL REFERENCES tracked_runs(id),
+    path TEXT NOT NULL,
+    local_path TEXT NOT NULL,
+    synced BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, path)
+);
+CREATE TABLE registered_models (
+    name TEXT PRIMARY KEY,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE model_versions (
+    version BIGINT PRIMARY KEY,
+    model_name TEXT NOT NULL REFERENCES registered_models(name),
+    run_id TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    gate_json TEXT NOT NULL DEFAULT '{}',
+    remote_version TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE model_aliases (
+    model_name TEXT NOT NULL REFERENCES registered_models(name),
+    alias TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    PRIMARY KEY (model_name, alias)
+);
+CREATE TABLE alias_history (
+    id BIGSERIAL PRIMARY KEY,
+    model_name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version BIGINT,
+    previous BIGINT,
+    changed_ms BIGINT NOT NULL,
+    reason TEXT NOT NULL
+);
+)sql"},
+    Migration{3, "predictions",
               R"sql(
 CREATE TABLE predictions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

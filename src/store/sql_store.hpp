@@ -60,6 +60,21 @@ class SqlStore : public Store {
     std::vector<Prediction> load_predictions(const PredictionQuery& query) override;
     std::int64_t count_predictions() override;
 
+    void save_run(const TrackedRun& run) override;
+    std::optional<TrackedRun> tracked_run(const std::string& id) override;
+    std::vector<TrackedRun> tracked_runs(bool unsynced_only) override;
+    void log_run_data(const std::string& run_id, const RunData& data) override;
+    RunData run_data(const std::string& run_id, bool unsynced_only) override;
+    void mark_synced(const std::string& run_id, RunDataKind kind, const std::vector<std::string>& keys) override;
+
+    void save_model_version(const ModelVersionRecord& record) override;
+    std::optional<ModelVersionRecord> model_version(int version) override;
+    std::vector<ModelVersionRecord> model_versions(const std::string& model_name) override;
+    std::vector<std::string> registered_models() override;
+    std::map<std::string, int> aliases(const std::string& model_name) override;
+    void set_alias(const AliasChange& change) override;
+    std::vector<AliasChange> alias_history(const std::string& model_name, const std::string& alias) override;
+
   protected:
     /// Runs statements without parameters (several, separated by `;`, are allowed).
     virtual void exec(const std::string& sql) = 0;

@@ -70,6 +70,68 @@ struct BarQuery {
     std::optional<std::int64_t> limit; // the first `limit` bars of the range
 };
 
+/// A tracked training run as btcml records it. The store is the run's source of truth; an MLflow server, when one
+/// is configured, holds a replica that `btcml tracking sync` brings up to date (see src/tracking/README.md).
+struct TrackedRun {
+    std::string id;           // btcml's run id (32 hex digits)
+    std::string experiment;   // experiment name, e.g. btcml-BTCUSD-1h
+    std::string name;         // run name shown in MLflow
+    std::string status = "RUNNING"; // RUNNING | FINISHED | FAILED | KILLED
+    std::int64_t start_ms = 0;
+    std::optional<std::int64_t> end_ms;
+    std::string tracking_uri;          // the MLflow server it belongs on; empty: local only
+    std::string remote_id;             // MLflow's run id once created there
+    std::string remote_experiment_id;
+    std::string artifact_uri;          // the MLflow run's artifact_uri
+    std::string remote_status;         // the status last sent to MLflow
+};
+
+struct RunMetric {
+    std::string key;
+    double value = 0;
+    std::int64_t timestamp_ms = 0;
+    std::int64_t step = 0;
+    std::int64_t seq = 0; // order of logging within the run, assigned by the store
+};
+
+/// Key/value pairs (parameters or tags).
+using KeyValues = std::vector<std::pair<std::string, std::string>>;
+
+struct RunArtifact {
+    std::string path;       // inside the run's artifacts, e.g. model/MLmodel
+    std::string local_path; // the file under BTCML_HOME
+};
+
+/// What a run logged, or the part of it not yet sent to MLflow.
+struct RunData {
+    KeyValues params;
+    KeyValues tags;
+    std::vector<RunMetric> metrics;
+    std::vector<RunArtifact> artifacts;
+};
+
+/// One kind of run data; `mark_synced` takes which rows reached MLflow.
+enum class RunDataKind { param, tag, metric, artifact };
+
+/// A version of a registered model (one per trained model). btcml's version numbers are global (the folder under
+/// models/); MLflow numbers versions per registered model, kept in remote_version.
+struct ModelVersionRecord {
+    int version = 0;
+    std::string model_name; // btcml-<symbol>-<interval>
+    std::string run_id;
+    std::int64_t created_ms = 0;
+    std::string gate_json = "{}"; // the promotion gate's decision and numbers
+    std::string remote_version;   // MLflow's version number, once registered there
+};
+
+/// One change of an alias: `version` null when the alias was removed.
+struct AliasChange {
+    std::string model_name, alias;
+    std::optional<int> version, previous;
+    std::int64_t changed_ms = 0;
+    std::string reason;
+};
+
 /// One stored forecast of one horizon, as the server made it; `realised` is the close of the target bar once it is
 /// stored (filled by load_predictions only).
 struct Prediction {
@@ -131,6 +193,32 @@ class Store {
     virtual std::optional<std::int64_t> last_bar_time(const SeriesKey& key) = 0;
     virtual std::vector<SeriesInfo> list_series() = 0;
 
+    // Experiment tracking. Writes outside a transaction are atomic on their own.
+    /// Inserts or replaces the run row.
+    virtual void save_run(const TrackedRun& run) = 0;
+    virtual std::optional<TrackedRun> tracked_run(const std::string& id) = 0;
+    /// Runs, newest first; `unsynced_only`: those with a tracking URI and something not yet sent.
+    virtual std::vector<TrackedRun> tracked_runs(bool unsynced_only) = 0;
+    /// Appends data to a run (parameters and tags replace same-key values; metrics get the next seq numbers).
+    virtual void log_run_data(const std::string& run_id, const RunData& data) = 0;
+    /// Everything a run logged, or only what is not yet marked synced.
+    virtual RunData run_data(const std::string& run_id, bool unsynced_only) = 0;
+    /// Marks rows as sent to MLflow: keys (params, tags), seq numbers as text (metrics) or paths (artifacts).
+    virtual void mark_synced(const std::string& run_id, RunDataKind kind, const std::vector<std::string>& keys) = 0;
+
+    // Model registry.
+    /// Inserts or replaces a version (and creates its registered model).
+    virtual void save_model_version(const ModelVersionRecord& record) = 0;
+    virtual std::optional<ModelVersionRecord> model_version(int version) = 0;
+    /// Versions of one registered model (all when empty), ascending.
+    virtual std::vector<ModelVersionRecord> model_versions(const std::string& model_name) = 0;
+    virtual std::vector<std::string> registered_models() = 0;
+    /// alias -> version of a registered model.
+    virtual std::map<std::string, int> aliases(const std::string& model_name) = 0;
+    /// Sets (or with no version removes) an alias, recording the change in the alias history.
+    virtual void set_alias(const AliasChange& change) = 0;
+    /// Changes of one alias, newest first.
+    virtual std::vector<AliasChange> alias_history(const std::string& model_name, const std::string& alias) = 0;
     /// The newest ingest runs first, at most `limit`.
     virtual std::vector<IngestRun> list_ingest_runs(std::int64_t limit) = 0;
 

@@ -27,6 +27,7 @@ class Btcml:
         cmd += [str(a) for a in args]
         full_env = dict(os.environ)
         full_env.pop("BTCML_DB", None)
+        full_env.pop("BTCML_TRACKING_URI", None)
         full_env.update(env or {})
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
         if check and proc.returncode != 0:

@@ -71,9 +71,11 @@ def test_train_reports_the_contract_and_publishes_an_artifact(trained):
     assert (home.home / "models" / "champion").read_text().strip() == "1"
     assert not [p for p in (home.home / "models").iterdir() if p.name.startswith(".tmp")]
 
+    # The same seed on the same data makes the same model: the gate keeps the champion, the new one is challenger.
     again = home.json("train", *TINY)
-    assert again["model_version"] == 2
-    assert (home.home / "models" / "champion").read_text().strip() == "2"
+    assert again["model_version"] == 2 and again["promoted"] is False
+    assert again["registry"]["aliases"] == {"champion": 1, "challenger": 2}
+    assert (home.home / "models" / "champion").read_text().strip() == "1"
 
 
 def test_train_is_reproducible_for_a_seed(home):

@@ -24,7 +24,7 @@ def trained_home(tmp_path_factory):
     b = Btcml(tmp_path_factory.mktemp("trained") / "home", None)
     b.json("ingest", "synthetic:7")
     b.json("train", *TINY)
-    b.json("train", *TINY[:-1], "4")
+    b.json("train", *TINY[:-1], "4", "--force-promote")  # whatever the promotion gate says
     return b.home
 
 
@@ -228,6 +228,7 @@ def test_models_runs_and_promotion(server, home):
     problem(server.post("/api/v1/models/9/promote", headers={"X-API-Key": KEY}), 404)
     r = server.post("/api/v1/models/1/promote", headers={"X-API-Key": KEY})
     assert r.json() == {"version": 1, "champion": True, "previous": 2}
+    problem(server.post("/api/v1/models/1/promote", headers={"X-API-Key": KEY}), 409)
     server.wait_for(lambda: server.get("/api/v1/forecast").json()["model_version"] == 1, what="hot reload")
     assert (home.home / "models" / "champion").read_text().strip() == "1"
     runs = server.get("/api/v1/runs").json()

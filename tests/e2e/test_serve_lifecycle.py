@@ -68,7 +68,7 @@ def test_hot_reload_under_load_fails_no_request(home):
             for i in range(6):
                 time.sleep(0.3)
                 if i % 2 == 0:
-                    set_champion(home, 1)  # another process
+                    home.json("models", "promote", "1")  # another process: the CLI
                     s.wait_for(lambda: s.get("/readyz").json()["model_version"] == 1, what="reload to 1")
                 else:
                     assert s.post("/api/v1/models/2/promote", headers={"X-API-Key": KEY}).status_code == 200

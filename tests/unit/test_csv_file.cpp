@@ -1,5 +1,7 @@
 #include "data/csv_file.hpp"
 
+#include "core/error.hpp"
+
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -14,16 +16,41 @@
 namespace btcml::data {
 namespace {
 
-std::vector<Candidate> read_all(const std::string& text) {
-    const auto path =
-        std::filesystem::temp_directory_path() / ("btcml-csv-file-" + std::to_string(::getpid()) + ".csv");
-    std::ofstream(path) << text;
-    CsvFile file(path, "", "");
-    std::vector<Candidate> out;
+/// A candidate with its raw text copied, to outlive the reader.
+struct Row {
+    Candidate candidate;
+    std::string raw;
+};
+
+std::filesystem::path temp_csv() {
+    return std::filesystem::temp_directory_path() / ("btcml-csv-file-" + std::to_string(::getpid()) + ".csv");
+}
+
+std::vector<Row> read_rows(const std::filesystem::path& path, const CsvFileTuning& tuning = {}) {
+    CsvFile file(path, "", "", tuning);
+    std::vector<Row> out;
     Candidate c;
-    while (file.next(c)) out.push_back(c);
+    while (file.next(c)) out.push_back({c, std::string(c.raw)});
+    return out;
+}
+
+std::vector<Candidate> read_all(const std::string& text) {
+    const auto path = temp_csv();
+    std::ofstream(path, std::ios::binary) << text;
+    std::vector<Candidate> out;
+    for (const auto& row : read_rows(path)) out.push_back(row.candidate);
     std::filesystem::remove(path);
     return out;
+}
+
+void expect_same(const Row& a, const Row& b) {
+    EXPECT_EQ(a.candidate.line, b.candidate.line);
+    EXPECT_EQ(a.raw, b.raw);
+    EXPECT_EQ(a.candidate.time, b.candidate.time);
+    EXPECT_EQ(a.candidate.parse_error, b.candidate.parse_error);
+    for (const auto field : {&Candidate::open, &Candidate::high, &Candidate::low, &Candidate::close,
+                             &Candidate::volume})
+        EXPECT_EQ(std::bit_cast<std::uint64_t>(a.candidate.*field), std::bit_cast<std::uint64_t>(b.candidate.*field));
 }
 
 // Plain rows take a one-pass fast path; the same values padded with spaces take the general (split, trim,
@@ -75,6 +102,69 @@ TEST(CsvFile, FastAndGeneralPathsAgree) {
     EXPECT_EQ(fast[8].volume, 0);
     EXPECT_EQ(fast[10].parse_error, RejectReason::unparsable_number);
     EXPECT_EQ(fast[11].parse_error, RejectReason::bad_field_count);
+}
+
+// The pipeline cuts the file into chunks parsed on threads: whatever the chunk size (boundaries mid-row, mid-CRLF,
+// inside quotes) and thread count, the rows, their line numbers and raw text are those of one sequential pass.
+TEST(CsvFile, ChunkedParsingMatchesOnePass) {
+    std::string text = "Timestamp,Open,High,Low,Close,Volume\n";
+    for (int i = 0; i < 400; ++i) {
+        const std::string time = std::to_string(1325412060 + 60 * i);
+        switch (i % 8) {
+        case 0: text += time + ",30012.81,30038.20,30011.94,30036.38,3.69107276\r\n"; break;
+        case 1: text += time + ",\"1,5\",2,1,2,\"7\"\n"; break; // quoted fields take the general path
+        case 2: text += "\n"; break;                                  // a blank line counts but gives no row
+        case 3: text += time + ",1,1,x,1,1\n"; break;
+        case 4: text += time + ",1,1\n"; break;
+        case 5: text += " \t\r\n"; break;
+        default: text += time + "," + std::to_string(i) + ".5,400,0.25," + std::to_string(i) + ",12\n"; break;
+        }
+    }
+    text += "1325436060,1,2,0.5,1.5,9"; // the last line has no newline
+    const auto path = temp_csv();
+    std::ofstream(path, std::ios::binary) << text;
+    const auto reference = read_rows(path, {.chunk_bytes = 1 << 20, .threads = 0});
+    ASSERT_EQ(reference.size(), 400 * 6 / 8 + 1);
+    EXPECT_EQ(reference.front().candidate.line, 2);
+    EXPECT_EQ(reference.front().raw, "1325412060,30012.81,30038.20,30011.94,30036.38,3.69107276");
+    EXPECT_EQ(reference[1].raw, "1325412120,\"1,5\",2,1,2,\"7\"");
+    EXPECT_EQ(reference[2].candidate.line, 5); // after the blank line
+    EXPECT_EQ(reference[2].candidate.parse_error, RejectReason::unparsable_number);
+    EXPECT_EQ(reference[3].candidate.parse_error, RejectReason::bad_field_count);
+    EXPECT_EQ(reference.back().candidate.line, 402);
+    EXPECT_EQ(reference.back().candidate.volume, 9);
+    for (const std::size_t chunk_bytes : {1, 2, 7, 61, 64, 1000, 4096})
+        for (const unsigned threads : {0, 1, 2, 3}) {
+            SCOPED_TRACE(::testing::Message() << "chunk " << chunk_bytes << ", threads " << threads);
+            const auto rows = read_rows(path, {.chunk_bytes = chunk_bytes, .threads = threads});
+            ASSERT_EQ(rows.size(), reference.size());
+            for (std::size_t i = 0; i < rows.size(); ++i) expect_same(rows[i], reference[i]);
+        }
+    std::filesystem::remove(path);
+}
+
+// A line of 16 MB or more stops reading with its line number, after the rows before it.
+TEST(CsvFile, OverlongLineFailsAfterTheRowsBeforeIt) {
+    const auto path = temp_csv();
+    {
+        std::ofstream out(path, std::ios::binary);
+        out << "Timestamp,Open,High,Low,Close,Volume\n";
+        for (int i = 0; i < 10; ++i) out << 1325412060 + 60 * i << ",1,1,1,1,1\n";
+        out << std::string(ChunkReader::kMaxLine, '7') << "\n1325413060,1,1,1,1,1\n";
+    }
+    for (const unsigned threads : {0, 2}) {
+        CsvFile file(path, "", "", {.chunk_bytes = 4096, .threads = threads});
+        Candidate c;
+        int rows = 0;
+        try {
+            while (file.next(c)) ++rows;
+            ADD_FAILURE() << "no error";
+        } catch (const InvalidInput& e) {
+            EXPECT_STREQ(e.what(), "line 12 is longer than 16 MB: not a CSV file of bars");
+        }
+        EXPECT_EQ(rows, 10);
+    }
+    std::filesystem::remove(path);
 }
 
 } // namespace

@@ -1,10 +1,12 @@
 #include "core/error.hpp"
 #include "model/lstm.hpp"
+#include "model/lstm_kernels.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
+#include <thread>
 #include <vector>
 
 namespace btcml::model {
@@ -65,6 +67,29 @@ TEST(Lstm, ForwardIsTheSameForEveryBatchSplit) {
     }
 }
 
+TEST(Lstm, ForwardIsSafeForConcurrentCallers) {
+    const LstmNetwork net(small, 3);
+    constexpr int steps = 12;
+    constexpr int callers = 4;
+    const auto x = random_values(static_cast<std::size_t>(callers) * 70 * steps * small.input_size, 6);
+    auto run = [&](int caller, int batch) {
+        std::vector<float> out(static_cast<std::size_t>(batch) * small.output_size);
+        net.forward(x.data() + static_cast<std::size_t>(caller) * 70 * steps * small.input_size, batch, steps,
+                    out.data());
+        return out;
+    };
+    std::vector<std::vector<float>> expected;
+    for (int c = 0; c < callers; ++c) expected.push_back(run(c, c % 2 == 0 ? 1 : 70));
+    std::vector<std::vector<float>> got(callers);
+    std::vector<std::thread> threads;
+    for (int c = 0; c < callers; ++c)
+        threads.emplace_back([&, c] {
+            for (int i = 0; i < 20; ++i) got[c] = run(c, c % 2 == 0 ? 1 : 70);
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(got, expected);
+}
+
 std::vector<float> train(int threads, int iterations) {
     LstmNetwork net(small, 5);
     LstmTrainer trainer(net, {.learning_rate = 3e-3F, .seed = 9, .threads = threads});
@@ -86,6 +111,37 @@ TEST(Lstm, TrainingIsBitIdenticalForASeedAndThreadCount) {
     const auto one = train(1, 5);
     const auto two = train(2, 5);
     for (std::size_t i = 0; i < one.size(); ++i) ASSERT_NEAR(one[i], two[i], 1e-4F);
+}
+
+TEST(Lstm, EveryKernelSetAgreesWithTheGenericOne) {
+    const KernelIsa saved = active_kernels();
+    // Odd sizes exercise every row and column tail of the GEMM and the scalar tail of the cell.
+    const LstmConfig cfg{.input_size = 5, .hidden_size = 21, .num_layers = 3, .output_size = 6, .dropout = 0.3F};
+    constexpr int batch = 11;
+    constexpr int steps = 7;
+    const auto x = random_values(static_cast<std::size_t>(batch) * steps * cfg.input_size, 4);
+    const auto y = random_values(static_cast<std::size_t>(batch) * 2, 5);
+    auto run = [&](KernelIsa isa, int windows) {
+        use_kernels(isa);
+        LstmNetwork net(cfg, 8);
+        LstmTrainer trainer(net, {.seed = 2, .threads = 2});
+        std::vector<float> result(static_cast<std::size_t>(windows) * cfg.output_size);
+        net.forward(x.data(), windows, steps, result.data());
+        trainer.compute_gradient(x.data(), y.data(), windows, steps, true);
+        result.insert(result.end(), trainer.gradient().begin(), trainer.gradient().end());
+        return result;
+    };
+    for (KernelIsa isa : {KernelIsa::avx2, KernelIsa::avx512}) {
+        if (!kernels_supported(isa)) continue;
+        for (int windows : {1, 2, batch}) {
+            const auto generic = run(KernelIsa::generic, windows);
+            const auto simd = run(isa, windows);
+            ASSERT_EQ(generic.size(), simd.size());
+            for (std::size_t i = 0; i < generic.size(); ++i)
+                ASSERT_NEAR(generic[i], simd[i], 1e-5F) << to_string(isa) << ", " << windows << " windows, " << i;
+        }
+    }
+    use_kernels(saved);
 }
 
 TEST(Lstm, SortQuantilesMakesThemNonCrossing) {

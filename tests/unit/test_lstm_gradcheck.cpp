@@ -3,6 +3,7 @@
 // in double from float outputs, the step is large enough to dwarf rounding, and the tolerance is relative plus a
 // small absolute floor; the test also shows the check is sharp by catching a slightly wrong gradient.
 #include "model/lstm.hpp"
+#include "model/lstm_kernels.hpp"
 
 #include <gtest/gtest.h>
 
@@ -31,7 +32,9 @@ struct Problem {
         // Targets far from the outputs (which stay within about +-1), so no pinball kink lies within a step.
         for (int i = 0; i < batch * horizons; ++i) targets.push_back(i % 2 == 0 ? 3.0F + 0.1F * i : -3.0F - 0.1F * i);
         // Larger weights than the default init put the gates away from their linear regions.
-        for (float& p : network.parameters()) p *= 2.0F;
+        std::vector<float> params(network.parameters().begin(), network.parameters().end());
+        for (float& p : params) p *= 2.0F;
+        network.set_parameters(params);
     }
 
     double loss() const {
@@ -51,15 +54,18 @@ struct Mismatch {
 // Compares `gradient` with central differences; returns the entries outside atol + rtol * |numeric|.
 std::vector<Mismatch> check(Problem& p, const std::vector<float>& gradient, double eps, double atol, double rtol) {
     std::vector<Mismatch> bad;
-    auto params = p.network.parameters();
+    std::vector<float> params(p.network.parameters().begin(), p.network.parameters().end());
     for (const auto& t : p.network.tensors())
         for (std::size_t i = t.offset; i < t.offset + t.size(); ++i) {
             const float saved = params[i];
             params[i] = saved + static_cast<float>(eps);
+            p.network.set_parameters(params);
             const double up = p.loss();
             params[i] = saved - static_cast<float>(eps);
+            p.network.set_parameters(params);
             const double down = p.loss();
             params[i] = saved;
+            p.network.set_parameters(params);
             const double numeric = (up - down) / (2.0 * eps);
             if (std::abs(numeric - gradient[i]) > atol + rtol * std::abs(numeric))
                 bad.push_back({t.name, i - t.offset, gradient[i], numeric});
@@ -78,12 +84,31 @@ std::vector<float> analytic_gradient(Problem& p) {
     return {trainer.gradient().begin(), trainer.gradient().end()};
 }
 
-TEST(LstmGradcheck, EveryTensorMatchesFiniteDifferences) {
+// Runs under every kernel set the CPU supports.
+class LstmGradcheck : public ::testing::TestWithParam<KernelIsa> {
+  protected:
+    void SetUp() override {
+        saved_ = active_kernels();
+        if (!kernels_supported(GetParam())) GTEST_SKIP() << "this CPU lacks " << to_string(GetParam());
+        use_kernels(GetParam());
+    }
+    void TearDown() override { use_kernels(saved_); }
+
+  private:
+    KernelIsa saved_ = KernelIsa::generic;
+};
+
+INSTANTIATE_TEST_SUITE_P(Kernels, LstmGradcheck,
+                         ::testing::Values(KernelIsa::generic, KernelIsa::avx2, KernelIsa::avx512),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
+TEST_P(LstmGradcheck, EveryTensorMatchesFiniteDifferences) {
     Problem p;
     const auto gradient = analytic_gradient(p);
     for (const auto& t : p.network.tensors()) {
         double largest = 0.0;
-        for (std::size_t i = t.offset; i < t.offset + t.size(); ++i) largest = std::max(largest, double{std::abs(gradient[i])});
+        for (std::size_t i = t.offset; i < t.offset + t.size(); ++i)
+            largest = std::max(largest, double{std::abs(gradient[i])});
         // Guards against a vacuous check: each tensor's gradient must be well above the absolute tolerance.
         EXPECT_GT(largest, 50 * atol) << t.name;
     }
@@ -91,7 +116,7 @@ TEST(LstmGradcheck, EveryTensorMatchesFiniteDifferences) {
         ADD_FAILURE() << m.tensor << "[" << m.index << "]: analytic " << m.analytic << ", numeric " << m.numeric;
 }
 
-TEST(LstmGradcheck, CatchesASlightlyWrongGradient) {
+TEST_P(LstmGradcheck, CatchesASlightlyWrongGradient) {
     Problem p;
     const auto gradient = analytic_gradient(p);
     for (const auto& t : p.network.tensors()) {

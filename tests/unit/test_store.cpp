@@ -462,6 +462,76 @@ TEST_P(StoreTest, BulkInsertInsideATransaction) {
     EXPECT_EQ(again.duplicate, kRows);
 }
 
+TEST_P(StoreTest, TrackedRunsKeepTheirDataAndWhatIsSynced) {
+    auto store = open();
+    TrackedRun run{.id = "r1",
+                   .experiment = "btcml-X-1h",
+                   .name = "train",
+                   .start_ms = 1000,
+                   .end_ms = std::nullopt,
+                   .tracking_uri = "http://127.0.0.1:1",
+                   .remote_id = "",
+                   .remote_experiment_id = "",
+                   .artifact_uri = "",
+                   .remote_status = ""};
+    store->save_run(run);
+    RunData data;
+    data.params = {{"hidden", "8"}, {"lr", "0.001"}};
+    data.tags = {{"mlflow.user", "me"}};
+    data.metrics = {{"loss", 0.5, 1001, 1, 0}, {"loss", 0.25, 1002, 2, 0}};
+    data.artifacts = {{"model/MLmodel", "/tmp/MLmodel"}};
+    store->log_run_data("r1", data);
+    store->log_run_data("r1", RunData{{}, {}, {{"loss", 0.125, 1003, 3, 0}}, {}});
+    const auto all = store->run_data("r1", false);
+    ASSERT_EQ(all.metrics.size(), 3U);
+    EXPECT_EQ(all.metrics[2].seq, 3);
+    EXPECT_EQ(all.metrics[2].step, 3);
+    EXPECT_DOUBLE_EQ(all.metrics[1].value, 0.25);
+    EXPECT_EQ(all.params, (KeyValues{{"hidden", "8"}, {"lr", "0.001"}}));
+    ASSERT_EQ(store->tracked_runs(true).size(), 1U);
+
+    store->mark_synced("r1", RunDataKind::metric, {"1", "2"});
+    store->mark_synced("r1", RunDataKind::param, {"hidden", "lr"});
+    const auto pending = store->run_data("r1", true);
+    ASSERT_EQ(pending.metrics.size(), 1U);
+    EXPECT_EQ(pending.metrics[0].seq, 3);
+    EXPECT_TRUE(pending.params.empty());
+    EXPECT_EQ(pending.tags.size(), 1U);
+    store->mark_synced("r1", RunDataKind::metric, {"3"});
+    store->mark_synced("r1", RunDataKind::tag, {"mlflow.user"});
+    store->mark_synced("r1", RunDataKind::artifact, {"model/MLmodel"});
+    run.remote_id = "abc";
+    run.status = run.remote_status = "FINISHED";
+    run.end_ms = 2000;
+    store->save_run(run);
+    EXPECT_TRUE(store->tracked_runs(true).empty());
+    const auto back = store->tracked_run("r1");
+    ASSERT_TRUE(back.has_value());
+    EXPECT_EQ(back->end_ms, 2000);
+    EXPECT_EQ(back->remote_id, "abc");
+    EXPECT_FALSE(store->tracked_run("nope").has_value());
+}
+
+TEST_P(StoreTest, RegistryVersionsAliasesAndTheirHistory) {
+    auto store = open();
+    store->save_model_version({1, "btcml-X-1h", "r1", 10, R"({"decision":"champion"})", ""});
+    store->save_model_version({2, "btcml-X-1h", "r2", 20, "{}", "7"});
+    store->set_alias({"btcml-X-1h", "champion", 1, std::nullopt, 11, "first"});
+    store->set_alias({"btcml-X-1h", "champion", 2, 1, 21, "better"});
+    store->set_alias({"btcml-X-1h", "challenger", 1, std::nullopt, 22, "x"});
+    store->set_alias({"btcml-X-1h", "challenger", std::nullopt, 1, 23, "removed"});
+    EXPECT_EQ(store->registered_models(), std::vector<std::string>{"btcml-X-1h"});
+    EXPECT_EQ(store->aliases("btcml-X-1h"), (std::map<std::string, int>{{"champion", 2}}));
+    const auto history = store->alias_history("btcml-X-1h", "champion");
+    ASSERT_EQ(history.size(), 2U);
+    EXPECT_EQ(history[0].version, 2);
+    EXPECT_EQ(history[0].previous, 1);
+    EXPECT_EQ(history[1].previous, std::nullopt);
+    EXPECT_EQ(store->model_versions("btcml-X-1h").size(), 2U);
+    EXPECT_EQ(store->model_version(2)->remote_version, "7");
+    EXPECT_FALSE(store->model_version(3).has_value());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::sqlite, Backend::postgresql),
                          [](const ::testing::TestParamInfo<Backend>& info) {
                              return info.param == Backend::sqlite ? "sqlite" : "postgresql";

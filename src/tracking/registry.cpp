@@ -1,0 +1,228 @@
+#include "tracking/registry.hpp"
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/time.hpp"
+#include "evaluate/scoreboard.hpp"
+#include "tracking/tracker.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+
+namespace btcml::tracking {
+namespace {
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// Mean over horizons of the model's pinball loss and MAE and of naive's MAE at `origins`.
+struct Score {
+    double pinball = 0, mae = 0, naive_mae = 0;
+    std::size_t points = 0;
+};
+
+Score score(const features::FeatureTable& table, const model::Forecaster& forecaster,
+            const evaluate::Baselines& baselines, std::span<const std::size_t> origins) {
+    evaluate::Scoreboard board(forecaster.spec().horizons, true);
+    const auto forecasts = forecaster.forecast(table, origins);
+    board.add(table, forecaster.scaler(), baselines, origins, &forecasts);
+    Score s;
+    const auto metrics = board.metrics();
+    for (const auto& [horizon, models] : metrics.items()) {
+        s.pinball += models["model"]["pinball"].get<double>() / static_cast<double>(metrics.size());
+        s.mae += models["model"]["mae"].get<double>() / static_cast<double>(metrics.size());
+        s.naive_mae += models["naive"]["mae"].get<double>() / static_cast<double>(metrics.size());
+    }
+    s.points = board.points();
+    return s;
+}
+
+nlohmann::json score_json(const Score& s) {
+    return {{"pinball", s.pinball}, {"mae", s.mae}, {"naive_mae", s.naive_mae}, {"points", s.points}};
+}
+
+std::optional<int> parse_int(std::string_view text) {
+    int v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end != text.data() + text.size() || v <= 0) return std::nullopt;
+    return v;
+}
+
+} // namespace
+
+nlohmann::json GateDecision::to_json() const {
+    return {{"decision", promote ? "champion" : "challenger"},
+            {"forced", forced},
+            {"reason", reason},
+            {"numbers", numbers}};
+}
+
+GateDecision promotion_gate(const features::FeatureTable& table, const model::FittedModels& candidate,
+                            std::span<const std::size_t> test_origins,
+                            const std::optional<model::LoadedModel>& champion, bool force) {
+    GateDecision d;
+    const auto& forecaster = candidate.trained.forecaster;
+    const auto decide = [&](bool promote, std::string reason) {
+        d.promote = promote || force;
+        d.forced = force && !promote;
+        d.reason = d.forced ? fmt::format("promoted by --force-promote; the gate alone would not have: {}", reason)
+                            : std::move(reason);
+        return d;
+    };
+    const Score own = score(table, forecaster, candidate.baselines, test_origins);
+    if (!champion) {
+        d.numbers["candidate"] = score_json(own);
+        return decide(true, fmt::format("first version of its registered model: no champion to beat (MAE {:.6g} vs "
+                                        "naive {:.6g} on its test part)",
+                                        own.mae, own.naive_mae));
+    }
+    // The window: the candidate's test origins after the last target the champion trained on.
+    const auto trained_to = parse_time(champion->card.value("/training_range/to"_json_pointer, std::string()));
+    const std::int64_t from = std::max(table.times[test_origins.front()], trained_to.value_or(0));
+    const std::int64_t to = table.times[test_origins.back()];
+    std::vector<std::size_t> window;
+    for (const std::size_t o : test_origins)
+        if (table.times[o] >= from) window.push_back(o);
+    // The champion reads its own window length and horizons; its origins must have targets inside the data too.
+    std::vector<std::size_t> champion_window;
+    for (const std::size_t o : features::target_origins(table, champion->forecaster.spec()))
+        if (table.times[o] >= from && table.times[o] <= to) champion_window.push_back(o);
+    d.numbers["champion_version"] = champion->version;
+    d.numbers["window"] = {{"from", format_iso8601(from)}, {"to", format_iso8601(to)}};
+    if (window.empty() || champion_window.empty())
+        return decide(false, fmt::format("no recent window that champion v{} never trained on (it trained up to {})",
+                                         champion->version, format_iso8601(trained_to.value_or(0))));
+    const Score mine = score(table, forecaster, candidate.baselines, window);
+    const Score theirs = score(table, champion->forecaster, champion->baselines, champion_window);
+    d.numbers["candidate"] = score_json(mine);
+    d.numbers["champion"] = score_json(theirs);
+    const bool lower_pinball = mine.pinball < theirs.pinball;
+    const bool beats_naive = mine.mae <= mine.naive_mae;
+    const std::string numbers =
+        fmt::format("on {} .. {} ({} points): pinball {:.6g} vs champion v{}'s {:.6g}; MAE {:.6g} vs naive {:.6g}",
+                    format_iso8601(from), format_iso8601(to), mine.points, mine.pinball, champion->version,
+                    theirs.pinball, mine.mae, mine.naive_mae);
+    if (lower_pinball && beats_naive) return decide(true, "beats the champion and is not worse than naive " + numbers);
+    std::string why = !lower_pinball ? "pinball loss not lower than the champion's" : "";
+    if (!beats_naive) why += std::string(why.empty() ? "" : " and ") + "point error worse than naive";
+    return decide(false, fmt::format("{} {}", why, numbers));
+}
+
+Registry::Registry(store::Store& store, std::filesystem::path home, std::string tracking_uri)
+    : store_(store), home_(std::move(home)), tracking_uri_(std::move(tracking_uri)) {}
+
+void Registry::add_version(const store::ModelVersionRecord& record, const GateDecision& gate) {
+    auto stored = record;
+    stored.gate_json = gate.to_json().dump();
+    store_.save_model_version(stored);
+    const auto aliases = store_.aliases(record.model_name);
+    const auto current = aliases.find("champion");
+    if (gate.promote) {
+        set_champion(record.model_name, record.version,
+                     current == aliases.end() ? std::nullopt : std::optional(current->second), gate.reason);
+    } else {
+        const auto old = aliases.find("challenger");
+        store_.set_alias({record.model_name, "challenger", record.version,
+                          old == aliases.end() ? std::nullopt : std::optional(old->second), now_ms(), gate.reason});
+    }
+}
+
+void Registry::set_champion(const std::string& model_name, int version, std::optional<int> previous,
+                            const std::string& reason) {
+    store_.set_alias({model_name, "champion", version, previous, now_ms(), reason});
+    const auto aliases = store_.aliases(model_name);
+    if (const auto it = aliases.find("challenger"); it != aliases.end() && it->second == version)
+        store_.set_alias({model_name, "challenger", std::nullopt, version, now_ms(), "promoted to champion"});
+    model::set_champion(home_, version);
+}
+
+store::ModelVersionRecord Registry::version(int version) {
+    auto record = store_.model_version(version);
+    if (!record) {
+        std::string known;
+        for (const auto& v : store_.model_versions(""))
+            known += fmt::format("{}{}", known.empty() ? "" : ", ", v.version);
+        throw NotFound(fmt::format("model version {} is not in the registry (versions: {})", version,
+                                   known.empty() ? "none yet: run btcml train" : known));
+    }
+    return *record;
+}
+
+std::string Registry::model_name_or_only(const std::string& name) {
+    const auto names = store_.registered_models();
+    if (!name.empty()) {
+        if (std::find(names.begin(), names.end(), name) == names.end())
+            throw NotFound(fmt::format("no registered model '{}' (registered: {})", name,
+                                       names.empty() ? "none yet" : fmt::format("{}", fmt::join(names, ", "))));
+        return name;
+    }
+    if (names.size() == 1) return names.front();
+    if (names.empty()) throw NotFound("no registered models yet: run btcml train first");
+    throw UsageError(fmt::format("several registered models ({}): name one with --name", fmt::join(names, ", ")));
+}
+
+int Registry::resolve(const std::string& model_name, const std::string& spec) {
+    if (const auto v = parse_int(spec)) return version(*v).version;
+    const std::string alias = spec.starts_with('@') ? spec.substr(1) : spec;
+    const std::string name = model_name_or_only(model_name);
+    const auto aliases = store_.aliases(name);
+    const auto it = aliases.find(alias);
+    if (it == aliases.end()) {
+        std::string known;
+        for (const auto& [a, v] : aliases)
+            known += fmt::format("{}{}=v{}", known.empty() ? "" : ", ", a, v);
+        throw NotFound(fmt::format("{} has no alias '{}' (aliases: {})", name, alias, known.empty() ? "none" : known));
+    }
+    return it->second;
+}
+
+std::optional<int> Registry::promote(int v, const std::string& reason) {
+    const auto record = version(v);
+    const auto aliases = store_.aliases(record.model_name);
+    const auto current = aliases.find("champion");
+    const std::optional<int> previous = current == aliases.end() ? std::nullopt : std::optional(current->second);
+    if (previous == v) throw Conflict(fmt::format("version {} is already the champion of {}", v, record.model_name));
+    set_champion(record.model_name, v, previous, reason);
+    return previous;
+}
+
+int Registry::rollback(const std::string& model_name) {
+    const std::string name = model_name_or_only(model_name);
+    const auto history = store_.alias_history(name, "champion");
+    if (history.empty() || !history.front().version)
+        throw Conflict(fmt::format("{} has no champion to roll back", name));
+    const int current = *history.front().version;
+    const auto target = history.front().previous;
+    if (!target) throw Conflict(fmt::format("{}: champion v{} had no predecessor to roll back to", name, current));
+    // The rolled-back-to version's own predecessor, so that a second rollback goes one step further back.
+    std::optional<int> before;
+    for (const auto& change : history)
+        if (change.version == target) {
+            before = change.previous;
+            break;
+        }
+    store_.set_alias({name, "champion", *target, before, now_ms(), fmt::format("rollback from v{}", current)});
+    model::set_champion(home_, *target);
+    return *target;
+}
+
+std::string Registry::mirror_aliases(const std::string& model_name) {
+    if (tracking_uri_.empty()) return {};
+    try {
+        MlflowClient client(tracking_uri_);
+        Syncer(store_, client).sync_aliases(model_name);
+        return {};
+    } catch (const Error& e) {
+        log::warn("MLflow aliases not updated: run `btcml tracking sync` when the server is back",
+                  {{"tracking.uri", tracking_uri_}, {"error.message", e.what()}});
+        return e.what();
+    }
+}
+
+} // namespace btcml::tracking

@@ -1,0 +1,70 @@
+#pragma once
+// The model registry: a registered model per series (`btcml-BTCUSD-1h`), a version per trained model, aliases
+// `champion` and `challenger`, and the promotion gate that decides between them. The store holds the registry;
+// with a tracking URI every change is mirrored to MLflow's registry. The champion that serves is read through
+// model::champion(home), which the registry keeps pointing at the latest champion it set.
+#include "features/dataset.hpp"
+#include "model/forecaster.hpp"
+#include "store/store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+
+namespace btcml::tracking {
+
+/// What the promotion gate decided, and the numbers behind it.
+struct GateDecision {
+    bool promote = false;
+    bool forced = false;
+    std::string reason;
+    nlohmann::json numbers = nlohmann::json::object(); // window, candidate and champion pinball/mae, naive mae
+
+    [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// The candidate (the model just trained, with its test origins in `table`) against the current champion:
+/// on the candidate's test origins that lie after everything the champion trained on, the candidate is promoted
+/// when its pinball loss (mean over horizons) is lower than the champion's and its MAE is not worse than naive's.
+/// Without a champion the candidate is promoted. `force` promotes whatever the numbers say, and says so.
+GateDecision promotion_gate(const features::FeatureTable& table, const model::FittedModels& candidate,
+                            std::span<const std::size_t> test_origins,
+                            const std::optional<model::LoadedModel>& champion, bool force);
+
+class Registry {
+  public:
+    /// `tracking_uri` empty: the store only.
+    Registry(store::Store& store, std::filesystem::path home, std::string tracking_uri);
+
+    /// Records a new version with the gate's decision and moves the aliases: champion when promoted (the old
+    /// champion keeps no alias), challenger otherwise.
+    void add_version(const store::ModelVersionRecord& record, const GateDecision& gate);
+    /// The version `spec` names in a registered model: a number, `champion`, `challenger` or `@alias`; NotFound
+    /// for an unknown alias or version, naming what exists.
+    int resolve(const std::string& model_name, const std::string& spec);
+    /// Makes `version` its registered model's champion; returns the previous champion.
+    std::optional<int> promote(int version, const std::string& reason);
+    /// Gives the champion alias back to the version that held it before the current one; returns it.
+    int rollback(const std::string& model_name);
+
+    /// The registered model of a version; NotFound when the version is not registered.
+    store::ModelVersionRecord version(int version);
+    /// The registered model name when `name` is empty and exactly one exists; UsageError otherwise.
+    std::string model_name_or_only(const std::string& name);
+    /// Mirrors a registered model's aliases to MLflow (when configured); a failure is a warning, fixed by
+    /// `btcml tracking sync`. Returns the error, empty on success.
+    std::string mirror_aliases(const std::string& model_name);
+
+  private:
+    void set_champion(const std::string& model_name, int version, std::optional<int> previous,
+                      const std::string& reason);
+
+    store::Store& store_;
+    std::filesystem::path home_;
+    std::string tracking_uri_;
+};
+
+} // namespace btcml::tracking
