@@ -11,7 +11,11 @@ APT_PACKAGES=(
     libyaml-cpp-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev libarchive-dev zlib1g-dev
     libeigen3-dev libgtest-dev libgmock-dev libfast-float-dev libbenchmark-dev libonnx-dev libprotobuf-dev protobuf-compiler
     python3 python3-venv python3-pip python3-pytest python3-torch python3-numpy
+    libboost-dev prometheus wrk nginx-light
 )
+# npm installs Swagger UI (web/package.json), which the build embeds into btcml for GET /docs. A Node.js that
+# brings its own npm (e.g. NodeSource's) is used as it is.
+command -v npm >/dev/null || APT_PACKAGES+=(npm)
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -27,7 +31,26 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     "${sudo_cmd[@]}" apt-get update -qq
-    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # prometheus (for promtool) and nginx-light (the serving benchmark's reference) would start system services
+    # on install; btcml only runs them itself, so service starts are refused while it installs.
+    policy=/usr/sbin/policy-rc.d
+    added_policy=false
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+        "${sudo_cmd[@]}" chmod +x "$policy"
+        added_policy=true
+    fi
+    status=0
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+    if $added_policy; then "${sudo_cmd[@]}" rm -f "$policy"; fi
+    [ "$status" -eq 0 ] || exit "$status"
+fi
+
+# Swagger UI, pinned by web/package-lock.json.
+if [ ! -f web/node_modules/.package-lock.json ] || ! cmp -s web/package-lock.json web/node_modules/.btcml-lock; then
+    # --ignore-scripts: the packages need no build step, and scarf (a dependency) would phone home.
+    (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    cp web/package-lock.json web/node_modules/.btcml-lock
 fi
 
 # Python tools for tests and benchmark baselines, pinned (see requirements-dev.txt).

@@ -2,7 +2,8 @@
 # The main job on embedded defaults: installs what is missing, builds btcml, ingests market data (real hourly
 # bars from Binance when the internet is reachable, otherwise the labelled synthetic series) into the SQLite
 # store under $BTCML_HOME (default ~/.btcml), shows what was stored, trains a small LSTM forecaster, prints its
-# test metrics beside the naive, drift and linear baselines, and forecasts the next hours.
+# test metrics beside the naive, drift and linear baselines, forecasts the next hours, and serves the API in the
+# foreground until Ctrl-C (PORT=8080 by default; SERVE=0 stops before serving, e.g. in scripts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +28,10 @@ echo "== train (small model; metrics on the held-out test part, beside the basel
 $btcml train --symbol "$symbol" --interval 1h --epochs 4
 echo "== forecast from the latest bars"
 $btcml predict
+if [ "${SERVE:-1}" = 0 ]; then
+    exit 0
+fi
+port=${PORT:-8080}
+echo "== serve: API docs at http://127.0.0.1:$port/docs, forecast at http://127.0.0.1:$port/api/v1/forecast"
+echo "   (Ctrl-C stops the server)"
+exec $btcml serve --port "$port"

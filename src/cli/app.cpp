@@ -23,6 +23,7 @@ constexpr SetupFn kCommands[] = {
     setup_predict,
     setup_models,
     setup_tracking,
+    setup_serve,
 };
 
 std::string one_line(std::string text) {

@@ -12,5 +12,6 @@ void setup_evaluate(CLI::App& app, Context& ctx);
 void setup_predict(CLI::App& app, Context& ctx);
 void setup_models(CLI::App& app, Context& ctx);
 void setup_tracking(CLI::App& app, Context& ctx);
+void setup_serve(CLI::App& app, Context& ctx);
 
 } // namespace btcml::cli

@@ -9,6 +9,7 @@ int exit_code(ErrorKind kind) noexcept {
     case ErrorKind::not_found: return 4;
     case ErrorKind::conflict: return 5;
     case ErrorKind::unavailable: return 6;
+    case ErrorKind::unauthorized: return 7;
     case ErrorKind::internal: return 1;
     }
     return 1;
@@ -21,6 +22,7 @@ int http_status(ErrorKind kind) noexcept {
     case ErrorKind::not_found: return 404;
     case ErrorKind::conflict: return 409;
     case ErrorKind::unavailable: return 503;
+    case ErrorKind::unauthorized: return 401;
     case ErrorKind::internal: return 500;
     }
     return 500;
@@ -33,6 +35,7 @@ std::string_view to_string(ErrorKind kind) noexcept {
     case ErrorKind::not_found: return "not found";
     case ErrorKind::conflict: return "conflict";
     case ErrorKind::unavailable: return "unavailable";
+    case ErrorKind::unauthorized: return "unauthorized";
     case ErrorKind::internal: return "internal error";
     }
     return "internal error";

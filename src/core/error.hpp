@@ -8,12 +8,13 @@
 namespace btcml {
 
 enum class ErrorKind {
-    usage,       // bad flags or arguments
-    invalid,     // bad input data (files, bodies, artifacts)
-    not_found,   // a version, series or file that does not exist
-    conflict,    // a state that forbids the operation
-    unavailable, // a database, server or network peer that failed
-    internal,    // a bug
+    usage,        // bad flags or arguments
+    invalid,      // bad input data (files, bodies, artifacts)
+    not_found,    // a version, series or file that does not exist
+    conflict,     // a state that forbids the operation
+    unavailable,  // a database, server or network peer that failed
+    unauthorized, // a missing or wrong API key
+    internal,     // a bug
 };
 
 class Error : public std::runtime_error {
@@ -39,6 +40,21 @@ struct Conflict : Error {
 };
 struct Unavailable : Error {
     explicit Unavailable(const std::string& m) : Error(ErrorKind::unavailable, m) {}
+};
+
+struct Unauthorized : Error {
+    explicit Unauthorized(const std::string& m) : Error(ErrorKind::unauthorized, m) {}
+};
+
+/// An error in one named field of a request (`bars[3].close`, `limit`), so that the reply can name it.
+class FieldError : public Error {
+  public:
+    FieldError(ErrorKind kind, std::string field, const std::string& message)
+        : Error(kind, message), field_(std::move(field)) {}
+    [[nodiscard]] const std::string& field() const noexcept { return field_; }
+
+  private:
+    std::string field_;
 };
 
 int exit_code(ErrorKind kind) noexcept;

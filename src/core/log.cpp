@@ -60,10 +60,18 @@ void write(LogLevel level, std::string_view message, const nlohmann::json& field
     const auto spd_level = to_spdlog(level);
     if (!s.logger->should_log(spd_level)) return;
     if (s.format == LogFormat::json) {
-        nlohmann::json line = {{"@timestamp", timestamp()}, {"log.level", level_name(level)}, {"message", message},
-                               {"service.name", "btcml"}};
-        for (const auto& [k, v] : fields.items()) line[k] = v;
-        s.logger->log(spd_level, line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        // Written field by field rather than merged into one object first: the server logs every request.
+        const auto dump = [](const nlohmann::json& v) {
+            return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        };
+        std::string line = fmt::format(R"({{"@timestamp":"{}","log.level":"{}","message":{},"service.name":"btcml")",
+                                       timestamp(), level_name(level), dump(nlohmann::json(message)));
+        for (const auto& [k, v] : fields.items()) {
+            if (k == "@timestamp" || k == "log.level" || k == "message" || k == "service.name") continue;
+            line += fmt::format(",{}:{}", dump(nlohmann::json(k)), dump(v));
+        }
+        line += '}';
+        s.logger->log(spd_level, line);
         return;
     }
     std::string text = fmt::format("{} {:<5} {}", timestamp(), level_name(level), message);

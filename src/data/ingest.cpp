@@ -59,7 +59,9 @@ std::int64_t bucket_start(std::int64_t time, std::int64_t interval) {
     return floor_div(time - off, interval) * interval + off;
 }
 
-RejectReason validate_values(const Candidate& c) {
+} // namespace
+
+RejectReason check_values(const Candidate& c) noexcept {
     if (c.parse_error != RejectReason::none) return c.parse_error;
     if (!c.time) return RejectReason::unparsable_time;
     for (const double p : {c.open, c.high, c.low, c.close})
@@ -72,6 +74,8 @@ RejectReason validate_values(const Candidate& c) {
     if (c.volume < 0) return RejectReason::negative_volume;
     return RejectReason::none;
 }
+
+namespace {
 
 /// A candidate kept while the interval is still being inferred; owns its raw text.
 struct PendingCandidate {
@@ -190,7 +194,7 @@ struct IngestWriter::Impl {
     }
 
     void accept(const Candidate& c) {
-        const RejectReason value_problem = validate_values(c);
+        const RejectReason value_problem = check_values(c);
         if (value_problem != RejectReason::none) return reject(c, value_problem);
         const std::int64_t t = *c.time;
         if (options.from && t < *options.from) return;
@@ -361,7 +365,11 @@ IngestSummary ingest(store::Store& store, const std::string& source_in, const In
     IngestOptions options = options_in;
     if (options.symbol.empty()) options.symbol = std::string(kind->default_symbol);
     if (!options.interval && kind->default_interval > 0) options.interval = kind->default_interval;
+    return ingest_records(store, source, options, [&](SourceContext& ctx) { kind->read(spec, ctx); }, progress);
+}
 
+IngestSummary ingest_records(store::Store& store, const std::string& source, const IngestOptions& options,
+                             const std::function<void(SourceContext&)>& read, const ProgressFn& progress) {
     const auto started = std::chrono::steady_clock::now();
     store::IngestRun run;
     run.source = source;
@@ -373,13 +381,13 @@ IngestSummary ingest(store::Store& store, const std::string& source_in, const In
     summary.run_id = run.id;
     summary.source = source;
     summary.symbol = options.symbol;
-    summary.synthetic = kind->prefix == "synthetic";
+    summary.synthetic = source.starts_with("synthetic:");
     try {
         store.begin();
         IngestWriter writer(store, options, run.id, source);
         const ProgressFn no_progress = [](std::int64_t, std::int64_t) {};
         SourceContext ctx{store, options, writer, summary.format, progress ? progress : no_progress};
-        kind->read(spec, ctx);
+        read(ctx);
         writer.finish(summary);
         store.commit();
     } catch (const std::exception& e) {

@@ -34,6 +34,12 @@ enum class RejectReason {
 };
 std::string_view to_string(RejectReason reason) noexcept;
 
+struct Candidate;
+/// The checks of a record's own values that every source's rows pass (a parsed time, positive finite prices
+/// consistent with high and low, a finite non-negative volume); `none` when it passes. Interval alignment,
+/// future and duplicate times are checked by the writer, which knows the series.
+RejectReason check_values(const Candidate& candidate) noexcept;
+
 /// One record as a source read it, before validation.
 struct Candidate {
     std::int64_t line = 0;          // 1-based line in the file, or record number in an API response
@@ -119,5 +125,10 @@ struct SourceContext {
 /// before rethrowing.
 IngestSummary ingest(store::Store& store, const std::string& source, const IngestOptions& options,
                      const ProgressFn& progress = {});
+
+/// The same run for records that come from elsewhere (an HTTP body): `read` adds them to ctx.writer; `source` is
+/// recorded with the run and every bar.
+IngestSummary ingest_records(store::Store& store, const std::string& source, const IngestOptions& options,
+                             const std::function<void(SourceContext&)>& read, const ProgressFn& progress = {});
 
 } // namespace btcml::data

@@ -237,6 +237,45 @@ CREATE TABLE alias_history (
     reason TEXT NOT NULL
 );
 )sql"},
+    Migration{3, "predictions",
+              R"sql(
+CREATE TABLE predictions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_version INTEGER NOT NULL,
+    symbol TEXT NOT NULL,
+    interval_s INTEGER NOT NULL,
+    origin_time INTEGER NOT NULL,
+    horizon INTEGER NOT NULL,
+    target_time INTEGER NOT NULL,
+    price REAL NOT NULL,
+    lower REAL NOT NULL,
+    upper REAL NOT NULL,
+    log_return REAL NOT NULL,
+    input_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (model_version, symbol, interval_s, origin_time, horizon, input_hash)
+);
+CREATE INDEX predictions_by_target ON predictions (target_time);
+)sql",
+              R"sql(
+CREATE TABLE predictions (
+    id BIGSERIAL PRIMARY KEY,
+    model_version BIGINT NOT NULL,
+    symbol TEXT NOT NULL,
+    interval_s BIGINT NOT NULL,
+    origin_time BIGINT NOT NULL,
+    horizon BIGINT NOT NULL,
+    target_time BIGINT NOT NULL,
+    price DOUBLE PRECISION NOT NULL,
+    lower DOUBLE PRECISION NOT NULL,
+    upper DOUBLE PRECISION NOT NULL,
+    log_return DOUBLE PRECISION NOT NULL,
+    input_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (model_version, symbol, interval_s, origin_time, horizon, input_hash)
+);
+CREATE INDEX predictions_by_target ON predictions (target_time);
+)sql"},
 };
 
 } // namespace

@@ -57,6 +57,29 @@ std::optional<std::int64_t> optional_int(const SqlRow& row, int column) {
     return row.is_null(column) ? std::nullopt : std::optional{row.get_int(column)};
 }
 
+// A row of `SELECT id, <kRunColumns>`.
+IngestRun read_run(const SqlRow& row) {
+    IngestRun run;
+    run.id = row.get_int(0);
+    run.source = row.get_text(1);
+    run.format = row.get_text(2);
+    run.symbol = row.get_text(3);
+    run.interval = row.get_int(4);
+    run.status = row.get_text(5);
+    run.error = row.get_text(6);
+    run.started_at = row.get_int(7);
+    run.finished_at = optional_int(row, 8).value_or(0);
+    run.rows_read = row.get_int(9);
+    run.rows_inserted = row.get_int(10);
+    run.rows_duplicate = row.get_int(11);
+    run.rows_rejected = row.get_int(12);
+    run.first_time = optional_int(row, 13);
+    run.last_time = optional_int(row, 14);
+    run.missing_bars = row.get_int(15);
+    run.summary_json = row.get_text(16);
+    return run;
+}
+
 // The WHERE, ORDER and LIMIT of a bar query, with its parameters $1..$5.
 std::string bar_query_sql(std::string_view columns) {
     return fmt::format("SELECT {} FROM bars WHERE symbol = $1 AND interval_s = $2 AND open_time >= $3 "
@@ -235,28 +258,71 @@ void SqlStore::finish_ingest_run(const IngestRun& run) {
 std::optional<IngestRun> SqlStore::ingest_run(std::int64_t id) {
     std::optional<IngestRun> out;
     const std::array<SqlParam, 1> params{id};
-    query(fmt::format("SELECT id, {} FROM ingest_runs WHERE id = $1", kRunColumns), params, [&](const SqlRow& row) {
-        IngestRun run;
-        run.id = row.get_int(0);
-        run.source = row.get_text(1);
-        run.format = row.get_text(2);
-        run.symbol = row.get_text(3);
-        run.interval = row.get_int(4);
-        run.status = row.get_text(5);
-        run.error = row.get_text(6);
-        run.started_at = row.get_int(7);
-        run.finished_at = optional_int(row, 8).value_or(0);
-        run.rows_read = row.get_int(9);
-        run.rows_inserted = row.get_int(10);
-        run.rows_duplicate = row.get_int(11);
-        run.rows_rejected = row.get_int(12);
-        run.first_time = optional_int(row, 13);
-        run.last_time = optional_int(row, 14);
-        run.missing_bars = row.get_int(15);
-        run.summary_json = row.get_text(16);
-        out = std::move(run);
-    });
+    query(fmt::format("SELECT id, {} FROM ingest_runs WHERE id = $1", kRunColumns), params,
+          [&](const SqlRow& row) { out = read_run(row); });
     return out;
+}
+
+std::vector<IngestRun> SqlStore::list_ingest_runs(std::int64_t limit) {
+    std::vector<IngestRun> out;
+    const std::array<SqlParam, 1> params{limit};
+    query(fmt::format("SELECT id, {} FROM ingest_runs ORDER BY id DESC LIMIT $1", kRunColumns), params,
+          [&](const SqlRow& row) { out.push_back(read_run(row)); });
+    return out;
+}
+
+std::int64_t SqlStore::insert_predictions(std::span<const Prediction> predictions) {
+    ScopedTransaction transaction(*this);
+    std::int64_t inserted = 0;
+    for (const auto& p : predictions) {
+        const std::array<SqlParam, 12> params{std::int64_t{p.model_version}, std::string_view(p.symbol), p.interval,
+                                              p.origin_time, std::int64_t{p.horizon}, p.target_time, p.price,
+                                              p.lower, p.upper, p.log_return, std::string_view(p.input_hash),
+                                              p.created_at};
+        inserted += query("INSERT INTO predictions (model_version, symbol, interval_s, origin_time, horizon, "
+                          "target_time, price, lower, upper, log_return, input_hash, created_at) VALUES ($1, $2, $3, "
+                          "$4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+                          params, {});
+    }
+    transaction.commit();
+    return inserted;
+}
+
+std::vector<Prediction> SqlStore::load_predictions(const PredictionQuery& q) {
+    constexpr auto lowest = std::numeric_limits<std::int64_t>::min();
+    constexpr auto highest = std::numeric_limits<std::int64_t>::max();
+    const std::array<SqlParam, 5> params{q.from.value_or(lowest), q.to.value_or(highest),
+                                         std::string_view(q.symbol), q.interval, q.limit};
+    std::vector<Prediction> out;
+    query("SELECT p.model_version, p.symbol, p.interval_s, p.origin_time, p.horizon, p.target_time, p.price, "
+          "p.lower, p.upper, p.log_return, p.input_hash, p.created_at, b.close FROM predictions p "
+          "LEFT JOIN bars b ON b.symbol = p.symbol AND b.interval_s = p.interval_s AND b.open_time = p.target_time "
+          "WHERE p.target_time >= $1 AND p.target_time <= $2 AND ($3 = '' OR p.symbol = $3) "
+          "AND ($4 = 0 OR p.interval_s = $4) ORDER BY p.target_time, p.horizon, p.id LIMIT $5",
+          params, [&](const SqlRow& row) {
+              Prediction p;
+              p.model_version = static_cast<int>(row.get_int(0));
+              p.symbol = row.get_text(1);
+              p.interval = row.get_int(2);
+              p.origin_time = row.get_int(3);
+              p.horizon = static_cast<int>(row.get_int(4));
+              p.target_time = row.get_int(5);
+              p.price = row.get_double(6);
+              p.lower = row.get_double(7);
+              p.upper = row.get_double(8);
+              p.log_return = row.get_double(9);
+              p.input_hash = row.get_text(10);
+              p.created_at = row.get_int(11);
+              if (!row.is_null(12)) p.realised = row.get_double(12);
+              out.push_back(std::move(p));
+          });
+    return out;
+}
+
+std::int64_t SqlStore::count_predictions() {
+    std::int64_t n = 0;
+    query("SELECT COUNT(*) FROM predictions", {}, [&](const SqlRow& row) { n = row.get_int(0); });
+    return n;
 }
 
 std::vector<RejectedRow> SqlStore::rejected_rows(std::int64_t run_id) {

@@ -55,6 +55,10 @@ class SqlStore : public Store {
     std::vector<std::string> load_bar_sources(const BarQuery& query) override;
     std::optional<std::int64_t> last_bar_time(const SeriesKey& key) override;
     std::vector<SeriesInfo> list_series() override;
+    std::vector<IngestRun> list_ingest_runs(std::int64_t limit) override;
+    std::int64_t insert_predictions(std::span<const Prediction> predictions) override;
+    std::vector<Prediction> load_predictions(const PredictionQuery& query) override;
+    std::int64_t count_predictions() override;
 
     void save_run(const TrackedRun& run) override;
     std::optional<TrackedRun> tracked_run(const std::string& id) override;

@@ -132,6 +132,29 @@ struct AliasChange {
     std::string reason;
 };
 
+/// One stored forecast of one horizon, as the server made it; `realised` is the close of the target bar once it is
+/// stored (filled by load_predictions only).
+struct Prediction {
+    int model_version = 0;
+    std::string symbol;
+    std::int64_t interval = 0;
+    std::int64_t origin_time = 0; // open time of the last input bar
+    int horizon = 0;
+    std::int64_t target_time = 0;
+    double price = 0, lower = 0, upper = 0, log_return = 0;
+    std::string input_hash; // identifies the input window: identical requests store one row
+    std::int64_t created_at = 0;
+    std::optional<double> realised;
+};
+
+struct PredictionQuery {
+    std::optional<std::int64_t> from; // target time, inclusive
+    std::optional<std::int64_t> to;   // target time, inclusive
+    std::string symbol;               // empty: any
+    std::int64_t interval = 0;        // 0: any
+    std::int64_t limit = 1000;
+};
+
 /// Thread-safety: a Store is one connection and is NOT thread-safe; open one per thread.
 class Store {
   public:
@@ -196,6 +219,15 @@ class Store {
     virtual void set_alias(const AliasChange& change) = 0;
     /// Changes of one alias, newest first.
     virtual std::vector<AliasChange> alias_history(const std::string& model_name, const std::string& alias) = 0;
+    /// The newest ingest runs first, at most `limit`.
+    virtual std::vector<IngestRun> list_ingest_runs(std::int64_t limit) = 0;
+
+    /// Stores predictions, skipping any already stored (same model, series, origin, horizon and input); returns
+    /// how many were new.
+    virtual std::int64_t insert_predictions(std::span<const Prediction> predictions) = 0;
+    /// Predictions by target time, each with the realised close where its target bar is stored.
+    virtual std::vector<Prediction> load_predictions(const PredictionQuery& query) = 0;
+    virtual std::int64_t count_predictions() = 0;
 };
 
 /// Opens `sqlite:PATH` (or a bare path) or `postgresql://…` / `postgres://…`, applying pending migrations.

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Serving benchmark: wrk on loopback, 256 keep-alive connections for 20 s each, against
+#   1. btcml serve, GET /api/v1/forecast (the cached champion forecast),
+#   2. nginx serving the same forecast body as a static file (the reference, same run, same machine),
+#   3. btcml serve, POST /api/v1/predict (the model runs per request; a wrk Lua script sends the window),
+# then the resident memory of btcml serve. Prints a Markdown table.
+# Usage: bench/run_serve_bench.sh [build/btcml]   env: DURATION=20s CONNECTIONS=256 THREADS=1 (server threads and
+# nginx workers) WRK_THREADS=1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+btcml=$(realpath "${1:-build/btcml}")
+duration=${DURATION:-20s}
+connections=${CONNECTIONS:-256}
+threads=${THREADS:-1}
+wrk_threads=${WRK_THREADS:-1}
+for tool in wrk nginx curl python3; do
+    command -v "$tool" >/dev/null || { echo "run_serve_bench: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/btcml-serve-bench.XXXXXX)
+chmod 755 "$work" # nginx started by root runs its workers as nobody, who must read the static file
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -fs "$1" >/dev/null && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+
+echo "preparing a store and a model under $work ..." >&2
+home=$work/home
+"$btcml" --home "$home" ingest synthetic:42 >/dev/null
+# The default architecture (2 layers of 64), trained briefly: the speed of a forward pass does not depend on
+# how well the weights were fitted.
+"$btcml" --home "$home" train --symbol BTCUSD-SYNTH --epochs 1 --samples-per-epoch 256 >/dev/null 2>&1
+
+port=$(free_port)
+"$btcml" --home "$home" --log-format json serve --port "$port" --threads "$threads" >"$work/serve.out" 2>"$work/serve.log" &
+server_pid=$!
+pids+=("$server_pid")
+base=http://127.0.0.1:$port
+wait_http "$base/healthz"
+curl -fs "$base/api/v1/forecast" >"$work/forecast.json"
+window=$(python3 - "$base" <<'PY'
+import json, sys, urllib.request
+from datetime import datetime, timedelta
+base = sys.argv[1]
+f = json.load(urllib.request.urlopen(base + "/api/v1/forecast"))
+card = json.load(urllib.request.urlopen(f"{base}/api/v1/models/{f['model_version']}"))
+# The window the forecast used: window + 1 hourly bars ending at as_of.
+start = datetime.strptime(f["as_of"], "%Y-%m-%dT%H:%M:%SZ") - timedelta(hours=card["window"])
+page = json.load(urllib.request.urlopen(f"{base}/api/v1/bars?from={start:%Y-%m-%dT%H:%M:%SZ}"))
+body = {"symbol": f["symbol"], "interval": f["interval"], "bars": page["bars"]}
+print(json.dumps(body))
+PY
+)
+printf '%s' "$window" >"$work/window.json"
+cat >"$work/predict.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$work/window.json", "r")
+wrk.body = f:read("*a")
+f:close()
+LUA
+curl -fs -X POST -H 'Content-Type: application/json' --data-binary @"$work/window.json" "$base/api/v1/predict" >/dev/null
+
+# nginx as a non-root user of a temp dir, one worker per server thread, logging every request as btcml does.
+nginx_port=$(free_port)
+mkdir -p "$work/nginx/root/api/v1" "$work/nginx/tmp"
+cp "$work/forecast.json" "$work/nginx/root/api/v1/forecast"
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes $threads;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log $work/nginx/access.log;
+    client_body_temp_path $work/nginx/tmp;
+    proxy_temp_path $work/nginx/tmp;
+    fastcgi_temp_path $work/nginx/tmp;
+    uwsgi_temp_path $work/nginx/tmp;
+    scgi_temp_path $work/nginx/tmp;
+    keepalive_requests 1000000;
+    default_type application/json;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $work/nginx/root;
+    }
+}
+NGINX
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log" 2>"$work/nginx/stderr" &
+pids+=($!)
+wait_http "http://127.0.0.1:$nginx_port/api/v1/forecast"
+cmp -s <(curl -fs "http://127.0.0.1:$nginx_port/api/v1/forecast") "$work/forecast.json" || { echo "nginx body differs" >&2; exit 1; }
+
+run_wrk() { # name url [lua]
+    local name=$1 url=$2 script=${3:-}
+    local args=(-t"$wrk_threads" -c"$connections" -d"$duration" --latency)
+    [ -n "$script" ] && args+=(-s "$script")
+    wrk "${args[@]}" "$url" >"$work/$name.wrk"
+    python3 - "$name" "$work/$name.wrk" <<'PY'
+import re, sys
+name, text = sys.argv[1], open(sys.argv[2]).read()
+def latency(p):
+    m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+total = int(re.search(r"(\d+) requests in", text).group(1))
+errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+errors += int(non2xx.group(1)) if non2xx else 0
+print(f"{name}\t{rps:.0f}\t{latency(50):.3f}\t{latency(99):.3f}\t{total}\t{errors}")
+PY
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+results=$(
+    run_wrk btcml_forecast "$base/api/v1/forecast"
+    run_wrk nginx_static "http://127.0.0.1:$nginx_port/api/v1/forecast"
+    run_wrk btcml_predict "$base/api/v1/predict" "$work/predict.lua"
+)
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")
+hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+kill -TERM "$server_pid"
+wait "$server_pid" && server_exit=0 || server_exit=$?
+
+echo "| target | requests/s | p50 ms | p99 ms | requests | errors |"
+echo "|---|---:|---:|---:|---:|---:|"
+echo "$results" | awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}'
+echo
+echo "$results" | awk -F'\t' '
+    $1 == "btcml_forecast" {f = $2; fp = $4} $1 == "nginx_static" {n = $2; np = $4}
+    END {printf "forecast / nginx: %.2fx requests/s, p99 %.2fx\n", f / n, fp / np}'
+echo "btcml serve RSS after the run: $((rss_kb / 1024)) MiB (peak $((hwm_kb / 1024)) MiB); exit status after SIGTERM: $server_exit"
+echo "setup: $connections connections, wrk $wrk_threads thread(s), btcml --threads $threads, nginx $threads worker(s), $duration each;" \
+     "forecast body $(wc -c <"$work/forecast.json") bytes; load average before $load_before, after $load_after; $(nproc) cores"

@@ -1,0 +1,99 @@
+// btcml serve: the HTTP API (forecasts, predictions, bars, models, metrics, OpenAPI docs) until SIGTERM.
+#include "cli/commands.hpp"
+#include "cli/forecast_common.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "serve/api.hpp"
+#include "serve/http_server.hpp"
+#include "serve/service.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <thread>
+
+namespace btcml::cli {
+namespace {
+
+struct ServeArgs {
+    serve::ServerOptions server;
+    std::vector<std::string> api_keys;
+    double request_timeout = 10;
+    int poll_ms = 1000;
+};
+
+/// Keys from --api-key, else from BTCML_API_KEY (comma-separated).
+std::vector<std::string> resolve_keys(const std::vector<std::string>& flags) {
+    std::vector<std::string> keys;
+    std::vector<std::string> sources = flags;
+    if (sources.empty())
+        if (const char* env = std::getenv("BTCML_API_KEY")) sources.emplace_back(env);
+    for (const auto& source : sources) {
+        std::stringstream in(source);
+        for (std::string key; std::getline(in, key, ',');)
+            if (!key.empty()) keys.push_back(key);
+    }
+    return keys;
+}
+
+void run_serve(ServeArgs& args, Context& ctx) {
+    auto options = args.server;
+    options.api_keys = resolve_keys(args.api_keys);
+    if (args.request_timeout <= 0) throw UsageError("--request-timeout must be positive");
+    options.read_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.request_timeout * 1000));
+    if (options.threads < 1) options.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+    if (options.require_key_for_reads && options.api_keys.empty())
+        throw UsageError("--require-key-for-reads needs at least one --api-key (or BTCML_API_KEY)");
+
+    serve::Service service({ctx.config.home, ctx.config.db_url, resolve_tracking_uri(ctx, std::nullopt),
+                            std::chrono::milliseconds(args.poll_ms)});
+    serve::HttpServer server(options, serve::make_routes(service), [&service](const serve::Exchange& e) {
+        service.metrics().observe(e);
+        // Access log: the route pattern, never the query string, headers or body (keys and data stay out of logs).
+        log::info("request", {{"http.request.method", e.method},
+                              {"url.path", e.route},
+                              {"http.response.status_code", e.status},
+                              {"http.response.body.bytes", e.bytes},
+                              {"event.duration", static_cast<std::int64_t>(e.seconds * 1e9)}});
+    });
+    service.metrics().count_in_flight_with([&server] { return server.in_flight(); });
+    const auto url = fmt::format("http://{}:{}", options.host, server.port());
+    log::info("listening", {{"url.full", url},
+                            {"server.port", server.port()},
+                            {"threads", options.threads},
+                            {"api_keys", options.api_keys.size()}});
+    // The one line on stdout: scripts (and tests started with --port 0) read the address from it.
+    std::printf("btcml serving on %s (API docs: %s/docs)\n", url.c_str(), url.c_str());
+    std::fflush(stdout);
+    server.run();
+    service.predictions().flush();
+    log::info("stopped");
+}
+
+} // namespace
+
+void setup_serve(CLI::App& app, Context& ctx) {
+    auto& args = ctx.keep<ServeArgs>();
+    auto* cmd = app.add_subcommand("serve", "Serve the HTTP API: forecasts, predictions, bars, models, /metrics, "
+                                            "/openapi.json and /docs");
+    cmd->add_option("--host", args.server.host, "Address to listen on")->capture_default_str();
+    cmd->add_option("--port", args.server.port, "Port to listen on (0: any free port)")->capture_default_str();
+    cmd->add_option("--threads", args.server.threads, "Event-loop threads (0: one per core)")->capture_default_str();
+    cmd->add_option("--api-key", args.api_keys,
+                    "API key for writes (repeatable, or comma-separated; env BTCML_API_KEY). Clients send it as "
+                    "X-API-Key or Authorization: Bearer");
+    cmd->add_flag("--require-key-for-reads", args.server.require_key_for_reads,
+                  "Require an API key on the read routes of /api/v1 too");
+    cmd->add_option("--body-limit", args.server.body_limit, "Largest request body in bytes (larger: 413)")
+        ->capture_default_str();
+    cmd->add_option("--request-timeout", args.request_timeout, "Seconds a request may take to arrive (slower: 408)")
+        ->capture_default_str();
+    cmd->add_option("--poll-ms", args.poll_ms, "How often to look for a new champion or new bars, in milliseconds")
+        ->capture_default_str()
+        ->check(CLI::Range(50, 3'600'000));
+    cmd->callback([&args, &ctx] { run_serve(args, ctx); });
+}
+
+} // namespace btcml::cli

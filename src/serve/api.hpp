@@ -1,0 +1,28 @@
+#pragma once
+// The HTTP API of btcml serve: the route table and its handlers.
+#include "serve/http_server.hpp"
+#include "serve/service.hpp"
+
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace btcml::serve {
+
+/// One row of the route table without its handler (what the OpenAPI check compares against).
+struct RouteSpec {
+    std::string_view method;
+    std::string_view pattern;
+    Access access;
+};
+
+/// Every route the server registers.
+std::vector<RouteSpec> route_specs();
+
+/// The routes bound to `service` (which must outlive them).
+std::vector<Route> make_routes(Service& service);
+
+/// Largest page GET /api/v1/bars and /api/v1/predictions return.
+inline constexpr std::int64_t kMaxPage = 10'000;
+
+} // namespace btcml::serve

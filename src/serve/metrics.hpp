@@ -1,0 +1,61 @@
+#pragma once
+// The server's Prometheus metrics (names prefixed btcml_), rendered in the text exposition format.
+#include "model/forecaster.hpp"
+#include "serve/http_server.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+namespace btcml::serve {
+
+/// Thread-safe.
+class Metrics {
+  public:
+    /// Counts a finished request and its latency by route, method and status.
+    void observe(const Exchange& exchange);
+    /// A model was swapped in.
+    void model_loaded(int version, double load_seconds, std::int64_t loaded_at);
+    /// A champion failed to load and the previous model keeps serving.
+    void model_load_failed();
+    /// The champion's latest forecast (per horizon).
+    void forecast_made(const model::Forecast& forecast);
+    void predictions_stored(std::int64_t count);
+
+    /// Where the in-flight gauge reads from (the server). Not thread-safe: call before serving.
+    void count_in_flight_with(std::function<int()> in_flight);
+
+    /// Everything in the text format; the latest bar comes from its owner.
+    [[nodiscard]] std::string render(std::optional<std::int64_t> latest_bar) const;
+
+  private:
+    static constexpr std::array<double, 12> kBuckets{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                     0.01,   0.025,   0.05,   0.1,   0.5,    2.5};
+    struct Series {
+        std::uint64_t count = 0;
+        double sum = 0;
+        std::array<std::uint64_t, kBuckets.size()> buckets{}; // non-cumulative
+    };
+    // Route names are the route table's patterns and methods are interned, so string_views stay valid.
+    using Key = std::tuple<std::string_view, std::string_view, int>;
+
+    std::function<int()> in_flight_;
+    mutable std::mutex mutex_;
+    std::map<Key, Series> requests_;
+    int model_version_ = 0;
+    double model_load_seconds_ = 0;
+    std::int64_t model_loaded_at_ = 0;
+    std::uint64_t model_load_failures_ = 0;
+    std::int64_t forecast_as_of_ = 0;
+    std::vector<model::HorizonForecast> forecast_;
+    std::atomic<std::int64_t> predictions_stored_{0};
+};
+
+} // namespace btcml::serve

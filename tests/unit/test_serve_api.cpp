@@ -1,0 +1,93 @@
+// The OpenAPI document against the route table, and the pieces of the server that need no socket.
+#include "serve/api.hpp"
+#include "serve/assets.hpp"
+#include "serve/http_server.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+#include <string>
+
+namespace btcml::serve {
+namespace {
+
+nlohmann::json openapi() {
+    const auto text = asset("openapi.json");
+    EXPECT_TRUE(text.has_value());
+    return nlohmann::json::parse(text.value_or("{}"));
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+    return out;
+}
+
+TEST(ServeApi, EveryRegisteredRouteIsDocumentedWithResponsesAndExamples) {
+    const auto doc = openapi();
+    ASSERT_EQ(doc["openapi"], "3.1.0");
+    for (const auto& route : route_specs()) {
+        const std::string where = std::string(route.method) + " " + std::string(route.pattern);
+        const auto& paths = doc["paths"];
+        ASSERT_TRUE(paths.contains(std::string(route.pattern))) << where << " is missing from openapi.json";
+        const auto& ops = paths[std::string(route.pattern)];
+        ASSERT_TRUE(ops.contains(lower(route.method))) << where << " is missing from openapi.json";
+        const auto& op = ops[lower(route.method)];
+        ASSERT_TRUE(op.contains("responses") && !op["responses"].empty()) << where;
+        if (route.access == Access::write) {
+            EXPECT_TRUE(op.contains("security") && !op["security"].empty()) << where << " needs a key: say so";
+            EXPECT_TRUE(op["responses"].contains("401")) << where;
+        }
+        for (const auto& [status, response] : op["responses"].items()) {
+            if (!response.contains("content")) continue;
+            if (status == "200" && (route.pattern == "/openapi.json" || route.pattern == "/docs/{file}")) continue;
+            bool example = false;
+            for (const auto& [type, media] : response["content"].items())
+                example |= media.contains("example");
+            EXPECT_TRUE(example) << where << " " << status << " has no example";
+        }
+        if (op.contains("requestBody")) {
+            EXPECT_TRUE(op["responses"].contains("413")) << where << " takes a body: document 413";
+            EXPECT_TRUE(op["responses"].contains("422")) << where << " takes a body: document 422";
+        }
+    }
+}
+
+TEST(ServeApi, EveryDocumentedOperationIsRegistered) {
+    std::set<std::string> registered;
+    for (const auto& route : route_specs())
+        registered.insert(lower(route.method) + " " + std::string(route.pattern));
+    const auto doc = openapi();
+    for (const auto& [path, ops] : doc["paths"].items())
+        for (const auto& [method, op] : ops.items())
+            EXPECT_TRUE(registered.contains(method + " " + path)) << method << " " << path << " is not a route";
+}
+
+TEST(ServeApi, KeysCompareWholly) {
+    const std::vector<std::string> keys{"alpha", "beta-key"};
+    EXPECT_TRUE(key_matches("alpha", keys));
+    EXPECT_TRUE(key_matches("beta-key", keys));
+    EXPECT_FALSE(key_matches("alph", keys));
+    EXPECT_FALSE(key_matches("alphaa", keys));
+    EXPECT_FALSE(key_matches("", keys));
+    EXPECT_FALSE(key_matches("", {""}));
+    EXPECT_FALSE(key_matches("alpha", {}));
+}
+
+TEST(ServeApi, ProblemRepliesFollowRfc9457) {
+    const auto r =
+        problem_response(422, "bad close", nlohmann::json::array({{{"field", "bars[0].close"}, {"detail", "x"}}}));
+    EXPECT_EQ(r.status, 422);
+    EXPECT_EQ(r.content_type, "application/problem+json");
+    const auto body = nlohmann::json::parse(r.body);
+    EXPECT_EQ(body["status"], 422);
+    EXPECT_EQ(body["title"], "Unprocessable Content");
+    EXPECT_EQ(body["type"], "urn:btcml:problem:unprocessable-content");
+    EXPECT_EQ(body["errors"][0]["field"], "bars[0].close");
+}
+
+} // namespace
+} // namespace btcml::serve
