@@ -400,7 +400,6 @@ Response show_model(Service& service, const Request& request) {
 
 Response promote(Service& service, const Request& request) {
     const int version = version_param(request);
-    const auto& home = service.options().home;
     std::optional<int> previous;
     {
         auto store = service.stores().acquire();
