@@ -32,7 +32,8 @@ constexpr int outputs = 9;
 // FLOPs of the GEMMs of one window's forward pass (2 per multiply-add); backward does twice that.
 double gemm_flops() {
     double per_step = 0.0;
-    for (int k = 0; k < layers; ++k) per_step += 2.0 * 4 * hidden * ((k == 0 ? features : hidden) + hidden);
+    for (int k = 0; k < layers; ++k)
+        per_step += 2.0 * 4 * hidden * ((k == 0 ? features : hidden) + hidden);
     return steps * per_step + 2.0 * hidden * outputs;
 }
 
@@ -57,9 +58,12 @@ int main(int argc, char** argv) {
             btcml::model::use_kernels(name == "generic" ? btcml::model::KernelIsa::generic
                                       : name == "avx2"  ? btcml::model::KernelIsa::avx2
                                                         : btcml::model::KernelIsa::avx512);
-        } else if (flag == "--windows") windows = value;
-        else if (flag == "--threads") threads = value;
-        else if (flag == "--latency-calls") latency_calls = value;
+        } else if (flag == "--windows")
+            windows = value;
+        else if (flag == "--threads")
+            threads = value;
+        else if (flag == "--latency-calls")
+            latency_calls = value;
         else {
             std::cerr << "usage: bench_lstm [--windows N] [--threads N] [--latency-calls N] [--kernels ISA]\n";
             return 2;
@@ -75,11 +79,14 @@ int main(int argc, char** argv) {
     std::normal_distribution<float> normal(0.0F, 1.0F);
     std::vector<float> x(static_cast<std::size_t>(windows) * steps * features);
     std::vector<float> y(static_cast<std::size_t>(windows) * horizons);
-    for (float& v : x) v = normal(rng);
-    for (float& v : y) v = 0.1F * normal(rng);
+    for (float& v : x)
+        v = normal(rng);
+    for (float& v : y)
+        v = 0.1F * normal(rng);
     const auto window_floats = static_cast<std::size_t>(steps) * features;
 
-    for (int s = 0; s < 5; ++s) trainer.step(x.data(), y.data(), batch, steps);
+    for (int s = 0; s < 5; ++s)
+        trainer.step(x.data(), y.data(), batch, steps);
     const int train_steps = windows / batch;
     auto start = std::chrono::steady_clock::now();
     for (int s = 0; s < train_steps; ++s)
@@ -88,7 +95,8 @@ int main(int argc, char** argv) {
     const double train_wps = train_steps * batch / seconds_since(start);
 
     std::vector<float> out(static_cast<std::size_t>(windows) * outputs);
-    for (int i = 0; i < 50; ++i) net.forward(x.data(), 1, steps, out.data());
+    for (int i = 0; i < 50; ++i)
+        net.forward(x.data(), 1, steps, out.data());
     std::vector<double> latency(latency_calls);
     for (int i = 0; i < latency_calls; ++i) {
         const auto t = std::chrono::steady_clock::now();
@@ -113,7 +121,11 @@ int main(int argc, char** argv) {
         {"kernels", std::string(btcml::model::to_string(btcml::model::active_kernels()))},
         {"threads", threads},
         {"shape",
-         {{"features", features}, {"hidden", hidden}, {"layers", layers}, {"steps", steps}, {"batch", batch},
+         {{"features", features},
+          {"hidden", hidden},
+          {"layers", layers},
+          {"steps", steps},
+          {"batch", batch},
           {"outputs", outputs}}},
         {"train_windows_per_s", round_to(train_wps, 1)},
         {"train_gflops", round_to(train_wps * 3 * flops / 1e9, 2)},

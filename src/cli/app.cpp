@@ -15,15 +15,8 @@ using SetupFn = void (*)(CLI::App&, Context&);
 
 // The route table of the CLI: one line per command.
 constexpr SetupFn kCommands[] = {
-    setup_ingest,
-    setup_bars,
-    setup_series,
-    setup_train,
-    setup_evaluate,
-    setup_predict,
-    setup_models,
-    setup_tracking,
-    setup_serve,
+    setup_ingest,  setup_bars,   setup_series,   setup_train, setup_evaluate,
+    setup_predict, setup_models, setup_tracking, setup_serve,
 };
 
 std::string one_line(std::string text) {
@@ -46,14 +39,16 @@ int run(int argc, char** argv) {
     app.fallthrough();
     Context ctx;
     app.add_option("--db", ctx.flags.db, "Store URL: sqlite:PATH or postgresql://USER@HOST:PORT/DB (env BTCML_DB)");
-    app.add_option("--home", ctx.flags.home, "Home folder for the default SQLite file, models and artifacts (env "
-                                             "BTCML_HOME, default ~/.btcml)");
+    app.add_option("--home", ctx.flags.home,
+                   "Home folder for the default SQLite file, models and artifacts (env "
+                   "BTCML_HOME, default ~/.btcml)");
     app.add_option("--config", ctx.flags.config_file, "YAML config file (env BTCML_CONFIG, default HOME/config.yaml)");
     app.add_option("--log-format", ctx.flags.log_format, "text or json (env BTCML_LOG_FORMAT)");
     app.add_option("--log-level", ctx.flags.log_level, "debug, info, warn or error (env BTCML_LOG_LEVEL)");
     // Settings resolve before any command's callback runs.
     app.parse_complete_callback([&ctx] { ctx.resolve(); });
-    for (const SetupFn setup : kCommands) setup(app, ctx);
+    for (const SetupFn setup : kCommands)
+        setup(app, ctx);
 
     try {
         app.parse(argc, argv);

@@ -32,9 +32,11 @@ void print_text(const data::IngestSummary& s) {
     std::cout << '\n';
     std::cout << fmt::format("  rows         {} read, {} inserted, {} already stored, {} rejected\n", s.rows_read,
                              s.rows_inserted, s.rows_duplicate, s.rows_rejected);
-    for (const auto& [reason, count] : s.rejected_reasons) std::cout << fmt::format("    {:<24} {}\n", reason, count);
+    for (const auto& [reason, count] : s.rejected_reasons)
+        std::cout << fmt::format("    {:<24} {}\n", reason, count);
     if (s.first_time)
-        std::cout << fmt::format("  range        {} to {}\n", format_iso8601(*s.first_time), format_iso8601(*s.last_time));
+        std::cout << fmt::format("  range        {} to {}\n", format_iso8601(*s.first_time),
+                                 format_iso8601(*s.last_time));
     std::cout << fmt::format("  missing bars {} (gaps are reported, never filled)\n", s.missing_bars);
     if (s.source_interval) std::cout << fmt::format("  incomplete buckets {}\n", s.incomplete_buckets);
     std::cout << fmt::format("  run          #{} in {:.2f}s\n", s.run_id, s.seconds);
@@ -58,15 +60,18 @@ void run_ingest(const IngestArgs& args, Context& ctx) {
     // Files and Kaggle downloads report bytes; exchanges and the generator report bars.
     const bool bytes = std::filesystem::is_regular_file(args.source, ec) || args.source.starts_with("kaggle");
     Progress progress("ingest", bytes ? Progress::Unit::bytes : Progress::Unit::items, options.progress);
-    const auto summary = data::ingest(*store, args.source, options,
-                                      [&progress](std::int64_t done, std::int64_t total) { progress.update(done, total); });
+    const auto summary = data::ingest(*store, args.source, options, [&progress](std::int64_t done, std::int64_t total) {
+        progress.update(done, total);
+    });
     progress.finish();
     log::info("ingest finished", {{"ingest.run_id", summary.run_id},
                                   {"ingest.source", summary.source},
                                   {"ingest.rows_inserted", summary.rows_inserted},
                                   {"ingest.rows_rejected", summary.rows_rejected}});
-    if (ctx.json) print_json(data::to_json(summary));
-    else print_text(summary);
+    if (ctx.json)
+        print_json(data::to_json(summary));
+    else
+        print_text(summary);
 }
 
 } // namespace
@@ -83,8 +88,9 @@ void setup_ingest(CLI::App& app, Context& ctx) {
     cmd->add_option("--resample", args.resample, "Aggregate to this interval before storing, e.g. 1h, 4h, 1d");
     cmd->add_option("--from", args.from, "Keep bars opening at or after this time (ISO 8601 or unix seconds)");
     cmd->add_option("--to", args.to, "Keep bars opening at or before this time");
-    cmd->add_option("--format", args.format,
-                    "Force a layout: kaggle, kaggle-legacy, yahoo, cryptodatadownload, kraken, binance-klines, generic");
+    cmd->add_option(
+        "--format", args.format,
+        "Force a layout: kaggle, kaggle-legacy, yahoo, cryptodatadownload, kraken, binance-klines, generic");
     cmd->add_option("--columns", args.columns,
                     "Map columns: time=COL,open=COL,high=COL,low=COL,close=COL[,volume=COL] (name or 1-based number)");
     cmd->add_option("--base-url", args.base_url, "Override the API base URL of kaggle:/bitstamp:/binance: sources");

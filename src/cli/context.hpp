@@ -35,9 +35,7 @@ class Context {
     struct HolderBase {
         virtual ~HolderBase() = default;
     };
-    template <typename T> struct Holder : HolderBase {
-        T value{};
-    };
+    template <typename T> struct Holder : HolderBase { T value{}; };
     std::vector<std::unique_ptr<HolderBase>> kept_;
 };
 

@@ -36,8 +36,7 @@ void Progress::update(std::int64_t done, std::int64_t total) {
     if (total > 0) {
         const double fraction = static_cast<double>(done) / static_cast<double>(total);
         line += fmt::format(" / {} ({:.0f}%)", amount(static_cast<double>(total), unit_), 100 * fraction);
-        if (rate > 0 && done < total)
-            line += fmt::format(" ETA {:.0f}s", static_cast<double>(total - done) / rate);
+        if (rate > 0 && done < total) line += fmt::format(" ETA {:.0f}s", static_cast<double>(total - done) / rate);
     }
     if (rate > 0) line += fmt::format(" {}/s", amount(rate, unit_));
     std::fprintf(stderr, "\r\033[K%s", line.c_str());

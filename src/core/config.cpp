@@ -27,7 +27,8 @@ std::map<std::string, std::string> read_config_file(const std::filesystem::path&
         throw InvalidInput(fmt::format("config file {}: {}", path.string(), e.what()));
     }
     if (root.IsNull()) return values;
-    if (!root.IsMap()) throw InvalidInput(fmt::format("config file {}: expected a mapping of key: value", path.string()));
+    if (!root.IsMap())
+        throw InvalidInput(fmt::format("config file {}: expected a mapping of key: value", path.string()));
     for (const auto& item : root) {
         const auto key = item.first.as<std::string>();
         if (!item.second.IsScalar())
@@ -69,7 +70,8 @@ std::string Config::setting(const std::optional<std::string>& flag, const char* 
 Config resolve_config(const GlobalFlags& flags) {
     Config config;
     // The file may name the home, so the home used to find the default file comes from flag/env/default only.
-    const std::filesystem::path early_home = flags.home ? *flags.home : env("BTCML_HOME").value_or(default_home().string());
+    const std::filesystem::path early_home =
+        flags.home ? *flags.home : env("BTCML_HOME").value_or(default_home().string());
     if (flags.config_file) {
         config.config_file = *flags.config_file;
     } else if (auto e = env("BTCML_CONFIG")) {

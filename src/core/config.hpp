@@ -22,8 +22,8 @@ struct GlobalFlags {
 
 /// Resolved settings. A value type: copy freely.
 struct Config {
-    std::string db_url;          // empty: sqlite under home
-    std::filesystem::path home;  // BTCML_HOME
+    std::string db_url;                // empty: sqlite under home
+    std::filesystem::path home;        // BTCML_HOME
     std::filesystem::path config_file; // the YAML file read, empty if none
     LogFormat log_format = LogFormat::text;
     LogLevel log_level = LogLevel::info;

@@ -14,9 +14,17 @@ void configure(LogFormat format, LogLevel level);
 /// Writes one event if `level` passes the threshold. Thread-safe.
 void write(LogLevel level, std::string_view message, const nlohmann::json& fields = nlohmann::json::object());
 
-inline void debug(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { write(LogLevel::debug, m, f); }
-inline void info(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { write(LogLevel::info, m, f); }
-inline void warn(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { write(LogLevel::warn, m, f); }
-inline void error(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { write(LogLevel::error, m, f); }
+inline void debug(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
+    write(LogLevel::debug, m, f);
+}
+inline void info(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
+    write(LogLevel::info, m, f);
+}
+inline void warn(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
+    write(LogLevel::warn, m, f);
+}
+inline void error(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
+    write(LogLevel::error, m, f);
+}
 
 } // namespace btcml::log

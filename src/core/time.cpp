@@ -38,8 +38,10 @@ bool valid_date(int y, int m, int d) noexcept {
 } // namespace
 
 std::optional<std::int64_t> parse_iso8601(std::string_view s) noexcept {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '"')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '"' || s.back() == '\r')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '"'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '"' || s.back() == '\r'))
+        s.remove_suffix(1);
     int y = 0, mo = 0, d = 0;
     if (!read_digits(s, 0, 4, y) || s.size() < 10 || s[4] != '-' || !read_digits(s, 5, 2, mo) || s[7] != '-' ||
         !read_digits(s, 8, 2, d) || !valid_date(y, mo, d))
@@ -66,7 +68,8 @@ std::optional<std::int64_t> parse_iso8601(std::string_view s) noexcept {
     if (pos < s.size() && (s[pos] == '.' || s[pos] == ',')) {
         ++pos;
         const std::size_t start = pos;
-        while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') ++pos;
+        while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
+            ++pos;
         if (pos == start) return std::nullopt;
     }
     if (pos == s.size()) return seconds;
@@ -88,16 +91,20 @@ std::optional<std::int64_t> parse_iso8601(std::string_view s) noexcept {
 }
 
 std::optional<std::int64_t> parse_unix_time(std::string_view s) noexcept {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '"')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '"' || s.back() == '\r')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '"'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '"' || s.back() == '\r'))
+        s.remove_suffix(1);
     if (s.empty() || s.front() == '-') return std::nullopt;
     double value = 0;
     const auto res = fast_float::from_chars(s.data(), s.data() + s.size(), value);
     if (res.ec != std::errc{} || res.ptr != s.data() + s.size() || !(value >= 0)) return std::nullopt;
     // Magnitude tells the unit: seconds stay below 1e11 until the year 5138.
     if (value >= 1e17) return std::nullopt;
-    if (value >= 1e14) value /= 1e6;      // microseconds
-    else if (value >= 1e11) value /= 1e3; // milliseconds
+    if (value >= 1e14)
+        value /= 1e6; // microseconds
+    else if (value >= 1e11)
+        value /= 1e3; // milliseconds
     return static_cast<std::int64_t>(value);
 }
 
@@ -119,8 +126,8 @@ std::string format_iso8601(std::int64_t unix_seconds) {
 
 std::int64_t parse_time_arg(std::string_view text, std::string_view what) {
     if (auto t = parse_time(text)) return *t;
-    throw UsageError(fmt::format("{}: '{}' is not a time (use ISO 8601 such as 2024-01-31T12:00:00Z, or unix seconds)",
-                                 what, text));
+    throw UsageError(
+        fmt::format("{}: '{}' is not a time (use ISO 8601 such as 2024-01-31T12:00:00Z, or unix seconds)", what, text));
 }
 
 std::optional<std::int64_t> parse_interval(std::string_view s) noexcept {

@@ -2,9 +2,9 @@
 
 #include "core/error.hpp"
 
+#include <algorithm>
 #include <archive.h>
 #include <archive_entry.h>
-#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
@@ -16,7 +16,8 @@ constexpr std::size_t kChunk = 1 << 20;
 
 class PlainReader final : public ByteReader {
   public:
-    PlainReader(const std::filesystem::path& path, std::uint64_t size) : file_(std::fopen(path.c_str(), "rb")), size_(size) {
+    PlainReader(const std::filesystem::path& path, std::uint64_t size)
+        : file_(std::fopen(path.c_str(), "rb")), size_(size) {
         if (file_ == nullptr) throw NotFound(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
     }
     ~PlainReader() override { std::fclose(file_); }
@@ -42,7 +43,8 @@ class PlainReader final : public ByteReader {
 /// gzip and zip through libarchive: one decoder for both, streaming.
 class ArchiveReader final : public ByteReader {
   public:
-    ArchiveReader(const std::filesystem::path& path, std::uint64_t size, bool zip) : size_(size), archive_(archive_read_new()) {
+    ArchiveReader(const std::filesystem::path& path, std::uint64_t size, bool zip)
+        : size_(size), archive_(archive_read_new()) {
         if (zip) {
             archive_read_support_format_zip(archive_);
         } else {
@@ -75,8 +77,8 @@ class ArchiveReader final : public ByteReader {
         }
         if (chosen.empty()) {
             if (first_other_.empty()) throw InvalidInput(fmt::format("{}: the archive holds no file", path.string()));
-            throw InvalidInput(fmt::format("{}: the archive holds no .csv file (first entry: {})", path.string(),
-                                           first_other_));
+            throw InvalidInput(
+                fmt::format("{}: the archive holds no .csv file (first entry: {})", path.string(), first_other_));
         }
         container_ = zip ? "zip:" + chosen : "gzip";
     }
@@ -87,9 +89,9 @@ class ArchiveReader final : public ByteReader {
     std::size_t read(char* buffer, std::size_t size) override {
         const la_ssize_t n = archive_read_data(archive_, buffer, size);
         if (n < 0)
-            throw InvalidInput(fmt::format("corrupt or truncated compressed data: {}", archive_error_string(archive_) != nullptr
-                                                                            ? archive_error_string(archive_)
-                                                                            : "unknown error"));
+            throw InvalidInput(fmt::format("corrupt or truncated compressed data: {}",
+                                           archive_error_string(archive_) != nullptr ? archive_error_string(archive_)
+                                                                                     : "unknown error"));
         return static_cast<std::size_t>(n);
     }
     [[nodiscard]] std::uint64_t position() const override {
@@ -117,7 +119,8 @@ std::unique_ptr<ByteReader> open_byte_reader(const std::filesystem::path& path) 
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
     if (ec || !std::filesystem::exists(status)) throw NotFound(fmt::format("{}: no such file", path.string()));
-    if (std::filesystem::is_directory(status)) throw UsageError(fmt::format("{}: is a directory, not a file", path.string()));
+    if (std::filesystem::is_directory(status))
+        throw UsageError(fmt::format("{}: is a directory, not a file", path.string()));
     const auto size = std::filesystem::file_size(path, ec);
     unsigned char magic[4] = {0, 0, 0, 0};
     if (std::FILE* f = std::fopen(path.c_str(), "rb")) {

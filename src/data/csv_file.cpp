@@ -37,8 +37,10 @@ std::string_view take_line(std::string_view text, std::size_t& pos) {
 }
 
 std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+        s.remove_suffix(1);
     return s;
 }
 
@@ -64,8 +66,8 @@ constexpr std::array<double, 23> kPowersOfTen{1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
 // Unix seconds below this are taken as seconds by parse_unix_time; larger ones take the general path.
 constexpr std::uint64_t kMaxPlainSeconds = 100'000'000'000;
 
-constexpr std::array<std::uint64_t, 9> kIntPowersOfTen{1, 10, 100, 1'000, 10'000, 100'000, 1'000'000, 10'000'000,
-                                                        100'000'000};
+constexpr std::array<std::uint64_t, 9> kIntPowersOfTen{1,       10,        100,        1'000,      10'000,
+                                                       100'000, 1'000'000, 10'000'000, 100'000'000};
 
 /// A field of the form digits[.digits], as exchanges and Kaggle write prices, volumes and float unix seconds.
 struct PlainDecimal {
@@ -98,7 +100,8 @@ struct PlainDecimal {
             if (n < 8) return static_cast<std::size_t>(p - start);
         }
     }
-    while (p != end && *p >= '0' && *p <= '9') value = value * 10 + static_cast<unsigned>(*p++ - '0');
+    while (p != end && *p >= '0' && *p <= '9')
+        value = value * 10 + static_cast<unsigned>(*p++ - '0');
     return static_cast<std::size_t>(p - start);
 }
 
@@ -154,7 +157,8 @@ CsvFile::CsvFile(const std::filesystem::path& path, const std::string& format, c
     first.last = read_done_ = chunks_.at_end();
     // A file that fits in its first chunk is not worth a thread.
     if (!read_done_)
-        for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this](std::stop_token stop) { work(stop); });
+        for (std::size_t i = 0; i < threads; ++i)
+            threads_.emplace_back([this](std::stop_token stop) { work(stop); });
     parse(first);
 }
 
@@ -276,8 +280,10 @@ void CsvFile::parse_row(std::string_view line, Candidate& c, std::vector<std::st
         // An empty volume next to valid prices is a missing value, not a bad row.
         if (std::isnan(c.volume) && !bad && trim(field(layout_.volume)).empty()) c.volume = 0;
     }
-    if (!c.time) c.parse_error = RejectReason::unparsable_time;
-    else if (bad) c.parse_error = RejectReason::unparsable_number;
+    if (!c.time)
+        c.parse_error = RejectReason::unparsable_time;
+    else if (bad)
+        c.parse_error = RejectReason::unparsable_number;
 }
 
 // The common row, read in one pass without splitting: it gives what the general path would, or declines.
@@ -304,7 +310,8 @@ bool CsvFile::parse_plain(std::string_view line, Candidate& c) const {
             c.*target = static_cast<double>(d.mantissa) / kPowersOfTen[d.fraction_digits];
         } else {
             if (p != end && *p == '"') return false; // a quoted field may hold commas
-            while (p != end && *p != ',') ++p;
+            while (p != end && *p != ',')
+                ++p;
         }
     }
     return true;

@@ -37,7 +37,6 @@ struct CsvFileTuning {
 /// Not thread-safe: one thread calls next(). Large files are parsed ahead on threads of the reader's own.
 class CsvFile {
   public:
-
     /// Opens the file (plain, .gz or .zip) and detects its layout; `format` and `columns` as in IngestOptions.
     /// Throws NotFound, UsageError or InvalidInput (prefixed with the path).
     CsvFile(const std::filesystem::path& path, const std::string& format, const std::string& columns,

@@ -206,8 +206,10 @@ struct IngestWriter::Impl {
         if (previous_time) (t < *previous_time ? descending_steps : ascending_steps)++;
         previous_time = t;
         const Bar bar{t, c.open, c.high, c.low, c.close, c.volume, true};
-        if (options.resample) resample(bar);
-        else emit(bar);
+        if (options.resample)
+            resample(bar);
+        else
+            emit(bar);
     }
 
     void infer_interval() {
@@ -270,7 +272,8 @@ void IngestWriter::finish(IngestSummary& summary) {
     auto& s = *impl_;
     if (s.rows_read == 0 && !s.interval) throw InvalidInput("the source holds no data rows");
     if (!s.pending.empty() || !s.interval) s.start_streaming();
-    for (const auto& [start, bucket] : s.buckets) s.emit_bucket(bucket);
+    for (const auto& [start, bucket] : s.buckets)
+        s.emit_bucket(bucket);
     s.buckets.clear();
     s.flush_bars();
     s.flush_rejects();
@@ -365,7 +368,8 @@ IngestSummary ingest(store::Store& store, const std::string& source_in, const In
     IngestOptions options = options_in;
     if (options.symbol.empty()) options.symbol = std::string(kind->default_symbol);
     if (!options.interval && kind->default_interval > 0) options.interval = kind->default_interval;
-    return ingest_records(store, source, options, [&](SourceContext& ctx) { kind->read(spec, ctx); }, progress);
+    return ingest_records(
+        store, source, options, [&](SourceContext& ctx) { kind->read(spec, ctx); }, progress);
 }
 
 IngestSummary ingest_records(store::Store& store, const std::string& source, const IngestOptions& options,

@@ -20,17 +20,17 @@ namespace btcml::data {
 /// Why a row was refused. The names (to_string) are what users see in `rejected_reasons` and in the store.
 enum class RejectReason {
     none,
-    bad_field_count,      // the row has fewer fields than the layout needs
-    unparsable_time,      // the time field is not a time
-    unparsable_number,    // a price or volume field is not a number
-    missing_price,        // an empty or NaN price (the old Kaggle layout's minutes without trades)
-    non_positive_price,   // a price <= 0
+    bad_field_count,    // the row has fewer fields than the layout needs
+    unparsable_time,    // the time field is not a time
+    unparsable_number,  // a price or volume field is not a number
+    missing_price,      // an empty or NaN price (the old Kaggle layout's minutes without trades)
+    non_positive_price, // a price <= 0
     high_below_open_close,
     low_above_open_close,
     negative_volume,
-    duplicate_time,       // the same time appeared earlier in this input
-    misaligned_time,      // the time is not a multiple of the interval
-    future_time,          // the bar opens after now
+    duplicate_time,  // the same time appeared earlier in this input
+    misaligned_time, // the time is not a multiple of the interval
+    future_time,     // the bar opens after now
 };
 std::string_view to_string(RejectReason reason) noexcept;
 
@@ -42,8 +42,8 @@ RejectReason check_values(const Candidate& candidate) noexcept;
 
 /// One record as a source read it, before validation.
 struct Candidate {
-    std::int64_t line = 0;          // 1-based line in the file, or record number in an API response
-    std::string_view raw;           // the original text, stored if the row is rejected
+    std::int64_t line = 0; // 1-based line in the file, or record number in an API response
+    std::string_view raw;  // the original text, stored if the row is rejected
     std::optional<std::int64_t> time;
     double open = 0, high = 0, low = 0, close = 0, volume = 0;
     RejectReason parse_error = RejectReason::none; // set by the source when a field did not parse

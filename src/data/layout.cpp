@@ -69,14 +69,18 @@ std::string normalise(std::string_view name) {
         if (c == '"' || c == '\'' || c == '\r' || c == '\xEF' || c == '\xBB' || c == '\xBF') continue; // quotes, BOM
         out.push_back(c == ' ' || c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
     }
-    while (!out.empty() && out.front() == '_') out.erase(out.begin());
-    while (!out.empty() && out.back() == '_') out.pop_back();
+    while (!out.empty() && out.front() == '_')
+        out.erase(out.begin());
+    while (!out.empty() && out.back() == '_')
+        out.pop_back();
     return out;
 }
 
 bool is_number(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '"')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '"')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '"'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '"'))
+        s.remove_suffix(1);
     double v = 0;
     const auto r = fast_float::from_chars(s.data(), s.data() + s.size(), v);
     return !s.empty() && r.ec == std::errc{} && r.ptr == s.data() + s.size();
@@ -132,7 +136,8 @@ std::string header_layout_name(const std::vector<std::string>& names) {
 }
 
 void apply_columns(Layout& layout, const std::vector<std::string>& names, const std::string& columns) {
-    for (const Role r : kRoles) slot(layout, r) = -1;
+    for (const Role r : kRoles)
+        slot(layout, r) = -1;
     std::string_view rest = columns;
     while (!rest.empty()) {
         const auto comma = rest.find(',');
@@ -145,8 +150,8 @@ void apply_columns(Layout& layout, const std::vector<std::string>& names, const 
         const std::string_view column = item.substr(eq + 1);
         const auto role_it = std::find_if(kRoles.begin(), kRoles.end(), [&](Role r) { return role_name(r) == role; });
         if (role_it == kRoles.end())
-            throw UsageError(fmt::format("--columns: unknown role '{}' (roles: time, open, high, low, close, volume)",
-                                         role));
+            throw UsageError(
+                fmt::format("--columns: unknown role '{}' (roles: time, open, high, low, close, volume)", role));
         int index = -1;
         int number = 0;
         const auto [ptr, ec] = std::from_chars(column.data(), column.data() + column.size(), number);
@@ -155,8 +160,8 @@ void apply_columns(Layout& layout, const std::vector<std::string>& names, const 
         } else {
             const auto it = std::find(names.begin(), names.end(), normalise(column));
             if (it == names.end())
-                throw UsageError(fmt::format("--columns: no column named '{}' (header: {})", column,
-                                             fmt::join(names, ", ")));
+                throw UsageError(
+                    fmt::format("--columns: no column named '{}' (header: {})", column, fmt::join(names, ", ")));
             index = static_cast<int>(it - names.begin());
         }
         slot(layout, *role_it) = index;
@@ -171,7 +176,7 @@ void apply_columns(Layout& layout, const std::vector<std::string>& names, const 
 int Layout::max_index() const { return std::max({time, open, high, low, close, volume}); }
 
 const std::vector<std::string>& layout_names() {
-    static const std::vector<std::string> names{"kaggle",  "kaggle-legacy",  "yahoo",  "cryptodatadownload",
+    static const std::vector<std::string> names{"kaggle", "kaggle-legacy",  "yahoo",  "cryptodatadownload",
                                                 "kraken", "binance-klines", "generic"};
     return names;
 }
@@ -218,7 +223,8 @@ Layout detect_layout(const std::vector<std::string>& first_lines, const std::str
         throw UsageError(fmt::format("--format: '{}' is not one of {}", format, fmt::join(layout_names(), ", ")));
     std::vector<std::string_view> fields;
     std::size_t index = 0;
-    while (index < first_lines.size() && first_lines[index].find_first_not_of(" \t\r") == std::string::npos) ++index;
+    while (index < first_lines.size() && first_lines[index].find_first_not_of(" \t\r") == std::string::npos)
+        ++index;
     if (index == first_lines.size()) throw InvalidInput("the file is empty (no CSV lines)");
     for (std::size_t i = index; i < first_lines.size(); ++i)
         if (is_binary(first_lines[i]))

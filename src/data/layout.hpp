@@ -11,14 +11,14 @@ namespace btcml::data {
 /// Where each field lives in a row (0-based). Times are read in any form parse_time accepts, so a layout does not
 /// need to say whether they are ISO 8601, seconds or milliseconds.
 struct Layout {
-    std::string name;     // kaggle, kaggle-legacy, yahoo, cryptodatadownload, kraken, binance-klines, generic
+    std::string name; // kaggle, kaggle-legacy, yahoo, cryptodatadownload, kraken, binance-klines, generic
     int time = -1;
     int open = -1;
     int high = -1;
     int low = -1;
     int close = -1;
-    int volume = -1;      // -1: the file has no volume; 0 is stored
-    int skip_lines = 0;   // lines before the first data row (a preamble line and/or the header)
+    int volume = -1;                 // -1: the file has no volume; 0 is stored
+    int skip_lines = 0;              // lines before the first data row (a preamble line and/or the header)
     std::vector<std::string> header; // as found in the file, empty if it has none
 
     [[nodiscard]] int max_index() const;

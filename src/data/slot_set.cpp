@@ -22,7 +22,8 @@ void SlotSet::grow_to_include(std::int64_t slot) {
         words_.resize(std::max(need, words_.size() * 2), 0);
     } else if (word < first_word) {
         // Newest-first files grow downwards: prepend geometrically too.
-        const auto extra = static_cast<std::size_t>(std::max<std::int64_t>(first_word - word, static_cast<std::int64_t>(words_.size())));
+        const auto extra = static_cast<std::size_t>(
+            std::max<std::int64_t>(first_word - word, static_cast<std::int64_t>(words_.size())));
         words_.insert(words_.begin(), extra, 0);
         base_ -= static_cast<std::int64_t>(extra) * 64;
     }

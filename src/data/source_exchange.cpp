@@ -81,8 +81,8 @@ json parse_json(std::string_view body, std::string_view url, std::string_view ex
     } catch (const json::parse_error& e) {
         const std::size_t offset = e.byte == 0 ? 0 : e.byte - 1; // nlohmann counts from 1
         if (offset >= body.size()) {
-            throw InvalidInput(fmt::format("{} sent truncated JSON for {} (the body ends at byte {})", exchange, url,
-                                           body.size()));
+            throw InvalidInput(
+                fmt::format("{} sent truncated JSON for {} (the body ends at byte {})", exchange, url, body.size()));
         }
         std::string_view reason = e.what();
         reason.remove_prefix(std::min(reason.size(), reason.find("] ") + 2)); // drop "[json.exception...] "
@@ -93,17 +93,18 @@ json parse_json(std::string_view body, std::string_view url, std::string_view ex
 
 [[noreturn]] void throw_shape(std::string_view exchange, std::string_view url, std::string_view expected,
                               std::string_view body) {
-    throw InvalidInput(fmt::format("{} answered {} with JSON that is not {}: {}", exchange, url, expected,
-                                   net::error_gist(body)));
+    throw InvalidInput(
+        fmt::format("{} answered {} with JSON that is not {}: {}", exchange, url, expected, net::error_gist(body)));
 }
 
 template <std::size_t N>
 [[noreturn]] void throw_interval(std::string_view exchange, std::int64_t seconds,
                                  const std::array<std::int64_t, N>& allowed) {
     std::string names;
-    for (const auto a : allowed) names += (names.empty() ? "" : ", ") + format_interval(a);
-    throw UsageError(fmt::format("{} has no {} candles; use --interval with one of {}", exchange,
-                                 format_interval(seconds), names));
+    for (const auto a : allowed)
+        names += (names.empty() ? "" : ", ") + format_interval(a);
+    throw UsageError(
+        fmt::format("{} has no {} candles; use --interval with one of {}", exchange, format_interval(seconds), names));
 }
 
 // ---- Bitstamp: GET /api/v2/ohlc/{pair}/?step=S&limit=N&start=T
@@ -119,8 +120,8 @@ std::string bitstamp_interval(std::int64_t seconds) {
     return std::to_string(seconds);
 }
 
-std::string bitstamp_url(std::string_view base, std::string_view symbol, std::string_view interval,
-                         std::int64_t start, std::int64_t limit) {
+std::string bitstamp_url(std::string_view base, std::string_view symbol, std::string_view interval, std::int64_t start,
+                         std::int64_t limit) {
     return fmt::format("{}/api/v2/ohlc/{}/?step={}&limit={}&start={}", base, net::url_escape(lowercase(symbol)),
                        interval, limit, start);
 }
@@ -157,9 +158,9 @@ std::vector<Record> parse_bitstamp(std::string_view body, std::string_view url) 
 // ---- Binance: GET /api/v3/klines?symbol=S&interval=1h&startTime=MS&limit=N
 //      [[openTime, "open", "high", "low", "close", "volume", closeTime, "quoteVolume", trades, …], …]
 
-constexpr std::array<std::int64_t, 14> binance_seconds = {60,    180,   300,   900,   1800,   3600,   7200,
+constexpr std::array<std::int64_t, 14> binance_seconds = {60,    180,   300,   900,   1800,  3600,   7200,
                                                           14400, 21600, 28800, 43200, 86400, 259200, 604800};
-constexpr std::array<std::string_view, 14> binance_names = {"1m", "3m", "5m",  "15m", "30m", "1h", "2h",
+constexpr std::array<std::string_view, 14> binance_names = {"1m", "3m", "5m", "15m", "30m", "1h", "2h",
                                                             "4h", "6h", "8h", "12h", "1d",  "3d", "1w"};
 
 std::string binance_interval(std::int64_t seconds) {
@@ -168,8 +169,8 @@ std::string binance_interval(std::int64_t seconds) {
     return std::string(binance_names[static_cast<std::size_t>(it - binance_seconds.begin())]);
 }
 
-std::string binance_url(std::string_view base, std::string_view symbol, std::string_view interval,
-                        std::int64_t start, std::int64_t limit) {
+std::string binance_url(std::string_view base, std::string_view symbol, std::string_view interval, std::int64_t start,
+                        std::int64_t limit) {
     return fmt::format("{}/api/v3/klines?symbol={}&interval={}&startTime={}&limit={}", base,
                        net::url_escape(uppercase(symbol)), interval, start * 1000, limit);
 }
@@ -273,7 +274,8 @@ std::string base_url(const exchange::ExchangeApi& api, const SourceContext& ctx)
         const char* env = std::getenv(std::string(api.base_url_env).c_str());
         base = env != nullptr && *env != '\0' ? env : std::string(api.default_base_url);
     }
-    while (base.ends_with('/')) base.pop_back();
+    while (base.ends_with('/'))
+        base.pop_back();
     return base;
 }
 

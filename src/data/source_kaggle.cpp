@@ -74,17 +74,17 @@ Credentials find_credentials() {
     const fs::path path = credentials_file();
     std::ifstream in(path);
     if (!in) {
-        throw UsageError(fmt::format(
-            "Kaggle needs an API token: set KAGGLE_USERNAME and KAGGLE_KEY, or save kaggle.json "
-            "({{\"username\": …, \"key\": …}}, from kaggle.com → Settings → API) as {} (its folder is "
-            "KAGGLE_CONFIG_DIR, default ~/.kaggle)",
-            path.string()));
+        throw UsageError(
+            fmt::format("Kaggle needs an API token: set KAGGLE_USERNAME and KAGGLE_KEY, or save kaggle.json "
+                        "({{\"username\": …, \"key\": …}}, from kaggle.com → Settings → API) as {} (its folder is "
+                        "KAGGLE_CONFIG_DIR, default ~/.kaggle)",
+                        path.string()));
     }
     const auto json = nlohmann::json::parse(in, nullptr, false);
     if (!json.is_object() || !json.contains("username") || !json.contains("key") || !json["username"].is_string() ||
         !json["key"].is_string()) {
-        throw UsageError(fmt::format("{} is not a Kaggle token: expected {{\"username\": \"…\", \"key\": \"…\"}}",
-                                     path.string()));
+        throw UsageError(
+            fmt::format("{} is not a Kaggle token: expected {{\"username\": \"…\", \"key\": \"…\"}}", path.string()));
     }
     return {json["username"].get<std::string>(), json["key"].get<std::string>()};
 }
@@ -118,8 +118,8 @@ struct RemoveOnExit {
             credentials.user, response.status, said, credentials_file().string(),
             response.status == 403 ? ", and that the dataset's rules are accepted on kaggle.com" : ""));
     case 404:
-        throw NotFound(fmt::format("Kaggle has no {} {} (HTTP 404){}", spec.file.empty() ? "dataset" : "file",
-                                   spec.name(), said));
+        throw NotFound(
+            fmt::format("Kaggle has no {} {} (HTTP 404){}", spec.file.empty() ? "dataset" : "file", spec.name(), said));
     default:
         throw Unavailable(fmt::format("Kaggle answered HTTP {} from {} for {} ({} attempts){}; try again later",
                                       response.status, net::url_host(response.url), spec.name(), response.attempts,
@@ -135,7 +135,8 @@ void read_kaggle(std::string_view spec_text, SourceContext& ctx) {
     std::string base = ctx.options.base_url;
     if (base.empty()) base = env("BTCML_KAGGLE_URL");
     if (base.empty()) base = default_base_url;
-    while (base.ends_with('/')) base.pop_back();
+    while (base.ends_with('/'))
+        base.pop_back();
 
     std::string url = fmt::format("{}/api/v1/datasets/download/{}/{}", base, net::url_escape(spec.owner),
                                   net::url_escape(spec.dataset));

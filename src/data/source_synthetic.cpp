@@ -74,7 +74,8 @@ void read_synthetic(std::string_view spec, SourceContext& ctx) {
     const std::int64_t to = ctx.options.to.value_or(kDefaultTo);
     if (to < from) throw UsageError("synthetic: --to is before --from");
     const std::int64_t count = (to - from) / interval + 1;
-    if (count > kMaxBars) throw UsageError(fmt::format("synthetic: {} bars requested; the limit is {}", count, kMaxBars));
+    if (count > kMaxBars)
+        throw UsageError(fmt::format("synthetic: {} bars requested; the limit is {}", count, kMaxBars));
     ctx.format = "synthetic";
 
     Rng rng(seed);

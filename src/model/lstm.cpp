@@ -22,16 +22,14 @@ using ArrMap = Eigen::Map<Eigen::ArrayXf>;
 using ConstArrMap = Eigen::Map<const Eigen::ArrayXf>;
 
 // Pointers to one LSTM layer's tensors inside a flat vector (parameters or gradient).
-template <typename T>
-struct LayerTensors {
+template <typename T> struct LayerTensors {
     T* w_ih;
     T* w_hh;
     T* b_ih;
     T* b_hh;
 };
 
-template <typename T>
-LayerTensors<T> layer_tensors(T* base, const std::vector<TensorView>& tensors, int layer) {
+template <typename T> LayerTensors<T> layer_tensors(T* base, const std::vector<TensorView>& tensors, int layer) {
     const auto k = static_cast<std::size_t>(layer) * 4;
     return {base + tensors[k].offset, base + tensors[k + 1].offset, base + tensors[k + 2].offset,
             base + tensors[k + 3].offset};
@@ -51,13 +49,13 @@ std::uint64_t splitmix64(std::uint64_t& state) {
 struct Activations {
     int n = 0;
     int steps = 0;
-    std::vector<float> x0;                    // [T][n][input]
-    std::vector<std::vector<float>> gates;    // per layer [T][n][4H], after the nonlinearities
-    std::vector<std::vector<float>> cells;    // per layer [T][n][H]
-    std::vector<std::vector<float>> tanh_c;   // per layer [T][n][H]
-    std::vector<std::vector<float>> hidden;   // per layer [T][n][H]
-    std::vector<std::vector<float>> dropped;  // per layer below the top: hidden * mask, the next layer's input
-    std::vector<std::vector<float>> masks;    // per layer below the top: 0 or 1/(1-p)
+    std::vector<float> x0;                   // [T][n][input]
+    std::vector<std::vector<float>> gates;   // per layer [T][n][4H], after the nonlinearities
+    std::vector<std::vector<float>> cells;   // per layer [T][n][H]
+    std::vector<std::vector<float>> tanh_c;  // per layer [T][n][H]
+    std::vector<std::vector<float>> hidden;  // per layer [T][n][H]
+    std::vector<std::vector<float>> dropped; // per layer below the top: hidden * mask, the next layer's input
+    std::vector<std::vector<float>> masks;   // per layer below the top: 0 or 1/(1-p)
 
     void resize(const LstmConfig& c, int n_windows, int n_steps, bool dropout) {
         n = n_windows;
@@ -96,8 +94,7 @@ struct Activations {
 // and can be visited in either order.
 constexpr int recurrent_panel = 64;
 
-template <typename T>
-struct PackedLayer {
+template <typename T> struct PackedLayer {
     T* w_ih_t; // [in x 4H]
     T* w_hh_t; // [H x 4H] in column panels of recurrent_panel floats, each contiguous [H x panel]
     T* bias;   // [4H]
@@ -107,19 +104,19 @@ std::size_t packed_layer_size(const LstmConfig& c, int layer) {
     return static_cast<std::size_t>(layer_input(c, layer) + c.hidden_size + 1) * 4 * c.hidden_size;
 }
 
-template <typename T>
-PackedLayer<T> packed_layer(T* packed, const LstmConfig& c, int layer) {
+template <typename T> PackedLayer<T> packed_layer(T* packed, const LstmConfig& c, int layer) {
     std::size_t offset = 0;
-    for (int l = 0; l < layer; ++l) offset += packed_layer_size(c, l);
+    for (int l = 0; l < layer; ++l)
+        offset += packed_layer_size(c, l);
     const auto g4 = static_cast<std::size_t>(4) * c.hidden_size;
     const auto in = static_cast<std::size_t>(layer_input(c, layer));
     return {packed + offset, packed + offset + in * g4, packed + offset + (in + c.hidden_size) * g4};
 }
 
-template <typename T>
-T* packed_head(T* packed, const LstmConfig& c) {
+template <typename T> T* packed_head(T* packed, const LstmConfig& c) {
     std::size_t offset = 0;
-    for (int l = 0; l < c.num_layers; ++l) offset += packed_layer_size(c, l);
+    for (int l = 0; l < c.num_layers; ++l)
+        offset += packed_layer_size(c, l);
     return packed + offset;
 }
 
@@ -171,8 +168,8 @@ void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, 
                 for (int q = 0; q < panels; ++q) {
                     const int j = (t % 2 == 0 ? q : panels - 1 - q) * recurrent_panel;
                     const int width = std::min(recurrent_panel, g4 - j);
-                    gemm(n, width, h, hidden + (row0 - n) * h, h, 1, p.w_hh_t + static_cast<std::size_t>(j) * h,
-                         width, gates + row0 * g4 + j, g4, true);
+                    gemm(n, width, h, hidden + (row0 - n) * h, h, 1, p.w_hh_t + static_cast<std::size_t>(j) * h, width,
+                         gates + row0 * g4 + j, g4, true);
                 }
             for (int w = 0; w < n; ++w) {
                 const std::size_t r = row0 + w;
@@ -187,18 +184,19 @@ void forward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors, 
     }
     const int out = c.output_size;
     const float* head_bias = params + tensors.back().offset;
-    for (int w = 0; w < n; ++w) std::copy_n(head_bias, out, outputs + static_cast<std::size_t>(w) * out);
+    for (int w = 0; w < n; ++w)
+        std::copy_n(head_bias, out, outputs + static_cast<std::size_t>(w) * out);
     const float* last = a.hidden.back().data() + static_cast<std::size_t>(steps - 1) * n * h;
     gemm(n, out, h, last, h, 1, packed_head(packed, c), out, outputs, out, true);
 }
 
 // Gradient workspace of one slice: per-step derivatives and the running dh, dc of the recurrence.
 struct Derivatives {
-    std::vector<float> d_gates;  // [T][n][4H]
-    std::vector<float> d_above;  // [T][n][H], gradient from above into this layer's hidden states (reused per layer)
-    std::vector<float> d_h;      // [n][H]
-    std::vector<float> d_c;      // [n][H]
-    std::vector<float> d_out;    // [n][out]
+    std::vector<float> d_gates; // [T][n][4H]
+    std::vector<float> d_above; // [T][n][H], gradient from above into this layer's hidden states (reused per layer)
+    std::vector<float> d_h;     // [n][H]
+    std::vector<float> d_c;     // [n][H]
+    std::vector<float> d_out;   // [n][out]
 };
 
 // Adds the slice's gradient to `grad` given d loss / d outputs in `d.d_out`. Needs the activations of forward_slice.
@@ -250,7 +248,8 @@ void backward_slice(const LstmConfig& c, const std::vector<TensorView>& tensors,
         gemm(g4, in, rows, d_gates, 1, g4, a.layer_input(l, dropout), in, gp.w_ih, in, true);
         // Row by row, so the sum runs along contiguous memory.
         ArrMap d_bias(gp.b_ih, g4);
-        for (int r = 0; r < rows; ++r) d_bias += ConstArrMap(d_gates + static_cast<std::size_t>(r) * g4, g4);
+        for (int r = 0; r < rows; ++r)
+            d_bias += ConstArrMap(d_gates + static_cast<std::size_t>(r) * g4, g4);
         ArrMap(gp.b_hh, g4) += d_bias;
         if (l > 0) {
             gemm(rows, in, g4, d_gates, g4, 1, p.w_ih, in, d.d_above.data(), in, false);
@@ -275,8 +274,7 @@ double pinball_sum(const float* outputs, const float* targets, int n, int horizo
                 const float diff = y - outputs[i];
                 sum += std::max(q * diff, (q - 1.0F) * diff);
                 // At a kink the two sides share the gradient, as torch.maximum does.
-                if (d_out != nullptr)
-                    d_out[i] = scale * (diff > 0.0F ? -q : diff < 0.0F ? 1.0F - q : 0.5F - q);
+                if (d_out != nullptr) d_out[i] = scale * (diff > 0.0F ? -q : diff < 0.0F ? 1.0F - q : 0.5F - q);
             }
         }
     return sum;
@@ -326,7 +324,8 @@ LstmNetwork::LstmNetwork(const LstmConfig& config, std::uint64_t seed)
     params_.resize(tensors_.back().offset + tensors_.back().size());
     std::mt19937_64 rng(seed);
     const float bound = 1.0F / std::sqrt(static_cast<float>(config.hidden_size));
-    for (float& p : params_) p = uniform(rng, bound);
+    for (float& p : params_)
+        p = uniform(rng, bound);
     pack();
 }
 
@@ -334,7 +333,8 @@ void LstmNetwork::pack() {
     const int h = config_.hidden_size;
     const int g4 = 4 * h;
     std::size_t size = 0;
-    for (int l = 0; l < config_.num_layers; ++l) size += packed_layer_size(config_, l);
+    for (int l = 0; l < config_.num_layers; ++l)
+        size += packed_layer_size(config_, l);
     packed_.resize(size + static_cast<std::size_t>(h) * config_.output_size);
     for (int l = 0; l < config_.num_layers; ++l) {
         const int in = layer_input(config_, l);
@@ -396,7 +396,8 @@ void LstmNetwork::forward(const float* inputs, int batch, int steps, float* outp
         return;
     }
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int s = 0; s < slices; ++s) run(s);
+    for (int s = 0; s < slices; ++s)
+        run(s);
 }
 
 double pinball_loss(const float* outputs, const float* targets, int batch, int horizons,
@@ -407,7 +408,8 @@ double pinball_loss(const float* outputs, const float* targets, int batch, int h
 
 void sort_quantiles(float* outputs, int batch, int horizons, int quantiles) {
     const auto n = static_cast<std::size_t>(batch) * horizons;
-    for (std::size_t i = 0; i < n; ++i) std::sort(outputs + i * quantiles, outputs + (i + 1) * quantiles);
+    for (std::size_t i = 0; i < n; ++i)
+        std::sort(outputs + i * quantiles, outputs + (i + 1) * quantiles);
 }
 
 struct LstmTrainer::Workspace {
@@ -418,8 +420,7 @@ struct LstmTrainer::Workspace {
     double loss_sum = 0.0;
 };
 
-LstmTrainer::LstmTrainer(LstmNetwork& network, TrainerConfig config)
-    : network_(network), config_(std::move(config)) {
+LstmTrainer::LstmTrainer(LstmNetwork& network, TrainerConfig config) : network_(network), config_(std::move(config)) {
     const auto q = static_cast<int>(config_.quantiles.size());
     const int out = network_.config().output_size;
     if (q == 0 || out % q != 0)
@@ -435,7 +436,8 @@ LstmTrainer::LstmTrainer(LstmNetwork& network, TrainerConfig config)
     gradient_.assign(count, 0.0F);
     adam_m_.assign(count, 0.0F);
     adam_v_.assign(count, 0.0F);
-    for (int i = 0; i < threads_; ++i) workspaces_.push_back(std::make_unique<Workspace>());
+    for (int i = 0; i < threads_; ++i)
+        workspaces_.push_back(std::make_unique<Workspace>());
 }
 
 LstmTrainer::~LstmTrainer() = default;

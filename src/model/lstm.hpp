@@ -85,8 +85,8 @@ struct TrainerConfig {
     std::vector<float> quantiles{0.1F, 0.5F, 0.9F}; // ascending; output_size must be horizons * quantiles.size()
     float learning_rate = 1e-3F;
     float clip_norm = 1.0F; // global gradient norm; 0 disables clipping
-    std::uint64_t seed = 1;  // dropout masks
-    int threads = 0;         // 0: every core OpenMP offers; results are bit-identical for a given count
+    std::uint64_t seed = 1; // dropout masks
+    int threads = 0;        // 0: every core OpenMP offers; results are bit-identical for a given count
 };
 
 /// Mini-batch training of an LstmNetwork with Adam (beta1 0.9, beta2 0.999, eps 1e-8) and global-norm clipping.

@@ -24,7 +24,8 @@ void gemm_generic(int m, int n, int k, const float* a, std::ptrdiff_t a_row, std
         for (int p = 0; p < k; ++p) {
             const float av = a[i * a_row + p * a_col];
             const float* bp = b + p * ldb;
-            for (int j = 0; j < n; ++j) ci[j] += av * bp[j];
+            for (int j = 0; j < n; ++j)
+                ci[j] += av * bp[j];
         }
     }
 }
@@ -32,8 +33,8 @@ void gemm_generic(int m, int n, int k, const float* a, std::ptrdiff_t a_row, std
 float sigmoid(float x) { return 0.5F + 0.5F * std::tanh(0.5F * x); }
 
 // Unit j of lstm_cell.
-inline void cell_unit(int j, int hidden, const float* bias, float* gates, const float* c_prev, float* c,
-                      float* tanh_c, float* h) {
+inline void cell_unit(int j, int hidden, const float* bias, float* gates, const float* c_prev, float* c, float* tanh_c,
+                      float* h) {
     const float i = sigmoid(gates[j] + bias[j]);
     const float f = sigmoid(gates[hidden + j] + bias[hidden + j]);
     const float g = std::tanh(gates[2 * hidden + j] + bias[2 * hidden + j]);
@@ -49,7 +50,8 @@ inline void cell_unit(int j, int hidden, const float* bias, float* gates, const 
 
 void lstm_cell_generic(int hidden, const float* bias, float* gates, const float* c_prev, float* c, float* tanh_c,
                        float* h) {
-    for (int j = 0; j < hidden; ++j) cell_unit(j, hidden, bias, gates, c_prev, c, tanh_c, h);
+    for (int j = 0; j < hidden; ++j)
+        cell_unit(j, hidden, bias, gates, c_prev, c, tanh_c, h);
 }
 
 inline void cell_backward_unit(int j, int hidden, const float* gates, const float* c_prev, const float* tanh_c,
@@ -71,7 +73,8 @@ inline void cell_backward_unit(int j, int hidden, const float* gates, const floa
 
 void lstm_cell_backward_generic(int hidden, const float* gates, const float* c_prev, const float* tanh_c,
                                 const float* d_above, float* d_h, float* d_c, float* d_gates) {
-    for (int j = 0; j < hidden; ++j) cell_backward_unit(j, hidden, gates, c_prev, tanh_c, d_above, d_h, d_c, d_gates);
+    for (int j = 0; j < hidden; ++j)
+        cell_backward_unit(j, hidden, gates, c_prev, tanh_c, d_above, d_h, d_c, d_gates);
 }
 
 } // namespace generic

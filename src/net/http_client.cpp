@@ -171,7 +171,8 @@ std::string error_gist(std::string_view body) {
     } else {
         gist = std::string(text);
     }
-    std::ranges::replace_if(gist, [](char c) { return c == '\n' || c == '\r'; }, ' ');
+    std::ranges::replace_if(
+        gist, [](char c) { return c == '\n' || c == '\r'; }, ' ');
     if (gist.size() > max_length) gist = gist.substr(0, max_length) + "…";
     return gist;
 }
@@ -301,7 +302,8 @@ struct HttpClient::Impl {
                 throw Unavailable(fmt::format("cannot reach {}: {} (after {} attempts); check the network and the URL",
                                               url_host(request.url), error, attempt));
             }
-            nlohmann::json fields = {{"url.domain", url_host(request.url)}, {"btcml.retry.attempt", attempt + 1},
+            nlohmann::json fields = {{"url.domain", url_host(request.url)},
+                                     {"btcml.retry.attempt", attempt + 1},
                                      {"btcml.retry.max_attempts", max_attempts}};
             if (!connection_failed) fields["http.response.status_code"] = transfer.response.status;
             log::warn(fmt::format("{} from {}; retrying in {} ms", what, url_host(request.url), delay.count()), fields);

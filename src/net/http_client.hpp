@@ -32,9 +32,9 @@ struct HttpRequest {
 
 struct HttpResponse {
     long status = 0;
-    std::string body;            // empty for a successful download (the body went to the file)
-    Headers headers;             // of the final response, after redirects
-    std::string url;             // the final URL, after redirects
+    std::string body; // empty for a successful download (the body went to the file)
+    Headers headers;  // of the final response, after redirects
+    std::string url;  // the final URL, after redirects
     int attempts = 1;
 
     [[nodiscard]] bool ok() const noexcept { return status >= 200 && status < 300; }

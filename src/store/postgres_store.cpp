@@ -30,7 +30,8 @@ using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
 
 std::string trimmed(const char* message) {
     std::string out = message ? message : "";
-    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
+        out.pop_back();
     return out;
 }
 
@@ -85,16 +86,16 @@ class PgRow final : public SqlRow {
     [[nodiscard]] std::size_t size(int column) const {
         return static_cast<std::size_t>(PQgetlength(result_, row_, column));
     }
-    template <class U>
-    [[nodiscard]] U big_endian(int column) const {
+    template <class U> [[nodiscard]] U big_endian(int column) const {
         const auto* bytes = reinterpret_cast<const unsigned char*>(value(column));
         U out = 0;
-        for (std::size_t i = 0; i < sizeof(U); ++i) out = static_cast<U>(out << 8U) | bytes[i];
+        for (std::size_t i = 0; i < sizeof(U); ++i)
+            out = static_cast<U>(out << 8U) | bytes[i];
         return out;
     }
     [[nodiscard]] Error unexpected(int column, std::string_view wanted) const {
-        return Error(ErrorKind::internal, fmt::format("postgresql: column {} ({} bytes) is not {}", column,
-                                                      size(column), wanted));
+        return Error(ErrorKind::internal,
+                     fmt::format("postgresql: column {} ({} bytes) is not {}", column, size(column), wanted));
     }
 
     const PGresult* result_;
@@ -119,7 +120,6 @@ void append_copy_text(fmt::memory_buffer& out, std::string_view text) {
     }
 }
 
-
 void append_int(fmt::memory_buffer& out, std::int64_t value) {
     const fmt::format_int text(value);
     out.append(text.data(), text.data() + text.size());
@@ -128,7 +128,8 @@ void append_int(fmt::memory_buffer& out, std::int64_t value) {
 // Fields of COPY's binary format: a big-endian length, then the value in network byte order. Doubles travel as
 // their bits, so the server stores exactly what it was given and spends no time parsing text.
 void append_be(fmt::memory_buffer& out, std::uint64_t value, int bytes) {
-    for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8) out.push_back(static_cast<char>(value >> shift));
+    for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8)
+        out.push_back(static_cast<char>(value >> shift));
 }
 
 void append_binary_int(fmt::memory_buffer& out, std::int64_t value) {
@@ -163,7 +164,8 @@ class PostgresStore::CopyIn {
     ~CopyIn() {
         if (done_) return;
         PQputCopyEnd(store_.conn_, "btcml: COPY aborted");
-        while (PGresult* result = PQgetResult(store_.conn_)) PQclear(result);
+        while (PGresult* result = PQgetResult(store_.conn_))
+            PQclear(result);
     }
     CopyIn(const CopyIn&) = delete;
     CopyIn& operator=(const CopyIn&) = delete;
@@ -209,7 +211,8 @@ PostgresStore::PostgresStore(const std::string& url) : url_(redact_url(url)) {
     }
     try {
         // Notices ("relation already exists, skipping") are expected, not news.
-        PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+        PQsetNoticeProcessor(
+            conn_, [](void*, const char*) {}, nullptr);
         exec("SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC'");
         migrate();
     } catch (...) {
@@ -243,12 +246,13 @@ std::int64_t PostgresStore::query(const std::string& sql, std::span<const SqlPar
             },
             params[i]);
     }
-    const ResultPtr result(PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr, values.data(),
-                                        nullptr, nullptr, 1));
+    const ResultPtr result(
+        PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr, nullptr, 1));
     check(conn_, result, url_, statement_name(sql));
     if (on_row) {
         const int rows = PQntuples(result.get());
-        for (int r = 0; r < rows; ++r) on_row(PgRow(result.get(), r));
+        for (int r = 0; r < rows; ++r)
+            on_row(PgRow(result.get(), r));
     }
     const char* changed = PQcmdTuples(result.get());
     std::int64_t count = 0;
@@ -318,9 +322,9 @@ InsertResult PostgresStore::insert_bars(const SeriesKey& key, std::span<const Ba
         bars.end()) {
         distinct.assign(bars.begin(), bars.end());
         std::stable_sort(distinct.begin(), distinct.end(), by_time);
-        distinct.erase(std::unique(distinct.begin(), distinct.end(),
-                                   [](const Bar& a, const Bar& b) { return a.time == b.time; }),
-                       distinct.end());
+        distinct.erase(
+            std::unique(distinct.begin(), distinct.end(), [](const Bar& a, const Bar& b) { return a.time == b.time; }),
+            distinct.end());
         rows = distinct;
     }
 

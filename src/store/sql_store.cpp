@@ -16,7 +16,9 @@ namespace {
 // The length of the well-formed UTF-8 sequence at the start of `s`, or 0 (RFC 3629 table 3-7).
 std::size_t utf8_sequence_length(std::string_view s) noexcept {
     const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-    const auto in = [&](std::size_t i, unsigned lo, unsigned hi) { return i < s.size() && byte(i) >= lo && byte(i) <= hi; };
+    const auto in = [&](std::size_t i, unsigned lo, unsigned hi) {
+        return i < s.size() && byte(i) >= lo && byte(i) <= hi;
+    };
     const unsigned c = byte(0);
     if (c >= 0x01 && c <= 0x7F) return 1;
     if (c >= 0xC2 && c <= 0xDF) return in(1, 0x80, 0xBF) ? 2 : 0;
@@ -41,16 +43,27 @@ constexpr const char* kRunColumns = "source, format, symbol, interval_s, status,
                                     "rows_read, rows_inserted, rows_duplicate, rows_rejected, first_time, last_time, "
                                     "missing_bars, summary_json";
 
-SqlParam optional_param(std::optional<std::int64_t> value) {
-    return value ? SqlParam{*value} : SqlParam{nullptr};
-}
+SqlParam optional_param(std::optional<std::int64_t> value) { return value ? SqlParam{*value} : SqlParam{nullptr}; }
 
 // The run's fields as $1..$16, in kRunColumns order.
-std::array<SqlParam, 16> run_params(const IngestRun& run, std::int64_t started_at, std::optional<std::int64_t> finished_at) {
-    return {run.source,        run.format,        run.symbol,         run.interval,
-            run.status,        run.error,         started_at,         optional_param(finished_at),
-            run.rows_read,     run.rows_inserted, run.rows_duplicate, run.rows_rejected,
-            optional_param(run.first_time), optional_param(run.last_time), run.missing_bars, run.summary_json};
+std::array<SqlParam, 16> run_params(const IngestRun& run, std::int64_t started_at,
+                                    std::optional<std::int64_t> finished_at) {
+    return {run.source,
+            run.format,
+            run.symbol,
+            run.interval,
+            run.status,
+            run.error,
+            started_at,
+            optional_param(finished_at),
+            run.rows_read,
+            run.rows_inserted,
+            run.rows_duplicate,
+            run.rows_rejected,
+            optional_param(run.first_time),
+            optional_param(run.last_time),
+            run.missing_bars,
+            run.summary_json};
 }
 
 std::optional<std::int64_t> optional_int(const SqlRow& row, int column) {
@@ -172,7 +185,8 @@ void SqlStore::rollback() {
 }
 
 void SqlStore::require_no_transaction(const char* what) const {
-    if (in_transaction_) throw Error(ErrorKind::internal, fmt::format("store: {} must be called outside a transaction", what));
+    if (in_transaction_)
+        throw Error(ErrorKind::internal, fmt::format("store: {} must be called outside a transaction", what));
 }
 
 std::int64_t SqlStore::query_version() {
@@ -275,9 +289,17 @@ std::int64_t SqlStore::insert_predictions(std::span<const Prediction> prediction
     ScopedTransaction transaction(*this);
     std::int64_t inserted = 0;
     for (const auto& p : predictions) {
-        const std::array<SqlParam, 12> params{std::int64_t{p.model_version}, std::string_view(p.symbol), p.interval,
-                                              p.origin_time, std::int64_t{p.horizon}, p.target_time, p.price,
-                                              p.lower, p.upper, p.log_return, std::string_view(p.input_hash),
+        const std::array<SqlParam, 12> params{std::int64_t{p.model_version},
+                                              std::string_view(p.symbol),
+                                              p.interval,
+                                              p.origin_time,
+                                              std::int64_t{p.horizon},
+                                              p.target_time,
+                                              p.price,
+                                              p.lower,
+                                              p.upper,
+                                              p.log_return,
+                                              std::string_view(p.input_hash),
                                               p.created_at};
         inserted += query("INSERT INTO predictions (model_version, symbol, interval_s, origin_time, horizon, "
                           "target_time, price, lower, upper, log_return, input_hash, created_at) VALUES ($1, $2, $3, "
@@ -291,8 +313,8 @@ std::int64_t SqlStore::insert_predictions(std::span<const Prediction> prediction
 std::vector<Prediction> SqlStore::load_predictions(const PredictionQuery& q) {
     constexpr auto lowest = std::numeric_limits<std::int64_t>::min();
     constexpr auto highest = std::numeric_limits<std::int64_t>::max();
-    const std::array<SqlParam, 5> params{q.from.value_or(lowest), q.to.value_or(highest),
-                                         std::string_view(q.symbol), q.interval, q.limit};
+    const std::array<SqlParam, 5> params{q.from.value_or(lowest), q.to.value_or(highest), std::string_view(q.symbol),
+                                         q.interval, q.limit};
     std::vector<Prediction> out;
     query("SELECT p.model_version, p.symbol, p.interval_s, p.origin_time, p.horizon, p.target_time, p.price, "
           "p.lower, p.upper, p.log_return, p.input_hash, p.created_at, b.close FROM predictions p "
@@ -329,7 +351,9 @@ std::vector<RejectedRow> SqlStore::rejected_rows(std::int64_t run_id) {
     std::vector<RejectedRow> out;
     const std::array<SqlParam, 1> params{run_id};
     query("SELECT line_number, raw, reason FROM rejected_rows WHERE run_id = $1 ORDER BY line_number", params,
-          [&](const SqlRow& row) { out.push_back({row.get_int(0), row.get_text(1), row.get_text(2)}); });
+          [&](const SqlRow& row) {
+              out.push_back({row.get_int(0), row.get_text(1), row.get_text(2)});
+          });
     return out;
 }
 
@@ -337,8 +361,8 @@ std::vector<Bar> SqlStore::load_bars(const BarQuery& q) {
     std::vector<Bar> out;
     query(bar_query_sql("open_time, open, high, low, close, volume, complete"), bar_query_params(q),
           [&](const SqlRow& row) {
-              out.push_back({row.get_int(0), row.get_double(1), row.get_double(2), row.get_double(3),
-                             row.get_double(4), row.get_double(5), row.get_bool(6)});
+              out.push_back({row.get_int(0), row.get_double(1), row.get_double(2), row.get_double(3), row.get_double(4),
+                             row.get_double(5), row.get_bool(6)});
           });
     return out;
 }

@@ -79,8 +79,7 @@ class SqlStore : public Store {
     /// Runs statements without parameters (several, separated by `;`, are allowed).
     virtual void exec(const std::string& sql) = 0;
     /// Runs one statement, calling `on_row` for each result row; returns the number of rows it changed.
-    virtual std::int64_t query(const std::string& sql, std::span<const SqlParam> params,
-                               const RowCallback& on_row) = 0;
+    virtual std::int64_t query(const std::string& sql, std::span<const SqlParam> params, const RowCallback& on_row) = 0;
     /// The statement that opens a data transaction.
     [[nodiscard]] virtual std::string begin_sql() const = 0;
     /// Opens a transaction that no other connection can hold at the same time, for migrating.

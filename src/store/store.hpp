@@ -23,8 +23,8 @@ struct RejectedRow {
 /// What an ingest run did; written when the run starts and again when it ends.
 struct IngestRun {
     std::int64_t id = 0;
-    std::string source;  // e.g. a file path, `binance:BTCUSDT`, `synthetic:42`
-    std::string format;  // detected or forced layout
+    std::string source; // e.g. a file path, `binance:BTCUSDT`, `synthetic:42`
+    std::string format; // detected or forced layout
     std::string symbol;
     std::int64_t interval = 0;
     std::string status = "running"; // running | succeeded | failed
@@ -65,25 +65,25 @@ struct AppliedMigration {
 
 struct BarQuery {
     SeriesKey key;
-    std::optional<std::int64_t> from; // inclusive
-    std::optional<std::int64_t> to;   // inclusive
+    std::optional<std::int64_t> from;  // inclusive
+    std::optional<std::int64_t> to;    // inclusive
     std::optional<std::int64_t> limit; // the first `limit` bars of the range
 };
 
 /// A tracked training run as btcml records it. The store is the run's source of truth; an MLflow server, when one
 /// is configured, holds a replica that `btcml tracking sync` brings up to date (see src/tracking/README.md).
 struct TrackedRun {
-    std::string id;           // btcml's run id (32 hex digits)
-    std::string experiment;   // experiment name, e.g. btcml-BTCUSD-1h
-    std::string name;         // run name shown in MLflow
+    std::string id;                 // btcml's run id (32 hex digits)
+    std::string experiment;         // experiment name, e.g. btcml-BTCUSD-1h
+    std::string name;               // run name shown in MLflow
     std::string status = "RUNNING"; // RUNNING | FINISHED | FAILED | KILLED
     std::int64_t start_ms = 0;
     std::optional<std::int64_t> end_ms;
-    std::string tracking_uri;          // the MLflow server it belongs on; empty: local only
-    std::string remote_id;             // MLflow's run id once created there
+    std::string tracking_uri; // the MLflow server it belongs on; empty: local only
+    std::string remote_id;    // MLflow's run id once created there
     std::string remote_experiment_id;
-    std::string artifact_uri;          // the MLflow run's artifact_uri
-    std::string remote_status;         // the status last sent to MLflow
+    std::string artifact_uri;  // the MLflow run's artifact_uri
+    std::string remote_status; // the status last sent to MLflow
 };
 
 struct RunMetric {

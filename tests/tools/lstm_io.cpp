@@ -29,7 +29,8 @@ int run(const char* in_path, const char* out_path) {
                                           .output_size = c.at("output_size").get<int>(),
                                           .dropout = 0.0F};
     btcml::model::LstmNetwork network(config, 0);
-    for (const auto& t : network.tensors()) network.set_tensor(t.name, floats(doc.at("weights").at(t.name)));
+    for (const auto& t : network.tensors())
+        network.set_tensor(t.name, floats(doc.at("weights").at(t.name)));
     const int batch = doc.at("batch").get<int>();
     const int steps = doc.at("steps").get<int>();
     const auto inputs = floats(doc.at("inputs"));
@@ -39,8 +40,8 @@ int run(const char* in_path, const char* out_path) {
 
     std::vector<float> outputs(static_cast<std::size_t>(batch) * config.output_size);
     network.forward(inputs.data(), batch, steps, outputs.data());
-    btcml::model::LstmTrainer trainer(network, {.quantiles = floats(doc.at("quantiles")),
-                                                .threads = doc.value("threads", 0)});
+    btcml::model::LstmTrainer trainer(network,
+                                      {.quantiles = floats(doc.at("quantiles")), .threads = doc.value("threads", 0)});
     if (targets.size() != static_cast<std::size_t>(batch) * trainer.horizons())
         throw btcml::InvalidInput("targets do not match batch x horizons");
     const double loss = trainer.compute_gradient(inputs.data(), targets.data(), batch, steps);

@@ -78,7 +78,7 @@ TEST(Artifact, PublishesConsecutiveVersionsAndTracksTheChampion) {
     EXPECT_EQ(publish(home.path, {{"note", "first"}}, two_tensors), 1);
     EXPECT_EQ(publish(home.path, {{"note", "second"}}, two_tensors), 2);
     EXPECT_EQ(list_versions(home.path), (std::vector<int>{1, 2}));
-    EXPECT_EQ(champion(home.path), std::nullopt); // the registry's promotion gate names the champion
+    EXPECT_EQ(champion(home.path), std::nullopt);         // the registry's promotion gate names the champion
     EXPECT_EQ(resolve_version(home.path, "champion"), 2); // until it has, the newest serves
     EXPECT_EQ(resolve_version(home.path, "1"), 1);
     EXPECT_THROW(resolve_version(home.path, "3"), NotFound);

@@ -12,14 +12,16 @@ namespace {
 class ConfigTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        for (const char* v : {"BTCML_DB", "BTCML_HOME", "BTCML_CONFIG", "BTCML_LOG_FORMAT", "BTCML_LOG_LEVEL"}) unsetenv(v);
+        for (const char* v : {"BTCML_DB", "BTCML_HOME", "BTCML_CONFIG", "BTCML_LOG_FORMAT", "BTCML_LOG_LEVEL"})
+            unsetenv(v);
         dir_ = std::filesystem::temp_directory_path() / ("btcml-config-" + std::to_string(::getpid()));
         std::filesystem::create_directories(dir_);
         file_ = dir_ / "config.yaml";
         std::ofstream(file_) << "db: sqlite:/from/file.db\nlog_level: warn\ntracking_uri: http://file\n";
     }
     void TearDown() override {
-        for (const char* v : {"BTCML_DB", "BTCML_HOME", "BTCML_CONFIG", "BTCML_LOG_FORMAT", "BTCML_LOG_LEVEL"}) unsetenv(v);
+        for (const char* v : {"BTCML_DB", "BTCML_HOME", "BTCML_CONFIG", "BTCML_LOG_FORMAT", "BTCML_LOG_LEVEL"})
+            unsetenv(v);
         std::filesystem::remove_all(dir_);
     }
     std::filesystem::path dir_;

@@ -30,7 +30,8 @@ std::vector<Row> read_rows(const std::filesystem::path& path, const CsvFileTunin
     CsvFile file(path, "", "", tuning);
     std::vector<Row> out;
     Candidate c;
-    while (file.next(c)) out.push_back({c, std::string(c.raw)});
+    while (file.next(c))
+        out.push_back({c, std::string(c.raw)});
     return out;
 }
 
@@ -38,7 +39,8 @@ std::vector<Candidate> read_all(const std::string& text) {
     const auto path = temp_csv();
     std::ofstream(path, std::ios::binary) << text;
     std::vector<Candidate> out;
-    for (const auto& row : read_rows(path)) out.push_back(row.candidate);
+    for (const auto& row : read_rows(path))
+        out.push_back(row.candidate);
     std::filesystem::remove(path);
     return out;
 }
@@ -48,8 +50,8 @@ void expect_same(const Row& a, const Row& b) {
     EXPECT_EQ(a.raw, b.raw);
     EXPECT_EQ(a.candidate.time, b.candidate.time);
     EXPECT_EQ(a.candidate.parse_error, b.candidate.parse_error);
-    for (const auto field : {&Candidate::open, &Candidate::high, &Candidate::low, &Candidate::close,
-                             &Candidate::volume})
+    for (const auto field :
+         {&Candidate::open, &Candidate::high, &Candidate::low, &Candidate::close, &Candidate::volume})
         EXPECT_EQ(std::bit_cast<std::uint64_t>(a.candidate.*field), std::bit_cast<std::uint64_t>(b.candidate.*field));
 }
 
@@ -60,12 +62,12 @@ TEST(CsvFile, FastAndGeneralPathsAgree) {
         "1325412060.0,30012.81,30038.20,30011.94,30036.38,3.69107276",
         "1325412120,0.1,0.3,0.1,0.2,0.30000000000000004",
         "1325412180.00,4.58,4.58,4.58,4.58,0",
-        "1325412240.0,9007199254740993,9007199254740993,1,1,1",  // a mantissa over 2^53
-        "1325412300.0,1e3,1000,999.9999999999999999999,1000,5",  // an exponent, over 19 digits
-        "1325412360.5,1,1,1,1,1",                                // a fractional time is truncated
-        "1325412420000,1,1,1,1,1",                               // milliseconds
-        "2012-01-01T10:08:00Z,1,1,1,1,1",                        // ISO 8601
-        "1325412540.0,1,1,1,1,",                                 // an empty volume is 0
+        "1325412240.0,9007199254740993,9007199254740993,1,1,1", // a mantissa over 2^53
+        "1325412300.0,1e3,1000,999.9999999999999999999,1000,5", // an exponent, over 19 digits
+        "1325412360.5,1,1,1,1,1",                               // a fractional time is truncated
+        "1325412420000,1,1,1,1,1",                              // milliseconds
+        "2012-01-01T10:08:00Z,1,1,1,1,1",                       // ISO 8601
+        "1325412540.0,1,1,1,1,",                                // an empty volume is 0
         "1325412600.0,1,1,1,1,NaN",
         "1325412660.0,1,1,x,1,1",
         "1325412720.0,1,1,1",
@@ -77,7 +79,8 @@ TEST(CsvFile, FastAndGeneralPathsAgree) {
     for (const auto& row : rows) {
         plain += row + "\n";
         std::string p = " ";
-        for (const char ch : row) p += ch == ',' ? std::string(" , ") : std::string(1, ch);
+        for (const char ch : row)
+            p += ch == ',' ? std::string(" , ") : std::string(1, ch);
         padded += p + " \n";
     }
     const auto fast = read_all(plain);
@@ -90,8 +93,8 @@ TEST(CsvFile, FastAndGeneralPathsAgree) {
         EXPECT_EQ(fast[i].time, general[i].time);
         EXPECT_EQ(fast[i].parse_error, general[i].parse_error);
         if (fast[i].parse_error != RejectReason::none) continue;
-        for (const auto field : {&Candidate::open, &Candidate::high, &Candidate::low, &Candidate::close,
-                                 &Candidate::volume})
+        for (const auto field :
+             {&Candidate::open, &Candidate::high, &Candidate::low, &Candidate::close, &Candidate::volume})
             EXPECT_EQ(std::bit_cast<std::uint64_t>(fast[i].*field), std::bit_cast<std::uint64_t>(general[i].*field));
     }
     EXPECT_EQ(fast[0].time, 1325412060);
@@ -113,7 +116,7 @@ TEST(CsvFile, ChunkedParsingMatchesOnePass) {
         switch (i % 8) {
         case 0: text += time + ",30012.81,30038.20,30011.94,30036.38,3.69107276\r\n"; break;
         case 1: text += time + ",\"1,5\",2,1,2,\"7\"\n"; break; // quoted fields take the general path
-        case 2: text += "\n"; break;                                  // a blank line counts but gives no row
+        case 2: text += "\n"; break;                            // a blank line counts but gives no row
         case 3: text += time + ",1,1,x,1,1\n"; break;
         case 4: text += time + ",1,1\n"; break;
         case 5: text += " \t\r\n"; break;
@@ -138,7 +141,8 @@ TEST(CsvFile, ChunkedParsingMatchesOnePass) {
             SCOPED_TRACE(::testing::Message() << "chunk " << chunk_bytes << ", threads " << threads);
             const auto rows = read_rows(path, {.chunk_bytes = chunk_bytes, .threads = threads});
             ASSERT_EQ(rows.size(), reference.size());
-            for (std::size_t i = 0; i < rows.size(); ++i) expect_same(rows[i], reference[i]);
+            for (std::size_t i = 0; i < rows.size(); ++i)
+                expect_same(rows[i], reference[i]);
         }
     std::filesystem::remove(path);
 }
@@ -149,7 +153,8 @@ TEST(CsvFile, OverlongLineFailsAfterTheRowsBeforeIt) {
     {
         std::ofstream out(path, std::ios::binary);
         out << "Timestamp,Open,High,Low,Close,Volume\n";
-        for (int i = 0; i < 10; ++i) out << 1325412060 + 60 * i << ",1,1,1,1,1\n";
+        for (int i = 0; i < 10; ++i)
+            out << 1325412060 + 60 * i << ",1,1,1,1,1\n";
         out << std::string(ChunkReader::kMaxLine, '7') << "\n1325413060,1,1,1,1,1\n";
     }
     for (const unsigned threads : {0, 2}) {
@@ -157,7 +162,8 @@ TEST(CsvFile, OverlongLineFailsAfterTheRowsBeforeIt) {
         Candidate c;
         int rows = 0;
         try {
-            while (file.next(c)) ++rows;
+            while (file.next(c))
+                ++rows;
             ADD_FAILURE() << "no error";
         } catch (const InvalidInput& e) {
             EXPECT_STREQ(e.what(), "line 12 is longer than 16 MB: not a CSV file of bars");

@@ -38,7 +38,8 @@ TEST(ExchangeParse, BitstampRecords) {
     EXPECT_EQ(records[1].parse_error, RejectReason::none);
     const RejectReason expected[] = {RejectReason::unparsable_number, RejectReason::unparsable_time,
                                      RejectReason::bad_field_count, RejectReason::bad_field_count};
-    for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(records[i + 2].parse_error, expected[i]) << records[i + 2].raw;
+    for (std::size_t i = 0; i < 4; ++i)
+        EXPECT_EQ(records[i + 2].parse_error, expected[i]) << records[i + 2].raw;
     EXPECT_EQ(records[2].time, 1700007200); // the time still counts for paging
 }
 
@@ -151,8 +152,8 @@ struct FakeBinance {
         std::int64_t t = std::max(listed, (asked + hour - 1) / hour * hour);
         std::string body = "[";
         for (std::int64_t n = 0; n < std::min<std::int64_t>(limit, std::stoll(match[2])) && t <= now; ++n, t += hour) {
-            body += fmt::format(R"({}[{},"1","2","0.5","1.5","3",{},"0",1,"0","0","0"])", n == 0 ? "" : ",",
-                                t * 1000, (t + hour) * 1000 - 1);
+            body += fmt::format(R"({}[{},"1","2","0.5","1.5","3",{},"0",1,"0","0","0"])", n == 0 ? "" : ",", t * 1000,
+                                (t + hour) * 1000 - 1);
         }
         return body + "]";
     }
@@ -194,7 +195,8 @@ TEST(ExchangePaging, WalksPagesAndLeavesOutTheFormingCandle) {
             EXPECT_EQ(last_done, c.records) << c.name;
             EXPECT_LE(times.back(), c.end) << c.name;
             EXPECT_NE(times.back(), forming) << c.name;
-            for (std::size_t i = 1; i < times.size(); ++i) ASSERT_EQ(times[i] - times[i - 1], hour) << c.name;
+            for (std::size_t i = 1; i < times.size(); ++i)
+                ASSERT_EQ(times[i] - times[i - 1], hour) << c.name;
         }
     }
 }
@@ -215,9 +217,10 @@ TEST(ExchangePaging, StopsOnAnEmptyPageAndPassesUnparsableRecords) {
         R"([[1700000000000,"1","2","0.5","x","3",0,"0",1,"0","0","0"],[null,"1","1","1","1","1"]])", "[]"};
     std::size_t served = 0;
     std::vector<RejectReason> seen;
-    fetch_pages(binance, "http://x", "BTCUSDT", {.start = 1700000000, .end = 1700000000 + 99 * hour, .interval = hour},
-                [&](const std::string&) { return pages.at(served++); },
-                [&](const Record& record, std::int64_t) { seen.push_back(record.parse_error); }, {});
+    fetch_pages(
+        binance, "http://x", "BTCUSDT", {.start = 1700000000, .end = 1700000000 + 99 * hour, .interval = hour},
+        [&](const std::string&) { return pages.at(served++); },
+        [&](const Record& record, std::int64_t) { seen.push_back(record.parse_error); }, {});
     EXPECT_EQ(served, 2U);
     EXPECT_EQ(seen, (std::vector<RejectReason>{RejectReason::unparsable_number, RejectReason::unparsable_time}));
 }

@@ -105,9 +105,9 @@ class LoopbackServer {
         }
         const Reply reply = handler_(request);
         std::this_thread::sleep_for(reply.delay);
-        const std::string response = "HTTP/1.1 " + std::to_string(reply.status) + " X\r\nContent-Length: " +
-                                     std::to_string(reply.body.size()) + "\r\nConnection: close\r\n" + reply.headers +
-                                     "\r\n" + reply.body;
+        const std::string response = "HTTP/1.1 " + std::to_string(reply.status) +
+                                     " X\r\nContent-Length: " + std::to_string(reply.body.size()) +
+                                     "\r\nConnection: close\r\n" + reply.headers + "\r\n" + reply.body;
         send(connection, response.data(), response.size(), MSG_NOSIGNAL);
     }
 
@@ -172,8 +172,9 @@ TEST(HttpClient, RetriesOnlyTransientStatuses) {
 
 TEST(HttpClient, SucceedsAfterAServerError) {
     std::atomic<int> calls = 0;
-    LoopbackServer server(
-        [&](const Seen&) { return ++calls == 1 ? Reply{500, "", "oops", 0ms} : Reply{200, "", "ok"}; });
+    LoopbackServer server([&](const Seen&) {
+        return ++calls == 1 ? Reply{500, "", "oops", 0ms} : Reply{200, "", "ok"};
+    });
     HttpClient client(fast_options());
     const auto response = client.get(server.url("/"));
     EXPECT_EQ(response.body, "ok");
@@ -256,21 +257,20 @@ TEST(HttpClient, DownloadsToAFileWithProgress) {
     HttpClient client(fast_options());
     std::int64_t last_done = 0;
     std::int64_t last_total = 0;
-    const auto response = client.download({.method = "GET", .url = server.url("/file"), .headers = {}, .body = {},
-                                           .auth = {}},
-                                          path, [&](std::int64_t done, std::int64_t total) {
-                                              last_done = done;
-                                              last_total = total;
-                                          });
+    const auto response =
+        client.download({.method = "GET", .url = server.url("/file"), .headers = {}, .body = {}, .auth = {}}, path,
+                        [&](std::int64_t done, std::int64_t total) {
+                            last_done = done;
+                            last_total = total;
+                        });
     EXPECT_TRUE(response.ok());
     EXPECT_TRUE(response.body.empty());
     EXPECT_EQ(std::filesystem::file_size(path), payload.size());
     EXPECT_EQ(last_done, static_cast<std::int64_t>(payload.size()));
     EXPECT_EQ(last_total, static_cast<std::int64_t>(payload.size()));
 
-    const auto missing = client.download({.method = "GET", .url = server.url("/missing"), .headers = {}, .body = {},
-                                          .auth = {}},
-                                         path);
+    const auto missing =
+        client.download({.method = "GET", .url = server.url("/missing"), .headers = {}, .body = {}, .auth = {}}, path);
     EXPECT_EQ(missing.status, 404);
     EXPECT_EQ(error_gist(missing.body), "Not found");
     EXPECT_EQ(std::filesystem::file_size(path), 0U);
@@ -293,11 +293,11 @@ TEST(HttpClient, SummarisesErrorBodies) {
         const char* body;
         const char* gist;
     };
-    for (const auto& c : {Case{R"({"code": -1121, "msg": "Invalid symbol."})", "Invalid symbol."},
-                          Case{R"({"status": "error", "reason": "Invalid pair", "code": "API0001"})", "Invalid pair"},
-                          Case{R"({"errors": [{"field": "x"}]})", R"([{"field":"x"}])"},
-                          Case{"<html><body>Bad gateway</body></html>", ""}, Case{"", ""},
-                          Case{"plain\ntext", "plain text"}}) {
+    for (const auto& c :
+         {Case{R"({"code": -1121, "msg": "Invalid symbol."})", "Invalid symbol."},
+          Case{R"({"status": "error", "reason": "Invalid pair", "code": "API0001"})", "Invalid pair"},
+          Case{R"({"errors": [{"field": "x"}]})", R"([{"field":"x"}])"},
+          Case{"<html><body>Bad gateway</body></html>", ""}, Case{"", ""}, Case{"plain\ntext", "plain text"}}) {
         EXPECT_EQ(error_gist(c.body), c.gist) << c.body;
     }
 }

@@ -18,7 +18,8 @@ std::vector<float> random_values(std::size_t n, unsigned seed, float sd = 1.0F) 
     std::mt19937 rng(seed);
     std::normal_distribution<float> normal(0.0F, sd);
     std::vector<float> v(n);
-    for (float& x : v) x = normal(rng);
+    for (float& x : v)
+        x = normal(rng);
     return v;
 }
 
@@ -36,15 +37,16 @@ TEST(Lstm, TensorsAreNamedAndLaidOutLikePytorch) {
     EXPECT_EQ(t[9].name, "head.bias");
     EXPECT_EQ(t[9].offset + t[9].size(), net.parameter_count());
     const float bound = 0.25F; // 1 / sqrt(16)
-    for (float p : net.parameters()) EXPECT_LE(std::abs(p), bound);
+    for (float p : net.parameters())
+        EXPECT_LE(std::abs(p), bound);
     EXPECT_THROW((void)net.tensor("weight_ih_l2"), InvalidInput);
 }
 
 TEST(Lstm, RejectsBadShapes) {
     EXPECT_THROW(LstmNetwork({.input_size = 0, .hidden_size = 4, .num_layers = 1, .output_size = 3}, 1), UsageError);
-    EXPECT_THROW(LstmNetwork({.input_size = 2, .hidden_size = 4, .num_layers = 1, .output_size = 3, .dropout = 1.0F},
-                             1),
-                 UsageError);
+    EXPECT_THROW(
+        LstmNetwork({.input_size = 2, .hidden_size = 4, .num_layers = 1, .output_size = 3, .dropout = 1.0F}, 1),
+        UsageError);
     LstmNetwork net(small, 1);
     EXPECT_THROW(net.set_tensor("head.bias", std::vector<float>(5)), InvalidInput);
     EXPECT_THROW(net.set_parameters(std::vector<float>(3)), InvalidInput);
@@ -79,14 +81,17 @@ TEST(Lstm, ForwardIsSafeForConcurrentCallers) {
         return out;
     };
     std::vector<std::vector<float>> expected;
-    for (int c = 0; c < callers; ++c) expected.push_back(run(c, c % 2 == 0 ? 1 : 70));
+    for (int c = 0; c < callers; ++c)
+        expected.push_back(run(c, c % 2 == 0 ? 1 : 70));
     std::vector<std::vector<float>> got(callers);
     std::vector<std::thread> threads;
     for (int c = 0; c < callers; ++c)
         threads.emplace_back([&, c] {
-            for (int i = 0; i < 20; ++i) got[c] = run(c, c % 2 == 0 ? 1 : 70);
+            for (int i = 0; i < 20; ++i)
+                got[c] = run(c, c % 2 == 0 ? 1 : 70);
         });
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     EXPECT_EQ(got, expected);
 }
 
@@ -97,7 +102,8 @@ std::vector<float> train(int threads, int iterations) {
     constexpr int steps = 10;
     const auto x = random_values(static_cast<std::size_t>(batch) * steps * small.input_size, 2);
     const auto y = random_values(static_cast<std::size_t>(batch) * trainer.horizons(), 3);
-    for (int i = 0; i < iterations; ++i) trainer.step(x.data(), y.data(), batch, steps);
+    for (int i = 0; i < iterations; ++i)
+        trainer.step(x.data(), y.data(), batch, steps);
     return {net.parameters().begin(), net.parameters().end()};
 }
 
@@ -110,7 +116,8 @@ TEST(Lstm, TrainingIsBitIdenticalForASeedAndThreadCount) {
     // Different thread counts only change the order of sums (dropout masks do not depend on the split).
     const auto one = train(1, 5);
     const auto two = train(2, 5);
-    for (std::size_t i = 0; i < one.size(); ++i) ASSERT_NEAR(one[i], two[i], 1e-4F);
+    for (std::size_t i = 0; i < one.size(); ++i)
+        ASSERT_NEAR(one[i], two[i], 1e-4F);
 }
 
 TEST(Lstm, EveryKernelSetAgreesWithTheGenericOne) {
@@ -173,7 +180,8 @@ TEST(Lstm, LearnsASimpleSignal) {
     std::vector<float> x(static_cast<std::size_t>(batch) * steps * 2);
     std::vector<float> y(static_cast<std::size_t>(batch) * 2);
     auto draw = [&] {
-        for (float& v : x) v = normal(rng);
+        for (float& v : x)
+            v = normal(rng);
         for (int b = 0; b < batch; ++b) {
             const float* w = x.data() + static_cast<std::size_t>(b) * steps * 2;
             y[b * 2] = 0.5F * w[(steps - 1) * 2] - 0.3F * w[(steps - 2) * 2 + 1];

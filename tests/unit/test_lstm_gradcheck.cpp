@@ -28,12 +28,15 @@ struct Problem {
     Problem() {
         std::mt19937 rng(3);
         std::normal_distribution<float> normal(0.0F, 1.0F);
-        for (int i = 0; i < batch * steps * 3; ++i) inputs.push_back(normal(rng));
+        for (int i = 0; i < batch * steps * 3; ++i)
+            inputs.push_back(normal(rng));
         // Targets far from the outputs (which stay within about +-1), so no pinball kink lies within a step.
-        for (int i = 0; i < batch * horizons; ++i) targets.push_back(i % 2 == 0 ? 3.0F + 0.1F * i : -3.0F - 0.1F * i);
+        for (int i = 0; i < batch * horizons; ++i)
+            targets.push_back(i % 2 == 0 ? 3.0F + 0.1F * i : -3.0F - 0.1F * i);
         // Larger weights than the default init put the gates away from their linear regions.
         std::vector<float> params(network.parameters().begin(), network.parameters().end());
-        for (float& p : params) p *= 2.0F;
+        for (float& p : params)
+            p *= 2.0F;
         network.set_parameters(params);
     }
 

@@ -27,12 +27,15 @@ void PrintTo(Backend backend, std::ostream* os) { *os << (backend == Backend::sq
 
 const SeriesKey kKey{"BTCUSD", 3600};
 
-Bar make_bar(std::int64_t time, double close) { return {time, close - 1, close + 2, close - 3, close, 10 + close, true}; }
+Bar make_bar(std::int64_t time, double close) {
+    return {time, close - 1, close + 2, close - 3, close, 10 + close, true};
+}
 
 std::vector<Bar> make_bars(std::int64_t first, std::int64_t count, std::int64_t step = 3600) {
     std::vector<Bar> bars;
     bars.reserve(static_cast<std::size_t>(count));
-    for (std::int64_t i = 0; i < count; ++i) bars.push_back(make_bar(first + i * step, 100.0 + static_cast<double>(i) * 0.25));
+    for (std::int64_t i = 0; i < count; ++i)
+        bars.push_back(make_bar(first + i * step, 100.0 + static_cast<double>(i) * 0.25));
     return bars;
 }
 
@@ -99,7 +102,8 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     static void exec_raw_url(const std::string& url, const std::string& sql) {
         PGconn* conn = PQconnectdb(url.c_str());
         ASSERT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
-        PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr); // "drop cascades to …"
+        PQsetNoticeProcessor(
+            conn, [](void*, const char*) {}, nullptr); // "drop cascades to …"
         PGresult* result = PQexec(conn, sql.c_str());
         const auto status = PQresultStatus(result);
         const std::string message = PQresultErrorMessage(result);
@@ -134,7 +138,8 @@ TEST_P(StoreTest, MigrationsAreAppliedOnceAndRecorded) {
     auto again = open();
     const auto second = again->applied_migrations();
     ASSERT_EQ(second.size(), first.size());
-    for (std::size_t i = 0; i < first.size(); ++i) EXPECT_EQ(second[i].applied_at, first[i].applied_at);
+    for (std::size_t i = 0; i < first.size(); ++i)
+        EXPECT_EQ(second[i].applied_at, first[i].applied_at);
     EXPECT_EQ(again->load_bars(range(kKey)).size(), 3U);
 }
 
@@ -153,8 +158,10 @@ TEST_P(StoreTest, ConcurrentOpenersMigrateOnce) {
             }
         });
     }
-    for (auto& t : threads) t.join();
-    for (const auto& e : errors) EXPECT_EQ(e, "");
+    for (auto& t : threads)
+        t.join();
+    for (const auto& e : errors)
+        EXPECT_EQ(e, "");
     EXPECT_EQ(opened, kOpeners);
     EXPECT_EQ(open()->applied_migrations().size(), migrations().size());
 }
@@ -221,9 +228,10 @@ TEST_P(StoreTest, AwkwardDoublesRoundTripBitForBit) {
     const auto loaded = store->load_bars(range(kKey));
     ASSERT_EQ(loaded.size(), bars.size());
     for (std::size_t i = 0; i < bars.size(); ++i) {
-        for (const auto& [got, want] : {std::pair{loaded[i].open, bars[i].open}, std::pair{loaded[i].high, bars[i].high},
-                                         std::pair{loaded[i].low, bars[i].low}, std::pair{loaded[i].close, bars[i].close},
-                                         std::pair{loaded[i].volume, bars[i].volume}}) {
+        for (const auto& [got, want] :
+             {std::pair{loaded[i].open, bars[i].open}, std::pair{loaded[i].high, bars[i].high},
+              std::pair{loaded[i].low, bars[i].low}, std::pair{loaded[i].close, bars[i].close},
+              std::pair{loaded[i].volume, bars[i].volume}}) {
             EXPECT_EQ(std::bit_cast<std::uint64_t>(got), std::bit_cast<std::uint64_t>(want))
                 << fmt::format("{} came back as {}", want, got);
         }
@@ -247,7 +255,8 @@ TEST_P(StoreTest, LoadBarsHonoursRangesLimitAndOrder) {
     EXPECT_EQ(store->load_bars(range(kKey, t(8))), std::vector<Bar>(bars.begin() + 8, bars.end()));
     EXPECT_EQ(store->load_bars(range(kKey, std::nullopt, t(1))), std::vector<Bar>(bars.begin(), bars.begin() + 2));
     EXPECT_EQ(store->load_bars(range(kKey, t(3) + 1, t(4) - 1)), std::vector<Bar>{});
-    EXPECT_EQ(store->load_bars(range(kKey, t(3), std::nullopt, 2)), std::vector<Bar>(bars.begin() + 3, bars.begin() + 5));
+    EXPECT_EQ(store->load_bars(range(kKey, t(3), std::nullopt, 2)),
+              std::vector<Bar>(bars.begin() + 3, bars.begin() + 5));
     EXPECT_EQ(store->load_bars(range(kKey, std::nullopt, std::nullopt, 0)), std::vector<Bar>{});
     EXPECT_EQ(store->load_bars(range({"BTCUSD", 60})), std::vector<Bar>{});
     EXPECT_EQ(store->load_bar_sources(range(kKey, t(0), t(3))), (std::vector<std::string>{"a", "b", "a", "b"}));
@@ -284,7 +293,8 @@ TEST_P(StoreTest, RejectedRowsKeepHostileText) {
     const auto id = store->create_ingest_run(run);
 
     std::string binaryish;
-    for (int c = 1; c < 128; ++c) binaryish += static_cast<char>(c);
+    for (int c = 1; c < 128; ++c)
+        binaryish += static_cast<char>(c);
     const std::string long_line(10 * 1024, 'x');
     // Text that is already valid UTF-8 comes back unchanged, however hostile to COPY or SQL quoting.
     const std::vector<std::string> clean{
@@ -539,7 +549,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::sqlite,
 
 // URL handling needs no database.
 TEST(StoreUrl, RedactsPasswords) {
-    EXPECT_EQ(redact_url("postgresql://btc:s3cr:et@db.example:5432/btcml"), "postgresql://btc:***@db.example:5432/btcml");
+    EXPECT_EQ(redact_url("postgresql://btc:s3cr:et@db.example:5432/btcml"),
+              "postgresql://btc:***@db.example:5432/btcml");
     EXPECT_EQ(redact_url("postgres://btc@db/btcml"), "postgres://btc@db/btcml");
     EXPECT_EQ(redact_url("postgresql://db/btcml?sslmode=require&password=hunter2&x=1"),
               "postgresql://db/btcml?sslmode=require&password=***&x=1");
@@ -554,7 +565,8 @@ TEST(StoreUrl, OpensTheDefaultAndRefusesUnknownSchemes) {
         EXPECT_EQ(store->backend(), "sqlite");
         EXPECT_TRUE(std::filesystem::exists(home / "btcml.db"));
         EXPECT_EQ(open_store((home / "btcml.db").string(), home)->schema_version(), store->schema_version());
-        EXPECT_EQ(open_store("sqlite://" + (home / "btcml.db").string(), home)->schema_version(), store->schema_version());
+        EXPECT_EQ(open_store("sqlite://" + (home / "btcml.db").string(), home)->schema_version(),
+                  store->schema_version());
     }
     std::filesystem::remove_all(home.parent_path());
     EXPECT_THROW(open_store("mysql://root@localhost/btcml", home), UsageError);
@@ -578,7 +590,9 @@ TEST(StoreText, SanitizesOnlyWhatPostgresqlRefuses) {
     EXPECT_FALSE(is_clean_text(std::string("a\0b", 3)));
     EXPECT_FALSE(is_clean_text("\xF4\x90\x80\x80")); // above U+10FFFF
     EXPECT_EQ(sanitize_text("ok \xE2\x82\xAC"), "ok \xE2\x82\xAC");
-    EXPECT_EQ(sanitize_text("\xE2\x82" "A\xC3"), "\\xE2\\x82A\\xC3");
+    EXPECT_EQ(sanitize_text("\xE2\x82"
+                            "A\xC3"),
+              "\\xE2\\x82A\\xC3");
 }
 
 } // namespace

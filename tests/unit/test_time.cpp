@@ -33,7 +33,8 @@ TEST(Time, ParsesEveryAcceptedForm) {
         {"NaN", std::nullopt},
         {"2024-01-02T03:04:05Zjunk", std::nullopt},
     };
-    for (const auto& c : cases) EXPECT_EQ(parse_time(c.text), c.expected) << c.text;
+    for (const auto& c : cases)
+        EXPECT_EQ(parse_time(c.text), c.expected) << c.text;
 }
 
 TEST(Time, FormatsIso8601) {
