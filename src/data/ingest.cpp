@@ -412,13 +412,7 @@ IngestSummary ingest_records(store::Store& store, const std::string& source, con
     run.format = summary.format;
     run.interval = summary.interval;
     run.finished_at = now_unix();
-    run.rows_read = summary.rows_read;
-    run.rows_inserted = summary.rows_inserted;
-    run.rows_duplicate = summary.rows_duplicate;
-    run.rows_rejected = summary.rows_rejected;
-    run.first_time = summary.first_time;
-    run.last_time = summary.last_time;
-    run.missing_bars = summary.missing_bars;
+    static_cast<store::IngestCounts&>(run) = summary;
     run.summary_json = to_json(summary).dump();
     store.finish_ingest_run(run);
     return summary;

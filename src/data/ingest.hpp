@@ -63,7 +63,7 @@ struct IngestOptions {
 };
 
 /// What one ingest did; printed as the command's JSON summary.
-struct IngestSummary {
+struct IngestSummary : store::IngestCounts {
     std::int64_t run_id = 0;
     std::string source;
     std::string format;
@@ -71,14 +71,7 @@ struct IngestSummary {
     std::int64_t interval = 0;
     std::optional<std::int64_t> source_interval; // before resampling
     bool synthetic = false;
-    std::int64_t rows_read = 0;
-    std::int64_t rows_inserted = 0;
-    std::int64_t rows_duplicate = 0;
-    std::int64_t rows_rejected = 0;
     std::map<std::string, std::int64_t> rejected_reasons;
-    std::optional<std::int64_t> first_time;
-    std::optional<std::int64_t> last_time;
-    std::int64_t missing_bars = 0;
     std::int64_t incomplete_buckets = 0; // resampled buckets that lacked source bars
     bool newest_first = false;
     double seconds = 0;

@@ -21,7 +21,18 @@ struct RejectedRow {
 };
 
 /// What an ingest run did; written when the run starts and again when it ends.
-struct IngestRun {
+/// What an ingest counted; shared by the stored run and the summary printed to the user.
+struct IngestCounts {
+    std::int64_t rows_read = 0;
+    std::int64_t rows_inserted = 0;
+    std::int64_t rows_duplicate = 0;
+    std::int64_t rows_rejected = 0;
+    std::optional<std::int64_t> first_time;
+    std::optional<std::int64_t> last_time;
+    std::int64_t missing_bars = 0;
+};
+
+struct IngestRun : IngestCounts {
     std::int64_t id = 0;
     std::string source; // e.g. a file path, `binance:BTCUSDT`, `synthetic:42`
     std::string format; // detected or forced layout
@@ -31,13 +42,6 @@ struct IngestRun {
     std::string error;
     std::int64_t started_at = 0;
     std::int64_t finished_at = 0;
-    std::int64_t rows_read = 0;
-    std::int64_t rows_inserted = 0;
-    std::int64_t rows_duplicate = 0;
-    std::int64_t rows_rejected = 0;
-    std::optional<std::int64_t> first_time;
-    std::optional<std::int64_t> last_time;
-    std::int64_t missing_bars = 0;
     std::string summary_json; // the full JSON summary printed to the user
 };
 
