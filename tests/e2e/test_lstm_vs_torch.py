@@ -13,7 +13,9 @@ import subprocess
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from conftest import require_module
+
+torch = require_module("torch")
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ATOL = 1e-5

@@ -12,10 +12,10 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from conftest import BIN, Btcml
+from conftest import BIN, Btcml, require_module
 from mlflow_server import MlflowServer
 
-mlflow = pytest.importorskip("mlflow")
+mlflow = require_module("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 SYMBOL = "BTCUSD-SYNTH"
@@ -95,7 +95,7 @@ def test_pyfunc_of_the_champion_gives_the_numbers_of_btcml_predict(server, train
 
 
 def test_exported_onnx_file_runs_in_onnxruntime(trained, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    ort = require_module("onnxruntime")
     home, _, _ = trained
     out = home.json("models", "export", "1", "--out", tmp_path / "export")
     assert set(out["files"]) >= {"model.onnx", "MLmodel"}

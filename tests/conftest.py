@@ -1,14 +1,19 @@
-"""Shared fixtures for tests that drive the real btcml binary."""
+"""Shared fixtures for the tests that drive the real btcml binary (tests/e2e) and the fault-injection suite
+(tests/faults)."""
+import importlib
 import json
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
+# The helpers beside the end-to-end tests (serving.py, mlflow_server.py, fake_servers.py) serve both suites.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
 BIN = Path(os.environ.get("BTCML_BIN", REPO / "build" / "btcml"))
 SHARED_DATA = Path(os.environ.get("BTCML_SHARED_DATA", REPO.parent / "shared" / "data" / "btc"))
 
@@ -78,3 +83,14 @@ def shared_file(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"shared test data {path} is missing (set BTCML_SHARED_DATA)")
     return path
+
+
+def require_module(name: str):
+    """Imports an optional Python package a test needs. Under CI a missing one fails the run: a skipped interop
+    test is not a passing one."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required under CI=true (scripts/install-deps.sh installs it): {e}")
+        pytest.skip(f"{name} is not installed: {e}", allow_module_level=True)
