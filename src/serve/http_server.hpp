@@ -149,8 +149,9 @@ class FailureLimiter {
     std::unordered_map<std::string, Bucket> buckets_;
 };
 
-/// Thread-safety: construct and run() on one thread; stop() and in_flight() are safe from any thread or a
-/// signal-handling context of asio; handlers run concurrently on the server's threads.
+/// Thread-safety: construct and run() on one thread; stop(), in_flight() and stats() are safe from any thread or a
+/// signal-handling context of asio; handlers run concurrently on the I/O threads (Work::io) and the workers
+/// (Work::pool).
 class HttpServer {
   public:
     HttpServer(ServerOptions options, std::vector<Route> routes, std::function<void(const Exchange&)> observer);
