@@ -6,6 +6,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -125,6 +126,26 @@ def test_a_full_worker_queue_answers_503_with_retry_after(home):
             db.close()
             assert [h.result().status_code for h in held] == [201, 201]
         assert requests.get(server.url + "/api/v1/runs", timeout=10).status_code == 200
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_drains_a_request_waiting_on_a_worker(home):
+    with Server(home, "--api-key", KEY) as server:
+        db = sqlite3.connect(home.home / "btcml.db", isolation_level=None, timeout=0)
+        db.execute("BEGIN IMMEDIATE")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            write = pool.submit(requests.post, server.url + "/api/v1/bars", json=bars_body(0),
+                                headers={"X-API-Key": KEY}, timeout=60)
+            server.wait_for(lambda: metric(server, "btcml_http_worker_queue_requests") == 1, timeout=20,
+                            what="the write to wait on the store")
+            server.proc.send_signal(signal.SIGTERM)
+            server.wait_for(lambda: any(line.get("message", "").startswith("stopping") for line in server.log_lines()),
+                            timeout=10, what="the server to begin stopping")
+            assert server.proc.poll() is None and not write.done(), "the server left before its pooled request"
+            db.execute("ROLLBACK")
+            db.close()
+            assert write.result().status_code == 201
+        assert server.proc.wait(timeout=30) == 0
 
 
 # ---- item 11: timeouts and accept failures ---------------------------------------------------------------------
