@@ -21,6 +21,7 @@ struct ServeArgs {
     serve::ServerOptions server;
     std::vector<std::string> api_keys;
     double request_timeout = 10;
+    double write_timeout = 30;
     int poll_ms = 1000;
 };
 
@@ -42,7 +43,9 @@ void run_serve(ServeArgs& args, Context& ctx) {
     auto options = args.server;
     options.api_keys = resolve_keys(args.api_keys);
     if (args.request_timeout <= 0) throw UsageError("--request-timeout must be positive");
+    if (args.write_timeout <= 0) throw UsageError("--write-timeout must be positive");
     options.read_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.request_timeout * 1000));
+    options.write_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.write_timeout * 1000));
     if (options.threads < 1) options.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
     if (options.require_key_for_reads && options.api_keys.empty())
         throw UsageError("--require-key-for-reads needs at least one --api-key (or BTCML_API_KEY)");
@@ -59,10 +62,12 @@ void run_serve(ServeArgs& args, Context& ctx) {
                               {"event.duration", static_cast<std::int64_t>(e.seconds * 1e9)}});
     });
     service.metrics().count_in_flight_with([&server] { return server.in_flight(); });
+    service.metrics().count_server_with([&server] { return server.stats(); });
     const auto url = fmt::format("http://{}:{}", options.host, server.port());
     log::info("listening", {{"url.full", url},
                             {"server.port", server.port()},
                             {"threads", options.threads},
+                            {"workers", options.workers},
                             {"api_keys", options.api_keys.size()}});
     // The one line on stdout: scripts (and tests started with --port 0) read the address from it.
     std::printf("btcml serving on %s (API docs: %s/docs)\n", url.c_str(), url.c_str());
@@ -81,6 +86,14 @@ void setup_serve(CLI::App& app, Context& ctx) {
     cmd->add_option("--host", args.server.host, "Address to listen on")->capture_default_str();
     cmd->add_option("--port", args.server.port, "Port to listen on (0: any free port)")->capture_default_str();
     cmd->add_option("--threads", args.server.threads, "Event-loop threads (0: one per core)")->capture_default_str();
+    cmd->add_option("--workers", args.server.workers,
+                    "Threads for the routes that touch the store, the disk or a model (a slow store stalls only them)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1024));
+    cmd->add_option("--queue-limit", args.server.queue_limit,
+                    "Requests that may wait for a worker beyond those running (more: 503 with Retry-After)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1'000'000));
     cmd->add_option("--api-key", args.api_keys,
                     "API key for writes (repeatable, or comma-separated; env BTCML_API_KEY). Clients send it as "
                     "X-API-Key or Authorization: Bearer");
@@ -88,8 +101,16 @@ void setup_serve(CLI::App& app, Context& ctx) {
                   "Require an API key on the read routes of /api/v1 too");
     cmd->add_option("--body-limit", args.server.body_limit, "Largest request body in bytes (larger: 413)")
         ->capture_default_str();
-    cmd->add_option("--request-timeout", args.request_timeout, "Seconds a request may take to arrive (slower: 408)")
+    cmd->add_option("--request-timeout", args.request_timeout,
+                    "Seconds a request may take to arrive, from its first byte (slower: 408)")
         ->capture_default_str();
+    cmd->add_option("--write-timeout", args.write_timeout,
+                    "Seconds a client may take to receive a response (slower: the connection is closed)")
+        ->capture_default_str();
+    cmd->add_option("--auth-failures-per-minute", args.server.auth_failures_per_minute,
+                    "Wrong API keys one client address may send a minute (and at once); then 429 with Retry-After")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1'000'000));
     cmd->add_option("--poll-ms", args.poll_ms, "How often to look for a new champion or new bars, in milliseconds")
         ->capture_default_str()
         ->check(CLI::Range(50, 3'600'000));

@@ -492,22 +492,24 @@ struct RouteRow {
     HandlerFn handler;
 };
 
+// Work::io only for handlers that answer from memory (GET /api/v1/forecast too: its cache misses once per new bar
+// or champion, and that read of the store does not wait for writers under SQLite's WAL); the rest may block.
 constexpr RouteRow kRoutes[] = {
-    {{"GET", "/healthz", Access::open}, healthz},
-    {{"GET", "/readyz", Access::open}, readyz},
-    {{"GET", "/api/v1/forecast", Access::read}, forecast},
-    {{"POST", "/api/v1/predict", Access::read}, predict},
-    {{"GET", "/api/v1/bars", Access::read}, get_bars},
-    {{"POST", "/api/v1/bars", Access::write}, post_bars},
-    {{"GET", "/api/v1/predictions", Access::read}, get_predictions},
-    {{"GET", "/api/v1/models", Access::read}, list_models},
-    {{"GET", "/api/v1/models/{version}", Access::read}, show_model},
-    {{"POST", "/api/v1/models/{version}/promote", Access::write}, promote},
-    {{"GET", "/api/v1/runs", Access::read}, list_runs},
-    {{"GET", "/metrics", Access::open}, metrics},
-    {{"GET", "/openapi.json", Access::open}, openapi},
-    {{"GET", "/docs", Access::open}, docs},
-    {{"GET", "/docs/{file}", Access::open}, docs_file},
+    {{"GET", "/healthz", Access::open, Work::io}, healthz},
+    {{"GET", "/readyz", Access::open, Work::pool}, readyz},
+    {{"GET", "/api/v1/forecast", Access::read, Work::io}, forecast},
+    {{"POST", "/api/v1/predict", Access::read, Work::pool}, predict},
+    {{"GET", "/api/v1/bars", Access::read, Work::pool}, get_bars},
+    {{"POST", "/api/v1/bars", Access::write, Work::pool}, post_bars},
+    {{"GET", "/api/v1/predictions", Access::read, Work::pool}, get_predictions},
+    {{"GET", "/api/v1/models", Access::read, Work::pool}, list_models},
+    {{"GET", "/api/v1/models/{version}", Access::read, Work::pool}, show_model},
+    {{"POST", "/api/v1/models/{version}/promote", Access::write, Work::pool}, promote},
+    {{"GET", "/api/v1/runs", Access::read, Work::pool}, list_runs},
+    {{"GET", "/metrics", Access::open, Work::io}, metrics},
+    {{"GET", "/openapi.json", Access::open, Work::io}, openapi},
+    {{"GET", "/docs", Access::open, Work::io}, docs},
+    {{"GET", "/docs/{file}", Access::open, Work::io}, docs_file},
 };
 
 } // namespace
@@ -522,7 +524,7 @@ std::vector<RouteSpec> route_specs() {
 std::vector<Route> make_routes(Service& service) {
     std::vector<Route> out;
     for (const auto& r : kRoutes)
-        out.push_back({std::string(r.spec.method), std::string(r.spec.pattern), r.spec.access,
+        out.push_back({std::string(r.spec.method), std::string(r.spec.pattern), r.spec.access, r.spec.work,
                        [&service, handler = r.handler](const Request& request) { return handler(service, request); }});
     return out;
 }

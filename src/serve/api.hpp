@@ -14,6 +14,7 @@ struct RouteSpec {
     std::string_view method;
     std::string_view pattern;
     Access access;
+    Work work; // where its handler runs: the I/O thread or the worker pool
 };
 
 /// Every route the server registers.

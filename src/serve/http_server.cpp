@@ -4,13 +4,17 @@
 #include "core/log.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <thread>
 
 namespace btcml::serve {
@@ -35,6 +39,7 @@ std::string_view title_of(int status) {
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
     default: return status >= 500 ? "Internal Server Error" : "Error";
@@ -96,10 +101,31 @@ bool match(std::string_view pattern, std::string_view path, std::vector<std::str
 
 std::string_view bearer_or_header_key(const Request& request) {
     if (const auto key = request.header("X-API-Key"); !key.empty()) return key;
-    const auto auth = request.header("Authorization");
-    constexpr std::string_view scheme = "Bearer ";
-    return auth.size() > scheme.size() && auth.substr(0, scheme.size()) == scheme ? auth.substr(scheme.size())
-                                                                                  : std::string_view{};
+    // RFC 9110: the auth scheme is case-insensitive and separated from its token by one or more spaces.
+    auto auth = request.header("Authorization");
+    constexpr std::string_view scheme = "bearer";
+    if (auth.size() <= scheme.size() || !beast::iequals(beast::string_view(auth.data(), scheme.size()), "bearer") ||
+        auth[scheme.size()] != ' ')
+        return {};
+    auth.remove_prefix(scheme.size());
+    auth.remove_prefix(std::min(auth.find_first_not_of(' '), auth.size()));
+    return auth;
+}
+
+/// Why a request's framing or Host header is unacceptable (RFC 9112 §3.2, §6.1), or nothing when it is fine. A
+/// coding other than one final `chunked` could be read differently by a proxy in front of us (smuggling), and
+/// we decode no other coding, so only `chunked` alone is accepted.
+std::optional<std::string> framing_problem(const http::request_header<>& header) {
+    if (const auto n = header.count(http::field::transfer_encoding); n > 0) {
+        const auto value = header[http::field::transfer_encoding];
+        if (n > 1 || !beast::iequals(value, "chunked"))
+            return fmt::format("Transfer-Encoding '{}' is not supported: send chunked alone, or Content-Length",
+                               std::string_view(value.data(), value.size()));
+    }
+    const auto hosts = header.count(http::field::host);
+    if (hosts > 1) return std::string("a request must have one Host header, not several");
+    if (hosts == 0 && header.version() >= 11) return std::string("an HTTP/1.1 request needs a Host header");
+    return std::nullopt;
 }
 
 } // namespace
@@ -169,36 +195,123 @@ bool key_matches(std::string_view key, const std::vector<std::string>& keys) noe
     return matched != 0 && !key.empty();
 }
 
+FailureLimiter::FailureLimiter(int per_minute, std::size_t capacity)
+    : capacity_tokens_(std::max(1, per_minute)), tokens_per_second_(std::max(1, per_minute) / 60.0),
+      capacity_(std::max<std::size_t>(1, capacity)) {}
+
+double FailureLimiter::tokens_at(const Bucket& bucket, Clock::time_point now) const {
+    const double elapsed = std::chrono::duration<double>(now - bucket.updated).count();
+    return std::min(capacity_tokens_, bucket.tokens + std::max(0.0, elapsed) * tokens_per_second_);
+}
+
+void FailureLimiter::refill(Bucket& bucket, Clock::time_point now) const {
+    bucket.tokens = tokens_at(bucket, now);
+    bucket.updated = now;
+}
+
+int FailureLimiter::retry_after(const std::string& client, Clock::time_point now) {
+    const std::lock_guard lock(mutex_);
+    const auto it = buckets_.find(client);
+    if (it == buckets_.end()) return 0;
+    refill(it->second, now);
+    if (it->second.tokens >= 1) return 0;
+    return static_cast<int>(std::ceil((1 - it->second.tokens) / tokens_per_second_));
+}
+
+void FailureLimiter::failed(const std::string& client, Clock::time_point now) {
+    const std::lock_guard lock(mutex_);
+    auto it = buckets_.find(client);
+    if (it == buckets_.end()) {
+        make_room(now);
+        it = buckets_.emplace(client, Bucket{capacity_tokens_, now}).first;
+    }
+    refill(it->second, now);
+    it->second.tokens = std::max(0.0, it->second.tokens - 1);
+}
+
+void FailureLimiter::make_room(Clock::time_point now) {
+    if (buckets_.size() < capacity_) return;
+    // A full bucket is the same as no entry: forget those first, then the least recently updated one.
+    std::erase_if(buckets_, [&](const auto& entry) { return tokens_at(entry.second, now) >= capacity_tokens_; });
+    if (buckets_.size() < capacity_) return;
+    buckets_.erase(std::min_element(buckets_.begin(), buckets_.end(), [](const auto& a, const auto& b) {
+        return a.second.updated < b.second.updated;
+    }));
+}
+
+std::size_t FailureLimiter::size() const {
+    const std::lock_guard lock(mutex_);
+    return buckets_.size();
+}
+
+/// A request routed and checked on the I/O thread: either answered already, or a handler to run on the pool.
+struct Prepared {
+    Clock::time_point started;
+    Request request;
+    std::string_view route_name = "unmatched";
+    const Route* route = nullptr; // the handler to run when there is no answer yet
+    std::optional<Response> answer;
+};
+
 struct HttpServer::Impl {
+    // Addresses with failed keys the limiter remembers at most (about 100 bytes each).
+    static constexpr std::size_t kLimiterCapacity = 10'000;
+
     ServerOptions options;
     std::vector<Route> routes;
     std::function<void(const Exchange&)> observer;
     net::io_context ioc;
-    tcp::acceptor acceptor{ioc};
-    net::signal_set signals{ioc, SIGTERM, SIGINT};
-    net::steady_timer drain_timer{ioc};
+    // The acceptor, its back-off timer, the signals and the drain all run on this strand, so stopping never races
+    // an accept.
+    net::strand<net::io_context::executor_type> control{ioc.get_executor()};
+    tcp::acceptor acceptor{control};
+    net::steady_timer accept_timer{control};
+    std::chrono::milliseconds accept_backoff{0};
+    std::uint64_t accept_failures_in_a_row = 0;
+    net::signal_set signals{control, SIGTERM, SIGINT};
+    net::steady_timer drain_timer{control};
+    // Declared after ioc: destroyed (joined) first, so that queued jobs release their sessions while ioc lives.
+    net::thread_pool pool;
+    FailureLimiter limiter;
     std::atomic<int> in_flight{0};
     std::atomic<bool> stopping{false};
+    std::atomic<std::uint64_t> accept_errors{0}, auth_failures{0}, auth_rate_limited{0}, pool_rejected{0};
+    std::atomic<std::int64_t> pool_queued{0};
     Clock::time_point drain_deadline;
     std::uint16_t bound_port = 0;
 
     Impl(ServerOptions o, std::vector<Route> r, std::function<void(const Exchange&)> obs)
-        : options(std::move(o)), routes(std::move(r)), observer(std::move(obs)) {}
+        : options(std::move(o)), routes(std::move(r)), observer(std::move(obs)),
+          pool(static_cast<std::size_t>(std::max(1, options.workers))),
+          limiter(options.auth_failures_per_minute, kLimiterCapacity) {}
 
     void accept();
+    void accept_failed(beast::error_code ec);
     void begin_stop();
     void drain();
-    http::response<http::string_body> dispatch(const http::request<http::string_body>& req);
-    Response route(Request& request, std::string_view& route_name) const;
+    Prepared prepare(const http::request<http::string_body>& req, const std::string& client);
+    /// Takes a place in the pool's queue; false when it is full.
+    bool enqueue();
+    http::response<http::string_body> finish(const http::request<http::string_body>& req, const Prepared& prepared,
+                                             Response r);
 };
 
 namespace {
 
-/// One connection: reads a request, answers it, and loops while the client keeps the connection alive.
+Response invoke(const Route& route, const Request& request) {
+    try {
+        return route.handler(request);
+    } catch (const std::exception& e) {
+        return error_response(e);
+    }
+}
+
+/// One connection: reads a request, answers it, and loops while the client keeps the connection alive. Everything
+/// but a pooled handler runs on the connection's strand.
 class Session : public std::enable_shared_from_this<Session> {
   public:
-    Session(tcp::socket&& socket, HttpServer::Impl& server)
-        : stream_(std::move(socket)), deadline_(stream_.get_executor()), server_(server) {}
+    Session(tcp::socket&& socket, HttpServer::Impl& server, std::string client)
+        : stream_(std::move(socket)), deadline_(stream_.get_executor()), server_(server), client_(std::move(client)) {}
 
     void start() { read(); }
 
@@ -221,15 +334,31 @@ class Session : public std::enable_shared_from_this<Session> {
         parser_->body_limit(server_.options.body_limit);
         parser_->header_limit(kHeaderLimit);
         stream_.expires_never();
-        // An idle keep-alive connection may wait long; once a request starts it must arrive within read_timeout.
-        arm(buffer_.size() > 0 ? server_.options.read_timeout : server_.options.idle_timeout);
+        if (buffer_.size() > 0) return read_request(); // a pipelined request has begun already
+        // An idle keep-alive connection may wait long; once a request's first byte arrives, the whole request must
+        // arrive within read_timeout (a header sent a byte at a time is cut off like a slow body).
+        arm(server_.options.idle_timeout);
+        stream_.socket().async_wait(tcp::socket::wait_read,
+                                    beast::bind_front_handler(&Session::on_readable, shared_from_this()));
+    }
+
+    void on_readable(beast::error_code ec) {
+        if (ec) { // idle timeout, or the server stopping
+            deadline_.cancel();
+            return close();
+        }
+        read_request();
+    }
+
+    void read_request() {
+        arm(server_.options.read_timeout);
         http::async_read_header(stream_, buffer_, *parser_,
                                 beast::bind_front_handler(&Session::on_header, shared_from_this()));
     }
 
     void on_header(beast::error_code ec, std::size_t) {
         if (ec) return on_read_error(ec);
-        arm(server_.options.read_timeout);
+        if (const auto problem = framing_problem(parser_->get().base())) return reply_error(400, *problem);
         http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
     }
 
@@ -240,8 +369,9 @@ class Session : public std::enable_shared_from_this<Session> {
             if (!parser_->got_some() && buffer_.size() == 0) return close();
             return reply_error(408, "the request did not arrive in time");
         }
-        if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
-            ec == net::error::connection_reset || ec == net::error::eof)
+        // A client that went away, even half-way through a request, is not answered and not counted.
+        if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+            ec == net::error::operation_aborted || ec == net::error::connection_reset || ec == net::error::eof)
             return close();
         if (ec == http::error::body_limit)
             return reply_error(413, fmt::format("the body exceeds the limit of {} bytes", server_.options.body_limit));
@@ -251,6 +381,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
     // Errors found while reading leave the stream in an unknown state: answer and close.
     void reply_error(int status, std::string_view detail) {
+        deadline_.cancel();
         const auto started = Clock::now();
         const Response r = problem_response(status, detail);
         res_ = {};
@@ -269,13 +400,37 @@ class Session : public std::enable_shared_from_this<Session> {
         if (ec) return on_read_error(ec);
         deadline_.cancel();
         server_.in_flight.fetch_add(1);
-        const auto& req = parser_->get();
-        res_ = server_.dispatch(req);
+        auto prepared = server_.prepare(parser_->get(), client_);
+        if (prepared.answer || !server_.enqueue()) {
+            if (!prepared.answer) {
+                auto busy = problem_response(503, fmt::format("the server is busy: {} requests wait for a worker; "
+                                                              "retry shortly",
+                                                              server_.options.queue_limit));
+                busy.headers.emplace_back("Retry-After", "1");
+                prepared.answer = std::move(busy);
+            }
+            auto answer = std::move(*prepared.answer);
+            return respond(prepared, std::move(answer));
+        }
+        // The request's views point into parser_, which stays put until the response is written.
+        net::post(server_.pool, [self = shared_from_this(), prepared = std::move(prepared)]() mutable {
+            auto answer = invoke(*prepared.route, prepared.request);
+            self->server_.pool_queued.fetch_sub(1);
+            net::post(self->stream_.get_executor(),
+                      [self, prepared = std::move(prepared), answer = std::move(answer)]() mutable {
+                          self->respond(prepared, std::move(answer));
+                      });
+        });
+    }
+
+    void respond(const Prepared& prepared, Response answer) {
+        res_ = server_.finish(parser_->get(), prepared, std::move(answer));
         write();
     }
 
     void write() {
-        stream_.expires_after(server_.options.read_timeout);
+        // tcp_stream's timeout closes the socket on expiry: right for a client that does not take its response.
+        stream_.expires_after(server_.options.write_timeout);
         http::async_write(stream_, res_, beast::bind_front_handler(&Session::on_write, shared_from_this()));
     }
 
@@ -299,6 +454,7 @@ class Session : public std::enable_shared_from_this<Session> {
     bool timed_out_ = false;
     std::uint64_t generation_ = 0; // of the armed deadline, so that a stale expiry cancels nothing
     HttpServer::Impl& server_;
+    std::string client_; // the peer's address, for the limit on failed keys
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     http::response<http::string_body> res_;
@@ -306,7 +462,20 @@ class Session : public std::enable_shared_from_this<Session> {
 
 } // namespace
 
-Response HttpServer::Impl::route(Request& request, std::string_view& route_name) const {
+Prepared HttpServer::Impl::prepare(const http::request<http::string_body>& req, const std::string& client) {
+    const std::string_view target(req.target().data(), req.target().size());
+    const auto q = target.find('?');
+    Prepared p{Clock::now(),
+               {std::string_view(req.method_string().data(), req.method_string().size()),
+                target.substr(0, q),
+                q == std::string_view::npos ? std::string_view{} : target.substr(q + 1),
+                std::string_view(req.body()),
+                {},
+                &req.base()},
+               "unmatched",
+               nullptr,
+               std::nullopt};
+    auto& request = p.request;
     std::string allowed;
     for (const auto& r : routes) {
         if (!match(r.pattern, request.path, request.params)) continue;
@@ -314,41 +483,58 @@ Response HttpServer::Impl::route(Request& request, std::string_view& route_name)
             allowed += allowed.empty() ? r.method : ", " + r.method;
             continue;
         }
-        route_name = r.pattern;
+        p.route_name = r.pattern;
         const bool needs_key = r.access == Access::write || (r.access == Access::read && options.require_key_for_reads);
-        if (needs_key && !key_matches(bearer_or_header_key(request), options.api_keys)) {
-            return problem_response(401, options.api_keys.empty()
-                                             ? "this route needs an API key, and the server has none configured "
-                                               "(start it with --api-key or BTCML_API_KEY)"
-                                             : "a valid API key is required (X-API-Key or Authorization: Bearer)");
+        if (needs_key) {
+            const auto key = bearer_or_header_key(request);
+            // A client that sent too many wrong keys is refused before its key is compared, so guessing stalls.
+            if (const int wait = key.empty() ? 0 : limiter.retry_after(client, p.started); wait > 0) {
+                auth_rate_limited.fetch_add(1);
+                p.answer = problem_response(
+                    429, fmt::format("too many requests with a wrong API key from this address (at most {} a "
+                                     "minute); retry after {} s",
+                                     options.auth_failures_per_minute, wait));
+                p.answer->headers.emplace_back("Retry-After", std::to_string(wait));
+                return p;
+            }
+            if (!key_matches(key, options.api_keys)) {
+                if (!key.empty()) {
+                    auth_failures.fetch_add(1);
+                    limiter.failed(client, p.started);
+                }
+                p.answer = problem_response(401, options.api_keys.empty()
+                                                     ? "this route needs an API key, and the server has none "
+                                                       "configured (start it with --api-key or BTCML_API_KEY)"
+                                                     : "a valid API key is required (X-API-Key or Authorization: "
+                                                       "Bearer)");
+                return p;
+            }
         }
-        try {
-            return r.handler(request);
-        } catch (const std::exception& e) {
-            return error_response(e);
-        }
+        if (r.work == Work::io)
+            p.answer = invoke(r, request);
+        else
+            p.route = &r;
+        return p;
     }
     if (!allowed.empty()) {
-        auto response = problem_response(405, fmt::format("{} is not allowed here; use {}", request.method, allowed));
-        response.headers.emplace_back("Allow", allowed);
-        return response;
+        p.answer = problem_response(405, fmt::format("{} is not allowed here; use {}", request.method, allowed));
+        p.answer->headers.emplace_back("Allow", allowed);
+        return p;
     }
-    return problem_response(404, fmt::format("no route for {}", request.path));
+    p.answer = problem_response(404, fmt::format("no route for {}", request.path));
+    return p;
 }
 
-http::response<http::string_body> HttpServer::Impl::dispatch(const http::request<http::string_body>& req) {
-    const auto started = Clock::now();
-    const std::string_view target(req.target().data(), req.target().size());
-    const auto q = target.find('?');
-    Request request{std::string_view(req.method_string().data(), req.method_string().size()),
-                    target.substr(0, q),
-                    q == std::string_view::npos ? std::string_view{} : target.substr(q + 1),
-                    std::string_view(req.body()),
-                    {},
-                    &req.base()};
-    std::string_view route_name = "unmatched";
-    Response r = route(request, route_name);
+bool HttpServer::Impl::enqueue() {
+    const auto limit = static_cast<std::int64_t>(options.queue_limit) + std::max(1, options.workers);
+    if (pool_queued.fetch_add(1) < limit) return true;
+    pool_queued.fetch_sub(1);
+    pool_rejected.fetch_add(1);
+    return false;
+}
 
+http::response<http::string_body> HttpServer::Impl::finish(const http::request<http::string_body>& req,
+                                                           const Prepared& prepared, Response r) {
     http::response<http::string_body> res{static_cast<http::status>(r.status), req.version()};
     res.set(http::field::server, "btcml");
     res.set(http::field::content_type, r.content_type);
@@ -358,21 +544,38 @@ http::response<http::string_body> HttpServer::Impl::dispatch(const http::request
     res.keep_alive(req.keep_alive() && !stopping.load());
     res.prepare_payload();
     if (observer)
-        observer({request.method, route_name, r.status, std::chrono::duration<double>(Clock::now() - started).count(),
-                  res.body().size()});
+        observer({prepared.request.method, prepared.route_name, r.status,
+                  std::chrono::duration<double>(Clock::now() - prepared.started).count(), res.body().size()});
     return res;
 }
 
 void HttpServer::Impl::accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
         if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
-        if (!ec) {
-            socket.set_option(tcp::no_delay(true), ec);
-            std::make_shared<Session>(std::move(socket), *this)->start();
-        } else {
-            log::warn("accept failed", {{"error.message", ec.message()}});
-        }
+        if (ec) return accept_failed(ec);
+        if (accept_failures_in_a_row > 0)
+            log::info("accepting connections again", {{"failures", accept_failures_in_a_row}});
+        accept_failures_in_a_row = 0;
+        accept_backoff = {};
+        socket.set_option(tcp::no_delay(true), ec);
+        const auto peer = socket.remote_endpoint(ec);
+        std::make_shared<Session>(std::move(socket), *this, ec ? std::string("unknown") : peer.address().to_string())
+            ->start();
         accept();
+    });
+}
+
+void HttpServer::Impl::accept_failed(beast::error_code ec) {
+    accept_errors.fetch_add(1);
+    // The connection that failed stays queued (EMFILE: no descriptor for it), so an immediate retry would spin.
+    // Wait, doubling from 100 ms to 1 s, while open connections are served; log once per run of failures.
+    accept_backoff = std::clamp(accept_backoff * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
+    if (accept_failures_in_a_row++ == 0)
+        log::warn("accept failed; retrying with back-off (up to 1 s) while open connections are served",
+                  {{"error.message", ec.message()}});
+    accept_timer.expires_after(accept_backoff);
+    accept_timer.async_wait([this](beast::error_code timer_ec) {
+        if (!timer_ec && !stopping.load()) accept();
     });
 }
 
@@ -381,6 +584,7 @@ void HttpServer::Impl::begin_stop() {
     log::info("stopping: no new connections; finishing in-flight requests", {{"in_flight", in_flight.load()}});
     beast::error_code ignored;
     acceptor.close(ignored);
+    accept_timer.cancel();
     drain_deadline = Clock::now() + options.drain_timeout;
     drain();
 }
@@ -416,8 +620,14 @@ std::uint16_t HttpServer::port() const { return impl_->bound_port; }
 int HttpServer::in_flight() const { return impl_->in_flight.load(); }
 const std::vector<Route>& HttpServer::routes() const { return impl_->routes; }
 
+ServerStats HttpServer::stats() const {
+    const auto& s = *impl_;
+    return {s.accept_errors.load(), s.auth_failures.load(), s.auth_rate_limited.load(), s.pool_rejected.load(),
+            s.pool_queued.load()};
+}
+
 void HttpServer::stop() {
-    net::post(impl_->ioc, [this] { impl_->begin_stop(); });
+    net::post(impl_->control, [this] { impl_->begin_stop(); });
 }
 
 void HttpServer::run() {
@@ -425,13 +635,17 @@ void HttpServer::run() {
     s.signals.async_wait([&s](beast::error_code ec, int) {
         if (!ec) s.begin_stop();
     });
-    s.accept();
+    net::post(s.control, [&s] { s.accept(); });
     std::vector<std::thread> threads;
     for (int i = 1; i < std::max(1, s.options.threads); ++i)
         threads.emplace_back([&s] { s.ioc.run(); });
     s.ioc.run();
     for (auto& t : threads)
         t.join();
+    // After a drain timeout handlers may still run on the pool: they use state the caller destroys next, so wait
+    // for them (those not started are dropped).
+    s.pool.stop();
+    s.pool.join();
 }
 
 } // namespace btcml::serve

@@ -108,6 +108,8 @@ void Metrics::predictions_stored(std::int64_t count) { predictions_stored_.fetch
 
 void Metrics::count_in_flight_with(std::function<int()> in_flight) { in_flight_ = std::move(in_flight); }
 
+void Metrics::count_server_with(std::function<ServerStats()> stats) { server_stats_ = std::move(stats); }
+
 std::string Metrics::render(std::optional<std::int64_t> latest_bar) const {
     std::string out;
     out.reserve(8192);
@@ -137,6 +139,21 @@ std::string Metrics::render(std::optional<std::int64_t> latest_bar) const {
     }
     header(out, "btcml_http_requests_in_flight", "gauge", "Requests being handled or written now.");
     out += fmt::format("btcml_http_requests_in_flight {}\n", in_flight_ ? in_flight_() : 0);
+    const auto server = server_stats_ ? server_stats_() : ServerStats{};
+    header(out, "btcml_http_accept_errors_total", "counter",
+           "Failed accepts (e.g. EMFILE: out of file descriptors), each followed by a back-off of 0.1 to 1 s.");
+    out += fmt::format("btcml_http_accept_errors_total {}\n", server.accept_errors);
+    header(out, "btcml_http_auth_failures_total", "counter", "Requests with a wrong API key.");
+    out += fmt::format("btcml_http_auth_failures_total {}\n", server.auth_failures);
+    header(out, "btcml_http_auth_rate_limited_total", "counter",
+           "Requests refused with 429 because their address sent too many wrong API keys.");
+    out += fmt::format("btcml_http_auth_rate_limited_total {}\n", server.auth_rate_limited);
+    header(out, "btcml_http_worker_queue_rejected_total", "counter",
+           "Requests refused with 503 because the worker pool's queue was full.");
+    out += fmt::format("btcml_http_worker_queue_rejected_total {}\n", server.pool_rejected);
+    header(out, "btcml_http_worker_queue_requests", "gauge",
+           "Requests waiting for or running on the worker pool (store, disk and model work).");
+    out += fmt::format("btcml_http_worker_queue_requests {}\n", server.pool_queued);
 
     header(out, "btcml_model_info", "gauge", "The serving model; its version is a label (0: none loaded).");
     out += fmt::format("btcml_model_info{{version=\"{}\"}} 1\n", model_version_);

@@ -31,6 +31,8 @@ class Metrics {
 
     /// Where the in-flight gauge reads from (the server). Not thread-safe: call before serving.
     void count_in_flight_with(std::function<int()> in_flight);
+    /// Where the server's refusal and failure counters read from. Not thread-safe: call before serving.
+    void count_server_with(std::function<ServerStats()> stats);
 
     /// Everything in the text format; the latest bar comes from its owner.
     [[nodiscard]] std::string render(std::optional<std::int64_t> latest_bar) const;
@@ -47,6 +49,7 @@ class Metrics {
     using Key = std::tuple<std::string_view, std::string_view, int>;
 
     std::function<int()> in_flight_;
+    std::function<ServerStats()> server_stats_;
     mutable std::mutex mutex_;
     std::map<Key, Series> requests_;
     int model_version_ = 0;

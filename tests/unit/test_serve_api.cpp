@@ -41,6 +41,10 @@ TEST(ServeApi, EveryRegisteredRouteIsDocumentedWithResponsesAndExamples) {
             EXPECT_TRUE(op.contains("security") && !op["security"].empty()) << where << " needs a key: say so";
             EXPECT_TRUE(op["responses"].contains("401")) << where;
         }
+        if (op["responses"].contains("401"))
+            EXPECT_TRUE(op["responses"].contains("429")) << where << " checks keys: document the limit on wrong ones";
+        if (route.work == Work::pool)
+            EXPECT_TRUE(op["responses"].contains("503")) << where << " runs on the worker pool: document a full queue";
         for (const auto& [status, response] : op["responses"].items()) {
             if (!response.contains("content")) continue;
             if (status == "200" && (route.pattern == "/openapi.json" || route.pattern == "/docs/{file}")) continue;
@@ -87,6 +91,38 @@ TEST(ServeApi, ProblemRepliesFollowRfc9457) {
     EXPECT_EQ(body["title"], "Unprocessable Content");
     EXPECT_EQ(body["type"], "urn:btcml:problem:unprocessable-content");
     EXPECT_EQ(body["errors"][0]["field"], "bars[0].close");
+}
+
+TEST(ServeApi, FailureLimiterAllowsABurstThenOneAttemptPerPeriod) {
+    FailureLimiter limiter(3, 100);
+    const FailureLimiter::Clock::time_point t0{};
+    const std::string client = "192.0.2.1";
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(limiter.retry_after(client, t0), 0) << i;
+        limiter.failed(client, t0);
+    }
+    EXPECT_EQ(limiter.retry_after(client, t0), 20); // 3 a minute: one token every 20 s
+    EXPECT_EQ(limiter.retry_after("192.0.2.2", t0), 0) << "another address has its own bucket";
+    EXPECT_EQ(limiter.retry_after(client, t0 + std::chrono::seconds(15)), 5);
+    EXPECT_EQ(limiter.retry_after(client, t0 + std::chrono::seconds(20)), 0);
+    limiter.failed(client, t0 + std::chrono::seconds(20));
+    EXPECT_EQ(limiter.retry_after(client, t0 + std::chrono::seconds(20)), 20);
+}
+
+TEST(ServeApi, FailureLimiterMemoryIsBounded) {
+    FailureLimiter limiter(2, 4);
+    const FailureLimiter::Clock::time_point t0{};
+    for (int i = 0; i < 1000; ++i) {
+        const auto now = t0 + std::chrono::milliseconds(i);
+        limiter.failed("198.51.100." + std::to_string(i), now);
+        limiter.failed("198.51.100." + std::to_string(i), now);
+        EXPECT_LE(limiter.size(), 4U);
+    }
+    // The most recent offenders are the ones kept, still blocked.
+    EXPECT_GT(limiter.retry_after("198.51.100.999", t0 + std::chrono::milliseconds(999)), 0);
+    // Refilled buckets are forgotten first when room is needed.
+    limiter.failed("203.0.113.1", t0 + std::chrono::hours(1));
+    EXPECT_EQ(limiter.size(), 1U);
 }
 
 } // namespace
