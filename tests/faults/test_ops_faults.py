@@ -81,6 +81,16 @@ def test_a_full_disk_is_reported_once_without_rollback_noise(small_filesystem):
     assert "rollback" not in proc.stderr.lower()
 
 
+@pytest.mark.timeout(120)
+def test_a_failed_ingest_logs_one_line_on_either_backend(btcml: Btcml, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,what\nyesterday,something\ntoday,other\n")
+    proc = btcml.run("--log-level", "info", "ingest", bad, check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.splitlines() == [proc.stderr.strip()], f"one line expected: {proc.stderr}"
+    assert proc.stderr.startswith(f"btcml: error: {bad}: unrecognised layout"), proc.stderr
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("args,word,where", [
     (["frobnicate"], "frobnicate", ""),
