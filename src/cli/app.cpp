@@ -5,8 +5,13 @@
 #include "core/log.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace btcml::cli {
 namespace {
@@ -28,6 +33,36 @@ std::string one_line(std::string text) {
 int fail(ErrorKind kind, const std::string& message) {
     std::fprintf(stderr, "btcml: error: %s\n", one_line(message).c_str());
     return exit_code(kind);
+}
+
+// The deepest command the parser entered (the app itself when none).
+const CLI::App& innermost(const CLI::App& app) {
+    const CLI::App* current = &app;
+    for (auto parsed = current->get_subcommands(); !parsed.empty(); parsed = current->get_subcommands())
+        current = parsed.back();
+    return *current;
+}
+
+// CLI11 answers a missing or unknown command with "A subcommand is required"; say which word was not a command
+// and what the commands are, so that a typo can be fixed without --help. Nothing when `error` is another error.
+std::optional<std::string> command_error(const CLI::App& app, const CLI::ParseError& error) {
+    const CLI::App& parent = innermost(app);
+    if (dynamic_cast<const CLI::RequiredError*>(&error) == nullptr || parent.get_require_subcommand_min() == 0)
+        return std::nullopt;
+    std::vector<std::string> names;
+    for (const CLI::App* sub : parent.get_subcommands([](const CLI::App* s) { return !s->get_group().empty(); }))
+        names.push_back(sub->get_name());
+    const std::string path = parent.get_parent() == nullptr ? "" : parent.get_name() + " ";
+    const auto unmatched = app.remaining(true); // every level's: unmatched words fall through to the top (fallthrough)
+    const auto word = std::find_if(unmatched.begin(), unmatched.end(),
+                                   [](const std::string& w) { return !w.empty() && w.front() != '-'; });
+    const std::string list = fmt::format("{}commands: {}", path, fmt::join(names, ", "));
+    if (word == unmatched.end()) {
+        const std::string extra =
+            unmatched.empty() ? "" : fmt::format(" ('{}' is not an option here)", fmt::join(unmatched, " "));
+        return fmt::format("a {}command is required{}; {}", path, extra, list);
+    }
+    return fmt::format("unknown {}command '{}'; {}", path, *word, list);
 }
 
 } // namespace
@@ -59,7 +94,8 @@ int run(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        return fail(ErrorKind::usage, fmt::format("{} (see btcml --help)", e.what()));
+        const auto message = command_error(app, e).value_or(e.what());
+        return fail(ErrorKind::usage, fmt::format("{} (see btcml --help)", message));
     } catch (const Error& e) {
         log::debug("command failed", {{"error.kind", to_string(e.kind())}, {"error.message", e.what()}});
         return fail(e.kind(), e.what());

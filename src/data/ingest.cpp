@@ -395,10 +395,12 @@ IngestSummary ingest_records(store::Store& store, const std::string& source, con
         writer.finish(summary);
         store.commit();
     } catch (const std::exception& e) {
+        // The error that got us here is the one to report, once, by the caller. A failing rollback adds nothing to
+        // it: the database may have ended the transaction itself (SQLite on a full disk) or lost the connection.
         try {
             store.rollback();
         } catch (const std::exception& rollback_error) {
-            log::error("rollback failed", {{"error", rollback_error.what()}});
+            log::debug("rollback after a failed ingest", {{"error.message", rollback_error.what()}});
         }
         run.status = "failed";
         run.error = e.what();

@@ -2,6 +2,8 @@
 
 #include "core/error.hpp"
 
+#include <boost/math/distributions/students_t.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -40,41 +42,6 @@ double empirical_quantile(std::vector<double> values, double p) {
 
 namespace {
 
-// Continued fraction of the regularised incomplete beta function (modified Lentz), as in Numerical Recipes.
-double beta_continued_fraction(double a, double b, double x) {
-    constexpr double tiny = 1e-300;
-    constexpr double eps = 1e-15;
-    double c = 1;
-    double d = 1 - (a + b) * x / (a + 1);
-    if (std::abs(d) < tiny) d = tiny;
-    d = 1 / d;
-    double h = d;
-    for (int m = 1; m <= 500; ++m) {
-        const double m2 = 2.0 * m;
-        double aa = m * (b - m) * x / ((a + m2 - 1) * (a + m2));
-        for (int step = 0; step < 2; ++step) {
-            d = 1 + aa * d;
-            if (std::abs(d) < tiny) d = tiny;
-            c = 1 + aa / c;
-            if (std::abs(c) < tiny) c = tiny;
-            d = 1 / d;
-            h *= d * c;
-            aa = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1));
-        }
-        if (std::abs(d * c - 1) < eps) break;
-    }
-    return h;
-}
-
-double incomplete_beta(double a, double b, double x) {
-    if (x <= 0) return 0;
-    if (x >= 1) return 1;
-    const double log_front =
-        std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
-    if (x < (a + 1) / (a + b + 2)) return std::exp(log_front) * beta_continued_fraction(a, b, x) / a;
-    return 1 - std::exp(log_front) * beta_continued_fraction(b, a, 1 - x) / b;
-}
-
 double mean(std::span<const double> x) {
     double s = 0;
     for (const double v : x)
@@ -84,10 +51,7 @@ double mean(std::span<const double> x) {
 
 } // namespace
 
-double student_t_cdf(double t, double df) {
-    const double tail = 0.5 * incomplete_beta(df / 2, 0.5, df / (df + t * t));
-    return t >= 0 ? 1 - tail : tail;
-}
+double student_t_cdf(double t, double df) { return boost::math::cdf(boost::math::students_t(df), t); }
 
 std::optional<double> diebold_mariano_pvalue(std::span<const double> loss_a, std::span<const double> loss_b,
                                              int horizon) {

@@ -66,7 +66,7 @@ double pinball_loss(double y, double q, double tau);
 /// Empirical quantile with linear interpolation between order statistics (R type 7); values need not be sorted.
 double empirical_quantile(std::vector<double> values, double p);
 
-/// CDF of Student's t distribution with df degrees of freedom.
+/// CDF of Student's t distribution with df > 0 degrees of freedom (Boost.Math).
 double student_t_cdf(double t, double df);
 
 /// Two-sided p-value of the Diebold–Mariano test that two loss series have equal mean, with the Newey–West

@@ -1,6 +1,7 @@
 #include "features/dataset.hpp"
 
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "core/time.hpp"
 
 #include <fmt/format.h>
@@ -219,18 +220,13 @@ void fill_window(const FeatureTable& table, const Scaler& scaler, std::size_t or
 }
 
 std::string hash_bars(std::span<const Bar> bars) {
-    std::uint64_t h = 14695981039346656037ULL;
-    const auto mix = [&](const void* data, std::size_t size) {
-        const auto* p = static_cast<const unsigned char*>(data);
-        for (std::size_t i = 0; i < size; ++i)
-            h = (h ^ p[i]) * 1099511628211ULL;
-    };
+    Fnv1a64 h;
     for (const Bar& b : bars) {
-        mix(&b.time, sizeof b.time);
+        h.update_value(b.time);
         for (const double v : {b.open, b.high, b.low, b.close, b.volume})
-            mix(&v, sizeof v);
+            h.update_value(v);
     }
-    return fmt::format("fnv1a64:{:016x}", h);
+    return fmt::format("fnv1a64:{:016x}", h.digest());
 }
 
 } // namespace btcml::features

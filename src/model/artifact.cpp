@@ -1,6 +1,7 @@
 #include "model/artifact.hpp"
 
 #include "core/error.hpp"
+#include "core/hash.hpp"
 
 #include <fmt/format.h>
 
@@ -24,13 +25,6 @@ namespace {
 
 constexpr char magic[8] = {'B', 'T', 'C', 'M', 'L', 'W', 'T', 'S'};
 constexpr std::uint32_t max_rank = 8;
-
-std::uint64_t fnv1a64(std::span<const unsigned char> bytes) {
-    std::uint64_t h = 14695981039346656037ULL;
-    for (const unsigned char b : bytes)
-        h = (h ^ b) * 1099511628211ULL;
-    return h;
-}
 
 template <typename T> void put(std::vector<unsigned char>& out, T value) {
     const auto* p = reinterpret_cast<const unsigned char*>(&value);

@@ -45,6 +45,17 @@ def check_metrics(metrics, horizons=(1, 6, 24)):
         assert len(counts) == 1, "every model must be scored on the same points"
 
 
+def check_verdicts(verdicts, metrics):
+    """Each verdict must say what its own metrics say: a verdict that contradicts them fails."""
+    assert set(verdicts) == set(metrics)
+    for horizon, per_model in metrics.items():
+        model, naive = per_model["model"], per_model["naive"]
+        expected = [f"model {'beats' if model['mae'] < naive['mae'] else 'does NOT beat'} naive on mae",
+                    f"{'beats' if model['pinball'] < naive['pinball'] else 'does NOT beat'} naive on pinball",
+                    "significant at 5%" if model["dm_pvalue"] < 0.05 else "no significant difference at 5%"]
+        assert all(phrase in verdicts[horizon] for phrase in expected), (horizon, verdicts[horizon], expected)
+
+
 def test_train_reports_the_contract_and_publishes_an_artifact(trained):
     home, out = trained
     assert len(out["run_id"]) == 32
@@ -58,8 +69,7 @@ def test_train_reports_the_contract_and_publishes_an_artifact(trained):
     for e in out["epochs"]:
         assert {"epoch", "train_loss", "validation_loss", "lr", "seconds"} <= set(e)
     check_metrics(out["metrics"])
-    assert set(out["verdict"]) == {"h1", "h6", "h24"}
-    assert all("naive on mae" in v and "naive on pinball" in v for v in out["verdict"].values())
+    check_verdicts(out["verdict"], out["metrics"])
 
     model_dir = home.home / "models" / "1"
     card = json.loads((model_dir / "model.json").read_text())
@@ -107,6 +117,7 @@ def test_evaluate_walks_forward(trained):
     assert out["model_version"] == 1 and out["folds"] == 1
     assert out["from"] >= "2023-10-01" and out["to"] <= "2023-12-31"
     check_metrics(out["metrics"])
+    check_verdicts(out["verdict"], out["metrics"])
     assert out["overlaps_training"] is False
     early = home.json("evaluate", "--from", "2022-03-01", "--to", "2022-04-01")
     assert early["overlaps_training"] is True

@@ -3,7 +3,6 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -105,18 +104,25 @@ def test_predict_matches_forecast_and_stores_each_prediction_once(server):
     # Another window: another prediction.
     shifted = dict(body, bars=window(server, 26)["bars"][:-1])
     assert server.post("/api/v1/predict", json=shifted).json()["as_of"] < forecast["as_of"]
-    server.wait_for(lambda: len(server.get("/api/v1/predictions").json()["predictions"]) == 6, what="6 predictions")
-    time.sleep(0.5)
-    preds = server.get("/api/v1/predictions").json()["predictions"]
+    # Predictions are stored in the order they were made: once a third window's are stored, every earlier request's
+    # are too, so the count below is final.
+    marker = dict(body, bars=window(server, 27)["bars"][:-2])
+    marker_origin = server.post("/api/v1/predict", json=marker).json()["as_of"]
+
+    def stored(**params):
+        return server.get("/api/v1/predictions", params=params).json()["predictions"]
+
+    server.wait_for(lambda: any(p["origin_time"] == marker_origin for p in stored()), what="the third window's")
+    preds = [p for p in stored() if p["origin_time"] != marker_origin]
     assert len(preds) == 6, "identical requests must store one set of predictions"
     # The older window's first horizon targets a stored bar: realised price and error are known.
     realised = [p for p in preds if p["realised"] is not None]
     assert realised and all(p["error"] == pytest.approx(p["realised"] - p["price"]) for p in realised)
     assert all(p["realised"] is None and p["error"] is None for p in preds if p["origin_time"] == forecast["as_of"])
     # from/to select by target time.
-    late = server.get("/api/v1/predictions", params={"from": forecast["forecasts"][0]["target_time"]}).json()
-    assert 3 <= len(late["predictions"]) < 6
-    assert all(p["target_time"] >= forecast["forecasts"][0]["target_time"] for p in late["predictions"])
+    late = [p for p in stored(**{"from": forecast["forecasts"][0]["target_time"]}) if p["origin_time"] != marker_origin]
+    assert 3 <= len(late) < 6
+    assert all(p["target_time"] >= forecast["forecasts"][0]["target_time"] for p in late)
 
 
 @pytest.mark.parametrize("mutate,status,field", [

@@ -57,6 +57,16 @@ TEST(Metrics, StudentTCdf) {
     };
     for (const auto& c : cases)
         EXPECT_NEAR(student_t_cdf(c.t, c.df), c.expected, 1e-7) << c.t << " df " << c.df;
+    // Against SciPy 1.x (scipy.stats.t.cdf): fractional df, a far tail (relative error), t = 2, df 10, whose
+    // two-sided p-value is the textbook 0.0734.
+    const Case scipy[] = {
+        {2.0, 10, 0.9633059826146297},   {1.0, 2, 0.7886751345948129},   {-2.5, 4, 0.03338327240599406},
+        {3.0, 30, 0.997305017967174},    {0.5, 0.5, 0.6213409635352817}, {10, 3, 0.9989358004707929},
+        {-40, 5, 9.205981085886476e-08}, {2.0, 1e6, 0.9772497330743404},
+    };
+    for (const auto& c : scipy)
+        EXPECT_NEAR(student_t_cdf(c.t, c.df), c.expected, 1e-12 + 1e-10 * c.expected) << c.t << " df " << c.df;
+    EXPECT_NEAR(2 * (1 - student_t_cdf(2.0, 10)), 0.0734, 5e-5);
 }
 
 TEST(Metrics, DieboldMarianoWithHacAndHarveyCorrection) {

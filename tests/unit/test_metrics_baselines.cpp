@@ -87,5 +87,22 @@ TEST(Scoreboard, ScoresEveryModelOnTheSamePoints) {
     EXPECT_THROW(board.add(f.table, f.scaler, f.baselines, f.split.test, nullptr), Error);
 }
 
+TEST(Scoreboard, VerdictSaysWhatTheMetricsSay) {
+    // Worse than naive on MAE, better on pinball, significant; then the reverse, not significant.
+    const nlohmann::json metrics = {
+        {"h1",
+         {{"model", {{"mae", 2.0}, {"pinball", 0.5}, {"dm_pvalue", 0.01}}},
+          {"naive", {{"mae", 1.0}, {"pinball", 0.7}, {"dm_pvalue", nullptr}}}}},
+        {"h6",
+         {{"model", {{"mae", 1.0}, {"pinball", 0.9}, {"dm_pvalue", 0.5}}},
+          {"naive", {{"mae", 1.5}, {"pinball", 0.7}, {"dm_pvalue", nullptr}}}}},
+    };
+    const auto v = Scoreboard::verdicts(metrics);
+    EXPECT_EQ(v["h1"], "model does NOT beat naive on mae (2 vs 1); beats naive on pinball (0.5 vs 0.7); "
+                       "Diebold-Mariano p = 0.01 (the squared-error difference is significant at 5%)");
+    EXPECT_EQ(v["h6"], "model beats naive on mae (1 vs 1.5); does NOT beat naive on pinball (0.9 vs 0.7); "
+                       "Diebold-Mariano p = 0.5 (no significant difference at 5%)");
+}
+
 } // namespace
 } // namespace btcml::evaluate
