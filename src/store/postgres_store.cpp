@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <array>
@@ -222,6 +223,15 @@ PostgresStore::PostgresStore(const std::string& url) : url_(redact_url(url)) {
 }
 
 PostgresStore::~PostgresStore() { PQfinish(conn_); } // the server rolls back an open transaction
+
+bool PostgresStore::healthy() {
+    if (PQstatus(conn_) != CONNECTION_OK) return false;
+    // A server that stops or terminates this backend sends an error and closes the socket; PQstatus learns of it
+    // only once something reads. Read what has arrived without waiting.
+    pollfd socket{PQsocket(conn_), POLLIN, 0};
+    if (::poll(&socket, 1, 0) > 0 && PQconsumeInput(conn_) == 0) return false;
+    return PQstatus(conn_) == CONNECTION_OK;
+}
 
 void PostgresStore::exec(const std::string& sql) {
     const ResultPtr result(PQexec(conn_, sql.c_str()));
