@@ -315,8 +315,9 @@ Response HttpServer::Impl::route(Request& request, std::string_view& route_name)
             continue;
         }
         route_name = r.pattern;
+        request.authenticated = key_matches(bearer_or_header_key(request), options.api_keys);
         const bool needs_key = r.access == Access::write || (r.access == Access::read && options.require_key_for_reads);
-        if (needs_key && !key_matches(bearer_or_header_key(request), options.api_keys)) {
+        if (needs_key && !request.authenticated) {
             return problem_response(401, options.api_keys.empty()
                                              ? "this route needs an API key, and the server has none configured "
                                                "(start it with --api-key or BTCML_API_KEY)"

@@ -2,14 +2,20 @@
 #include "serve/api.hpp"
 #include "serve/assets.hpp"
 #include "serve/http_server.hpp"
+#include "serve/service.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <filesystem>
 #include <set>
 #include <string>
+#include <unistd.h>
+#include <vector>
 
 namespace btcml::serve {
 namespace {
@@ -87,6 +93,37 @@ TEST(ServeApi, ProblemRepliesFollowRfc9457) {
     EXPECT_EQ(body["title"], "Unprocessable Content");
     EXPECT_EQ(body["type"], "urn:btcml:problem:unprocessable-content");
     EXPECT_EQ(body["errors"][0]["field"], "bars[0].close");
+}
+
+TEST(ServeStorePool, ReplacesAConnectionWhoseDatabaseFileWasReplaced) {
+    const auto dir = std::filesystem::temp_directory_path() / fmt::format("btcml_pool_test_{}", getpid());
+    std::filesystem::create_directories(dir);
+    const auto db = dir / "btcml.db";
+    {
+        StorePool pool("sqlite:" + db.string(), dir);
+        const std::vector<Bar> bars{{3600, 1, 2, 0.5, 1.5, 10}};
+        pool.acquire()->insert_bars({"BTCUSD", 3600}, bars, "test");
+        for (const char* suffix : {"", "-wal", "-shm"})
+            std::filesystem::remove(db.string() + suffix);
+        // The pooled connection still reads the removed file; the pool opens the new one instead.
+        EXPECT_TRUE(pool.acquire()->list_series().empty());
+        EXPECT_TRUE(std::filesystem::exists(db));
+    }
+    std::filesystem::remove_all(dir);
+}
+
+TEST(ServeSlidingWindowLimit, AdmitsUpToTheLimitInAnyPeriod) {
+    using std::chrono::seconds;
+    SlidingWindowLimit limit(2, seconds(10));
+    const std::chrono::steady_clock::time_point t0{seconds(1000)};
+    EXPECT_TRUE(limit.admit(t0));
+    EXPECT_TRUE(limit.admit(t0 + seconds(1)));
+    EXPECT_FALSE(limit.admit(t0 + seconds(9)));
+    EXPECT_TRUE(limit.admit(t0 + seconds(10))); // the first has left the window
+    EXPECT_FALSE(limit.admit(t0 + seconds(10)));
+    EXPECT_TRUE(limit.admit(t0 + seconds(11)));
+    SlidingWindowLimit none(0, seconds(10));
+    EXPECT_FALSE(none.admit(t0));
 }
 
 } // namespace
