@@ -112,7 +112,7 @@ struct ServiceOptions {
     std::string db_url;
     std::string tracking_uri; // where the registry mirrors promotions (empty: the store only)
     std::chrono::milliseconds poll_interval{1000};
-    /// Distinct POST /api/v1/predict forecasts stored per series in any 60 minutes for requests without a valid
+    /// Distinct POST /api/v1/predict forecasts stored in any 60 minutes for requests without a valid
     /// API key; beyond it they are answered but not stored (0: none are stored).
     int anonymous_predictions_per_hour = 100;
 };
