@@ -21,6 +21,8 @@ namespace {
 constexpr std::int64_t kMigrationLockKey = 0x6274636d6c;
 // With a hash of the series, locks one series against concurrent writers ("btcm" in ASCII).
 constexpr std::int32_t kSeriesLockClass = 0x6274636d;
+// Seconds a connection attempt may take unless the URL says otherwise (connect_timeout=…).
+constexpr const char* kDefaultConnectTimeout = "10";
 // COPY data is sent in chunks of about this size.
 constexpr std::size_t kCopyChunk = 1 << 20;
 
@@ -204,7 +206,11 @@ class PostgresStore::CopyIn {
 };
 
 PostgresStore::PostgresStore(const std::string& url) : url_(redact_url(url)) {
-    conn_ = PQconnectdb(url.c_str());
+    // libpq waits for ever on a server that accepts but never answers (or a host that drops packets), freezing the
+    // thread that connects; a connect_timeout in the URL wins over this default, which comes first.
+    const std::array<const char*, 3> keywords{"connect_timeout", "dbname", nullptr};
+    const std::array<const char*, 3> values{kDefaultConnectTimeout, url.c_str(), nullptr};
+    conn_ = PQconnectdbParams(keywords.data(), values.data(), 1);
     if (PQstatus(conn_) != CONNECTION_OK) {
         const auto message = trimmed(PQerrorMessage(conn_));
         PQfinish(conn_);

@@ -250,3 +250,20 @@ def test_serve_reconnects_after_postgresql_restarts(private_pg, tmp_path):
                    what="the predictions queued during the outage")
         assert s.get("/api/v1/forecast").status_code == 200
         assert s.proc.poll() is None
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("query,limit", [("", 30), ("?connect_timeout=1", 8)])
+def test_a_database_that_never_answers_fails_the_connection_in_time(tmp_path, query, limit):
+    """A server that accepts connections and never answers (a hung host behind a live port) once held libpq, and
+    the thread that connects, for ever. The default connect timeout is 10 s; one in the URL wins."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)  # the kernel completes the handshakes; nobody ever reads or answers
+        url = f"postgresql://postgres@127.0.0.1:{mute.getsockname()[1]}/btcml{query}"
+        started = time.monotonic()
+        proc = Btcml(tmp_path / "home", url).run("serve", "--port", "0", check=False, timeout=60)
+        elapsed = time.monotonic() - started
+    assert proc.returncode != 0
+    assert "timeout expired" in proc.stderr, proc.stderr
+    assert elapsed < limit, elapsed
