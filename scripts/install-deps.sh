@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     build-essential cmake ninja-build pkg-config git ca-certificates
     libcli11-dev nlohmann-json3-dev libsqlite3-dev sqlite3 libpq-dev postgresql postgresql-client
-    libyaml-cpp-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev libarchive-dev zlib1g-dev
+    libyaml-cpp-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev libssl-dev libarchive-dev zlib1g-dev
     libeigen3-dev libgtest-dev libgmock-dev libfast-float-dev libbenchmark-dev libonnx-dev libprotobuf-dev protobuf-compiler
     python3 python3-venv python3-pip python3-pytest python3-torch python3-numpy
     libboost-dev prometheus wrk nginx-light

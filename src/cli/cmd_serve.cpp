@@ -23,6 +23,7 @@ struct ServeArgs {
     double request_timeout = 10;
     double write_timeout = 30;
     int poll_ms = 1000;
+    int anonymous_predictions = serve::ServiceOptions{}.anonymous_predictions_per_hour;
 };
 
 /// Keys from --api-key, else from BTCML_API_KEY (comma-separated).
@@ -51,7 +52,7 @@ void run_serve(ServeArgs& args, Context& ctx) {
         throw UsageError("--require-key-for-reads needs at least one --api-key (or BTCML_API_KEY)");
 
     serve::Service service({ctx.config.home, ctx.config.db_url, resolve_tracking_uri(ctx, std::nullopt),
-                            std::chrono::milliseconds(args.poll_ms)});
+                            std::chrono::milliseconds(args.poll_ms), args.anonymous_predictions});
     serve::HttpServer server(options, serve::make_routes(service), [&service](const serve::Exchange& e) {
         service.metrics().observe(e);
         // Access log: the route pattern, never the query string, headers or body (keys and data stay out of logs).
@@ -114,6 +115,11 @@ void setup_serve(CLI::App& app, Context& ctx) {
     cmd->add_option("--poll-ms", args.poll_ms, "How often to look for a new champion or new bars, in milliseconds")
         ->capture_default_str()
         ->check(CLI::Range(50, 3'600'000));
+    cmd->add_option("--anonymous-predictions", args.anonymous_predictions,
+                    "Distinct POST /api/v1/predict forecasts stored per hour for requests without an API key "
+                    "(more are answered, not stored)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1'000'000));
     cmd->callback([&args, &ctx] { run_serve(args, ctx); });
 }
 

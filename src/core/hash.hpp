@@ -1,6 +1,6 @@
 #pragma once
-// FNV-1a 64: the one fast, non-cryptographic checksum btcml uses (weights file integrity, identity of the bars a
-// model was trained on). Not collision-resistant: never a key that untrusted input chooses.
+// FNV-1a 64: the one fast, non-cryptographic checksum btcml uses (weights file integrity). Not collision-resistant:
+// never a key that untrusted input chooses (features::hash_bars is SHA-256 for that reason).
 #include <cstddef>
 #include <cstdint>
 #include <span>

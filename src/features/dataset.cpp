@@ -1,12 +1,15 @@
 #include "features/dataset.hpp"
 
 #include "core/error.hpp"
-#include "core/hash.hpp"
 #include "core/time.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -220,13 +223,23 @@ void fill_window(const FeatureTable& table, const Scaler& scaler, std::size_t or
 }
 
 std::string hash_bars(std::span<const Bar> bars) {
-    Fnv1a64 h;
+    // The canonical input: per bar its time as a little-endian int64, then open, high, low, close and volume as
+    // little-endian IEEE 754 doubles (40 + 8 bytes), so that the same bars hash alike on every machine.
+    std::vector<unsigned char> bytes;
+    bytes.reserve(bars.size() * 48);
+    const auto put = [&](std::uint64_t value) {
+        for (int i = 0; i < 8; ++i)
+            bytes.push_back(static_cast<unsigned char>(value >> (8 * i)));
+    };
     for (const Bar& b : bars) {
-        h.update_value(b.time);
+        put(static_cast<std::uint64_t>(b.time));
         for (const double v : {b.open, b.high, b.low, b.close, b.volume})
-            h.update_value(v);
+            put(std::bit_cast<std::uint64_t>(v));
     }
-    return fmt::format("fnv1a64:{:016x}", h.digest());
+    std::array<unsigned char, 32> digest{};
+    if (EVP_Digest(bytes.data(), bytes.size(), digest.data(), nullptr, EVP_sha256(), nullptr) != 1)
+        throw Error(ErrorKind::internal, "SHA-256 failed (libcrypto)");
+    return fmt::format("sha256:{:02x}", fmt::join(digest, ""));
 }
 
 } // namespace btcml::features

@@ -95,7 +95,8 @@ Scaler fit_scaler(const FeatureTable& table, std::span<const std::size_t> train_
 /// Writes the scaled inputs of the window ending at `origin`: `window` rows (oldest first) of feature_count floats.
 void fill_window(const FeatureTable& table, const Scaler& scaler, std::size_t origin, std::size_t window, float* out);
 
-/// FNV-1a 64 of the bars' times and OHLCV, as hex: identifies the exact data a model was trained on.
+/// SHA-256 of the bars' times and OHLCV (`sha256:` and 64 hex digits): identifies the exact data a model was trained
+/// on and the input of a stored prediction; collision-resistant, so no crafted input can pass for another.
 std::string hash_bars(std::span<const Bar> bars);
 
 } // namespace btcml::features

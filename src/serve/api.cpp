@@ -29,7 +29,17 @@ nlohmann::json parse_json_body(const Request& request) {
     const auto type = request.header("Content-Type");
     if (!type.empty() && type.find("application/json") == std::string_view::npos)
         throw bad_param("body", fmt::format("the body must be application/json, not {}", type));
-    auto body = nlohmann::json::parse(request.body, nullptr, false);
+    // Refused while parsing, before a deep value exists: walking one (dump, copy, destruction) recurses per level
+    // and ~70,000 levels overflow a request thread's stack.
+    const auto limit_depth = [](int depth, nlohmann::json::parse_event_t event, const nlohmann::json&) {
+        const bool opens =
+            event == nlohmann::json::parse_event_t::array_start || event == nlohmann::json::parse_event_t::object_start;
+        if (opens && depth >= kMaxJsonDepth)
+            throw bad_param("body", fmt::format("the body nests arrays and objects more than {} levels deep",
+                                                kMaxJsonDepth));
+        return true;
+    };
+    auto body = nlohmann::json::parse(request.body, limit_depth, false);
     if (body.is_discarded()) throw bad_param("body", "the body is not valid JSON");
     if (!body.is_object()) throw invalid("body", "the body must be a JSON object");
     return body;
@@ -154,13 +164,6 @@ SeriesKey series_param(const Request& request, const Service& service) {
     return key;
 }
 
-/// The serving model; Unavailable while there is none.
-std::shared_ptr<const Model> serving_model(const Service& service) {
-    auto m = service.model();
-    if (!m) throw Unavailable("no model is loaded yet (train one with btcml train)");
-    return m;
-}
-
 /// Refuses a series the serving model does not forecast, naming the field.
 void require_model_series(const Model& m, const std::string& symbol, std::int64_t interval, ErrorKind kind) {
     const auto& series = m.loaded.series;
@@ -216,19 +219,26 @@ Response readyz(Service& service, const Request&) {
     } catch (const std::exception& e) {
         problems.push_back(fmt::format("store unreachable: {}", e.what()));
     }
-    const auto m = service.model();
-    if (!m) problems.emplace_back("no model loaded");
+    std::shared_ptr<const Model> m;
+    try {
+        m = service.require_model();
+    } catch (const Unavailable& e) {
+        problems.emplace_back(e.what());
+    }
     if (!problems.empty()) {
         std::string detail;
         for (const auto& p : problems)
             detail += (detail.empty() ? "" : "; ") + p;
         return problem_response(503, detail);
     }
-    return json_response({{"status", "ready"}, {"model_version", m->loaded.version}});
+    nlohmann::json out{{"status", "ready"}, {"model_version", m->loaded.version}};
+    // A newer champion that does not load: the previous model serves, and operators learn why.
+    if (const auto failure = service.champion_failure()) out["champion_error"] = Service::describe(*failure);
+    return json_response(out);
 }
 
 Response forecast(Service& service, const Request& request) {
-    const auto m = serving_model(service);
+    const auto m = service.require_model();
     const auto key = series_param(request, service);
     require_model_series(*m, key.symbol, key.interval, ErrorKind::not_found);
     return {200, "application/json", service.current_forecast(), {}};
@@ -236,12 +246,16 @@ Response forecast(Service& service, const Request& request) {
 
 Response predict(Service& service, const Request& request) {
     const auto body = parse_json_body(request);
-    const auto m = serving_model(service);
+    const auto m = service.require_model();
     const auto symbol = string_member(body, "symbol");
     const auto interval = interval_member(body);
     require_model_series(*m, symbol, interval, ErrorKind::invalid);
     const auto& items = bars_member(body);
     const std::size_t needed = m->loaded.forecaster.spec().window + 1;
+    if (items.size() < needed)
+        throw invalid("bars",
+                      fmt::format("the model needs at least {} consecutive bars (a window of {} returns), got {}",
+                                  needed, needed - 1, items.size()));
     std::vector<Bar> bars;
     bars.reserve(items.size());
     for (std::size_t i = 0; i < items.size(); ++i) {
@@ -256,11 +270,11 @@ Response predict(Service& service, const Request& request) {
                                       format_interval(interval), format_iso8601(bars.back().time + interval)));
         bars.push_back({*c.time, c.open, c.high, c.low, c.close, c.volume, true});
     }
-    if (bars.size() != needed)
-        throw invalid("bars",
-                      fmt::format("the model needs exactly {} consecutive bars (a window of {} returns), got {}",
-                                  needed, needed - 1, bars.size()));
-    return json_response(service.predict(*m, bars));
+    // Every bar is checked; the latest window + 1 are the input (the same bars as a forecast from the same data).
+    const std::span<const Bar> used = std::span<const Bar>(bars).last(needed);
+    auto out = service.predict(*m, used, !request.authenticated);
+    out["bars_used"] = used.size();
+    return json_response(out);
 }
 
 Response get_bars(Service& service, const Request& request) {

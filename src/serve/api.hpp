@@ -26,4 +26,7 @@ std::vector<Route> make_routes(Service& service);
 /// Largest page GET /api/v1/bars and /api/v1/predictions return.
 inline constexpr std::int64_t kMaxPage = 10'000;
 
+/// Deepest nesting of arrays and objects a JSON request body may have (the top-level value is level 1).
+inline constexpr int kMaxJsonDepth = 64;
+
 } // namespace btcml::serve

@@ -484,11 +484,11 @@ Prepared HttpServer::Impl::prepare(const http::request<http::string_body>& req, 
             continue;
         }
         p.route_name = r.pattern;
-        const bool needs_key = r.access == Access::write || (r.access == Access::read && options.require_key_for_reads);
-        if (needs_key) {
-            const auto key = bearer_or_header_key(request);
+        // A presented key is checked on every route (it decides whether an anonymous budget applies), and a wrong one
+        // counts toward the client's limit wherever it was tried.
+        if (const auto key = bearer_or_header_key(request); !key.empty()) {
             // A client that sent too many wrong keys is refused before its key is compared, so guessing stalls.
-            if (const int wait = key.empty() ? 0 : limiter.retry_after(client, p.started); wait > 0) {
+            if (const int wait = limiter.retry_after(client, p.started); wait > 0) {
                 auth_rate_limited.fetch_add(1);
                 p.answer = problem_response(
                     429, fmt::format("too many requests with a wrong API key from this address (at most {} a "
@@ -497,18 +497,20 @@ Prepared HttpServer::Impl::prepare(const http::request<http::string_body>& req, 
                 p.answer->headers.emplace_back("Retry-After", std::to_string(wait));
                 return p;
             }
-            if (!key_matches(key, options.api_keys)) {
-                if (!key.empty()) {
-                    auth_failures.fetch_add(1);
-                    limiter.failed(client, p.started);
-                }
-                p.answer = problem_response(401, options.api_keys.empty()
-                                                     ? "this route needs an API key, and the server has none "
-                                                       "configured (start it with --api-key or BTCML_API_KEY)"
-                                                     : "a valid API key is required (X-API-Key or Authorization: "
-                                                       "Bearer)");
-                return p;
+            request.authenticated = key_matches(key, options.api_keys);
+            if (!request.authenticated) {
+                auth_failures.fetch_add(1);
+                limiter.failed(client, p.started);
             }
+        }
+        const bool needs_key = r.access == Access::write || (r.access == Access::read && options.require_key_for_reads);
+        if (needs_key && !request.authenticated) {
+            p.answer = problem_response(401, options.api_keys.empty()
+                                                 ? "this route needs an API key, and the server has none "
+                                                   "configured (start it with --api-key or BTCML_API_KEY)"
+                                                 : "a valid API key is required (X-API-Key or Authorization: "
+                                                   "Bearer)");
+            return p;
         }
         if (r.work == Work::io)
             p.answer = invoke(r, request);

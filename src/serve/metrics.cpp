@@ -106,6 +106,10 @@ void Metrics::forecast_made(const model::Forecast& forecast) {
 
 void Metrics::predictions_stored(std::int64_t count) { predictions_stored_.fetch_add(count); }
 
+void Metrics::predictions_not_stored(NotStoredReason reason, std::int64_t count) {
+    predictions_not_stored_.at(static_cast<std::size_t>(reason)).fetch_add(count);
+}
+
 void Metrics::count_in_flight_with(std::function<int()> in_flight) { in_flight_ = std::move(in_flight); }
 
 void Metrics::count_server_with(std::function<ServerStats()> stats) { server_stats_ = std::move(stats); }
@@ -188,6 +192,13 @@ std::string Metrics::render(std::optional<std::int64_t> latest_bar) const {
     if (latest_bar) out += fmt::format("btcml_latest_bar_age_seconds {}\n", now_unix() - *latest_bar);
     header(out, "btcml_predictions_stored_total", "counter", "Predictions (one per horizon) this server stored.");
     out += fmt::format("btcml_predictions_stored_total {}\n", predictions_stored_.load());
+    header(out, "btcml_predictions_not_stored_total", "counter",
+           "Predictions (one per horizon) answered but not stored: over the anonymous budget, or lost to a long "
+           "store outage.");
+    out += fmt::format("btcml_predictions_not_stored_total{{reason=\"anonymous_budget\"}} {}\n",
+                       predictions_not_stored_[static_cast<std::size_t>(NotStoredReason::anonymous_budget)].load());
+    out += fmt::format("btcml_predictions_not_stored_total{{reason=\"store_unavailable\"}} {}\n",
+                       predictions_not_stored_[static_cast<std::size_t>(NotStoredReason::store_unavailable)].load());
 
     const auto p = process_stats();
     header(out, "btcml_process_cpu_seconds_total", "counter", "User and system CPU time of the server process.");

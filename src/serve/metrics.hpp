@@ -16,6 +16,12 @@
 
 namespace btcml::serve {
 
+/// Why a forecast's predictions were answered but not stored.
+enum class NotStoredReason {
+    anonymous_budget,  // over the budget of requests without an API key
+    store_unavailable, // the store stayed unreachable past the writer's queue or a shutdown
+};
+
 /// Thread-safe.
 class Metrics {
   public:
@@ -28,6 +34,7 @@ class Metrics {
     /// The champion's latest forecast (per horizon).
     void forecast_made(const model::Forecast& forecast);
     void predictions_stored(std::int64_t count);
+    void predictions_not_stored(NotStoredReason reason, std::int64_t count);
 
     /// Where the in-flight gauge reads from (the server). Not thread-safe: call before serving.
     void count_in_flight_with(std::function<int()> in_flight);
@@ -59,6 +66,7 @@ class Metrics {
     std::int64_t forecast_as_of_ = 0;
     std::vector<model::HorizonForecast> forecast_;
     std::atomic<std::int64_t> predictions_stored_{0};
+    std::array<std::atomic<std::int64_t>, 2> predictions_not_stored_{}; // by NotStoredReason
 };
 
 } // namespace btcml::serve

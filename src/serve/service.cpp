@@ -17,6 +17,15 @@ namespace {
 
 // Repeats of recent forecasts are dropped in memory; beyond this many keys the set starts afresh.
 constexpr std::size_t kRecentKeys = 10'000;
+// Retries of a failed prediction write while the store is unreachable: doubling up to the cap, so that storing
+// resumes within a few seconds of the database coming back.
+constexpr std::chrono::milliseconds kFirstWriteRetry{250}, kMaxWriteRetry{4000};
+// Retries of a champion that failed to load (its files may be repaired in place): doubling up to the cap.
+constexpr std::chrono::seconds kFirstLoadRetry{1}, kMaxLoadRetry{60};
+
+template <class Duration> Duration backoff(Duration first, Duration cap, int attempt) {
+    return attempt >= 16 ? cap : std::min(cap, first * (1 << (attempt - 1)));
+}
 
 std::string forecast_key(const store::Prediction& first) {
     return fmt::format("{}|{}|{}|{}|{}", first.model_version, first.symbol, first.interval, first.origin_time,
@@ -43,18 +52,23 @@ StorePool::Lease::~Lease() {
         log::warn("dropping a store connection that failed to roll back", {{"error.message", e.what()}});
         return;
     }
+    if (!store_->healthy()) return; // broken (the database restarted): the next acquire opens a new one
     const std::lock_guard lock(pool_.mutex_);
     pool_.idle_.push_back(std::move(store_));
 }
 
 StorePool::Lease StorePool::acquire() {
-    {
-        const std::lock_guard lock(mutex_);
-        if (!idle_.empty()) {
-            auto store = std::move(idle_.back());
+    for (;;) {
+        std::unique_ptr<store::Store> store;
+        {
+            const std::lock_guard lock(mutex_);
+            if (idle_.empty()) break;
+            store = std::move(idle_.back());
             idle_.pop_back();
-            return {*this, std::move(store)};
         }
+        // Idle connections break too (a restart closes them all): check before handing one out.
+        if (store->healthy()) return {*this, std::move(store)};
+        log::warn("dropping a broken store connection", {{"db.system", store->backend()}});
     }
     return {*this, store::open_store(url_, home_)};
 }
@@ -71,14 +85,22 @@ PredictionWriter::~PredictionWriter() {
     thread_.join();
 }
 
-void PredictionWriter::add(std::vector<store::Prediction> predictions) {
+void PredictionWriter::add(std::vector<store::Prediction> predictions, const std::function<bool()>& admit) {
     if (predictions.empty()) return;
     {
         const std::lock_guard lock(mutex_);
+        const auto key = forecast_key(predictions.front());
+        if (recent_.contains(key)) return;
+        if (admit && !admit()) return;
         if (recent_.size() >= kRecentKeys) recent_.clear();
-        if (!recent_.insert(forecast_key(predictions.front())).second) return;
+        recent_.insert(key);
         queue_.insert(queue_.end(), std::make_move_iterator(predictions.begin()),
                       std::make_move_iterator(predictions.end()));
+        if (queue_.size() > kMaxQueuedPredictions) { // the store has been away for long: keep the newest
+            const auto excess = queue_.size() - kMaxQueuedPredictions;
+            queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(excess));
+            metrics_.predictions_not_stored(NotStoredReason::store_unavailable, static_cast<std::int64_t>(excess));
+        }
         ++queued_batches_;
     }
     wake_.notify_one();
@@ -87,11 +109,14 @@ void PredictionWriter::add(std::vector<store::Prediction> predictions) {
 void PredictionWriter::flush() {
     std::unique_lock lock(mutex_);
     const auto target = queued_batches_;
+    drain_until_ = std::max(drain_until_, target);
+    wake_.notify_all();
     written_.wait(lock, [&] { return written_batches_ >= target; });
 }
 
 void PredictionWriter::loop() {
     std::unique_lock lock(mutex_);
+    int failures = 0;
     for (;;) {
         wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty() && stopping_) return;
@@ -99,21 +124,54 @@ void PredictionWriter::loop() {
         queue_.clear();
         const auto batches = queued_batches_;
         lock.unlock();
+        bool retry = false;
         try {
             auto store = pool_.acquire();
             metrics_.predictions_stored(store->insert_predictions(batch));
+            if (failures > 0) log::info("storing predictions again", {{"predictions", batch.size()}});
+            failures = 0;
+        } catch (const Unavailable& e) {
+            retry = true;
+            if (failures++ == 0)
+                log::warn("the store is unreachable; predictions are queued and retried",
+                          {{"error.message", e.what()}, {"predictions", batch.size()}});
         } catch (const std::exception& e) {
-            // Losing a prediction loses a monitoring point, never a reply: log it and go on.
+            // Not the store's absence: retrying would fail the same way. A lost prediction is a lost monitoring
+            // point, never a lost reply.
             log::error("storing predictions failed", {{"error.message", e.what()}, {"predictions", batch.size()}});
         }
         lock.lock();
+        // Retried unless the server stops or a flush waits for this batch.
+        const auto give_up = [&] { return stopping_ || drain_until_ > written_batches_; };
+        if (retry && !give_up()) {
+            // Back in front of what arrived meanwhile, then wait (a stop or a flush cuts the wait short).
+            queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
+            wake_.wait_for(lock, backoff(kFirstWriteRetry, kMaxWriteRetry, failures), give_up);
+            continue;
+        }
+        if (retry) {
+            const auto lost = static_cast<std::int64_t>(batch.size());
+            metrics_.predictions_not_stored(NotStoredReason::store_unavailable, lost);
+            log::error("dropping predictions: the store is unreachable while stopping", {{"predictions", lost}});
+        }
         written_batches_ = batches;
         written_.notify_all();
     }
 }
 
+bool SlidingWindowLimit::admit(std::chrono::steady_clock::time_point now) {
+    const std::lock_guard lock(mutex_);
+    while (!admitted_.empty() && now - admitted_.front() >= period_)
+        admitted_.pop_front();
+    if (admitted_.size() >= limit_) return false;
+    admitted_.push_back(now);
+    return true;
+}
+
 Service::Service(ServiceOptions options)
-    : options_(std::move(options)), stores_(options_.db_url, options_.home), writer_(stores_, metrics_) {
+    : options_(std::move(options)), stores_(options_.db_url, options_.home), writer_(stores_, metrics_),
+      anonymous_budget_(static_cast<std::size_t>(std::max(0, options_.anonymous_predictions_per_hour)),
+                        std::chrono::hours(1)) {
     // Requests already run in parallel on the server's threads; a forward pass that also forked an OpenMP team
     // for its small matrix products spent most of its time spinning in libgomp (measured: 10x fewer predictions).
     Eigen::setNbThreads(1);
@@ -146,6 +204,7 @@ void Service::poke() {
 }
 
 void Service::watch() {
+    std::string failing; // the last error, so that an outage is logged once, not on every poll
     std::unique_lock lock(wake_mutex_);
     while (!stopping_) {
         wake_.wait_for(lock, options_.poll_interval, [&] { return stopping_ || poked_; });
@@ -155,11 +214,28 @@ void Service::watch() {
         try {
             check_champion();
             check_latest_bar();
+            if (!failing.empty()) log::info("watching the champion and the store works again");
+            failing.clear();
         } catch (const std::exception& e) {
-            log::warn("watching the champion and the store failed", {{"error.message", e.what()}});
+            if (failing != e.what())
+                log::warn("watching the champion and the store failed", {{"error.message", e.what()}});
+            failing = e.what();
         }
         lock.lock();
     }
+}
+
+std::shared_ptr<const Model> Service::require_model() const {
+    auto m = model();
+    if (m) return m;
+    if (const auto failure = champion_failure()) throw Unavailable(describe(*failure));
+    throw Unavailable("no model is loaded yet (train one with btcml train)");
+}
+
+std::string Service::describe(const ChampionFailure& failure) {
+    const auto wait = std::chrono::ceil<std::chrono::seconds>(failure.retry_at - std::chrono::steady_clock::now());
+    return fmt::format("champion version {} failed to load: {}; retrying in {} s", failure.version, failure.reason,
+                       std::max<std::int64_t>(0, wait.count()));
 }
 
 void Service::check_champion() {
@@ -170,8 +246,14 @@ void Service::check_champion() {
         return; // no model yet: /readyz says so
     }
     const auto current = model_.load();
-    if ((current && current->loaded.version == version) || version == failed_version_) return;
+    if (current && current->loaded.version == version) {
+        champion_failure_.store(nullptr); // the champion moved back to the serving version
+        return;
+    }
+    const auto failed = champion_failure_.load();
     const auto started = std::chrono::steady_clock::now();
+    // The same version is retried with backoff (its files may be repaired in place); a new champion at once.
+    if (failed && failed->version == version && started < failed->retry_at) return;
     try {
         auto next = std::make_shared<Model>(Model{model::load_model(options_.home, std::to_string(version)), 0, 0});
         next->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -181,14 +263,18 @@ void Service::check_champion() {
                                     {"model.previous_version", current ? current->loaded.version : 0},
                                     {"event.duration", static_cast<std::int64_t>(next->load_seconds * 1e9)}});
         model_.store(std::move(next));
-        failed_version_ = 0;
+        champion_failure_.store(nullptr);
     } catch (const std::exception& e) {
-        failed_version_ = version;
+        const int attempts = failed && failed->version == version ? failed->attempts + 1 : 1;
+        const auto wait = backoff(kFirstLoadRetry, kMaxLoadRetry, attempts);
+        champion_failure_.store(
+            std::make_shared<const ChampionFailure>(ChampionFailure{version, e.what(), attempts, started + wait}));
         metrics_.model_load_failed();
-        log::error("champion failed to load; the previous model keeps serving",
+        log::error(current ? "champion failed to load; the previous model keeps serving" : "champion failed to load",
                    {{"model.version", version},
                     {"model.serving_version", current ? current->loaded.version : 0},
-                    {"error.message", e.what()}});
+                    {"error.message", e.what()},
+                    {"retry_in_seconds", static_cast<std::int64_t>(wait.count())}});
     }
 }
 
@@ -199,7 +285,8 @@ void Service::check_latest_bar() {
     latest_bar_.store(store->last_bar_time(m->loaded.series).value_or(0));
 }
 
-void Service::record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars) {
+void Service::record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars,
+                     bool anonymous) {
     const auto& series = model.loaded.series;
     const std::string hash = features::hash_bars(bars);
     const std::int64_t now = now_unix();
@@ -207,12 +294,20 @@ void Service::record(const Model& model, const model::Forecast& forecast, std::s
     for (const auto& h : forecast.horizons)
         rows.push_back({model.loaded.version, series.symbol, series.interval, forecast.as_of, h.horizon, h.target_time,
                         h.price, h.lower, h.upper, h.log_return, hash, now, std::nullopt});
-    writer_.add(std::move(rows));
+    if (!anonymous) {
+        writer_.add(std::move(rows));
+        return;
+    }
+    const auto count = static_cast<std::int64_t>(rows.size());
+    writer_.add(std::move(rows), [&] {
+        if (anonymous_budget_.admit(std::chrono::steady_clock::now())) return true;
+        metrics_.predictions_not_stored(NotStoredReason::anonymous_budget, count);
+        return false;
+    });
 }
 
 std::string Service::current_forecast() {
-    const auto m = model();
-    if (!m) throw Unavailable("no model is loaded yet (train one with btcml train)");
+    const auto m = require_model();
     const auto last = latest_bar();
     if (const auto cached = cache_.load();
         cached && cached->model_version == m->loaded.version && last && cached->last_bar == *last)
@@ -238,15 +333,15 @@ std::string Service::current_forecast() {
         CachedForecast{loaded.version, bars.back().time,
                        model::to_json(forecast, loaded.version, loaded.series.symbol, interval).dump()});
     metrics_.forecast_made(forecast);
-    record(*m, forecast, bars);
+    record(*m, forecast, bars, false); // the server's own forecasts: at most one per bar and champion
     cache_.store(next);
     return next->body;
 }
 
-nlohmann::json Service::predict(const Model& m, std::span<const Bar> bars) {
+nlohmann::json Service::predict(const Model& m, std::span<const Bar> bars, bool anonymous) {
     const auto& loaded = m.loaded;
     const auto forecast = model::forecast_latest(loaded.forecaster, bars, loaded.series.interval);
-    record(m, forecast, bars);
+    record(m, forecast, bars, anonymous);
     return model::to_json(forecast, loaded.version, loaded.series.symbol, loaded.series.interval);
 }
 

@@ -6,8 +6,11 @@
 #include "store/store.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,7 +24,10 @@ namespace btcml::serve {
 /// registry replaces this function's body).
 int resolve_champion(const std::filesystem::path& home);
 
-/// Store connections for request threads (a Store is one connection and not thread-safe). Thread-safe.
+/// Store connections for request threads (a Store is one connection and not thread-safe). A connection that is no
+/// longer healthy (the database restarted, the SQLite file was replaced) is dropped rather than pooled or handed
+/// out, so that the next acquire opens a new one: the server recovers by itself once the database is back.
+/// Thread-safe.
 class StorePool {
   public:
     StorePool(std::string url, std::filesystem::path home);
@@ -41,7 +47,7 @@ class StorePool {
         std::unique_ptr<store::Store> store_;
     };
 
-    /// A pooled connection, or a new one (Unavailable when the database cannot be reached). Thread-safe.
+    /// A healthy pooled connection, or a new one (Unavailable when the database cannot be reached). Thread-safe.
     Lease acquire();
 
   private:
@@ -66,8 +72,9 @@ struct CachedForecast {
 };
 
 /// Writes predictions from a background thread in batches, so that requests never wait on the database, and
-/// drops repeats of recently stored ones before they reach it (the table's unique key catches the rest).
-/// Thread-safe.
+/// drops repeats of recently stored ones before they reach it (the table's unique key catches the rest). While the
+/// store is unreachable the queue is kept (up to kMaxQueuedPredictions, oldest dropped first) and the write is
+/// retried with backoff, so that an outage loses no prediction unless it outlasts the queue. Thread-safe.
 class PredictionWriter {
   public:
     PredictionWriter(StorePool& pool, Metrics& metrics);
@@ -75,9 +82,11 @@ class PredictionWriter {
     PredictionWriter(const PredictionWriter&) = delete;
     PredictionWriter& operator=(const PredictionWriter&) = delete;
 
-    /// Queues the predictions of one forecast. Thread-safe.
-    void add(std::vector<store::Prediction> predictions);
-    /// Blocks until everything queued so far is written. Thread-safe.
+    /// Queues the predictions of one forecast unless it was queued recently; `admit`, when given, is asked only
+    /// for a forecast that would be queued, and false drops it. Thread-safe.
+    void add(std::vector<store::Prediction> predictions, const std::function<bool()>& admit = {});
+    /// Blocks until everything queued so far is written, or dropped after one more attempt when the store is
+    /// unreachable (for shutdown). Thread-safe.
     void flush();
 
   private:
@@ -90,15 +99,44 @@ class PredictionWriter {
     std::vector<store::Prediction> queue_;
     std::unordered_set<std::string> recent_; // keys of forecasts already queued
     std::uint64_t queued_batches_ = 0, written_batches_ = 0;
+    std::uint64_t drain_until_ = 0; // a flush waits for the batches up to this one: they are not retried
     bool stopping_ = false;
     std::thread thread_;
 };
+
+/// Most predictions the writer holds while the store is unreachable (about 200 bytes each).
+inline constexpr std::size_t kMaxQueuedPredictions = 100'000;
 
 struct ServiceOptions {
     std::filesystem::path home;
     std::string db_url;
     std::string tracking_uri; // where the registry mirrors promotions (empty: the store only)
     std::chrono::milliseconds poll_interval{1000};
+    /// Distinct POST /api/v1/predict forecasts stored in any 60 minutes for requests without a valid
+    /// API key; beyond it they are answered but not stored (0: none are stored).
+    int anonymous_predictions_per_hour = 100;
+};
+
+/// Admits at most `limit` events in any sliding `period`. Thread-safe.
+class SlidingWindowLimit {
+  public:
+    SlidingWindowLimit(std::size_t limit, std::chrono::seconds period) : limit_(limit), period_(period) {}
+    /// True, and the event counted, when fewer than `limit` were admitted in the `period` before `now`.
+    bool admit(std::chrono::steady_clock::time_point now);
+
+  private:
+    std::size_t limit_;
+    std::chrono::seconds period_;
+    std::mutex mutex_;
+    std::deque<std::chrono::steady_clock::time_point> admitted_;
+};
+
+/// Why the champion is not being served: its load failed; the watcher retries at `retry_at`.
+struct ChampionFailure {
+    int version = 0;
+    std::string reason;
+    int attempts = 0;
+    std::chrono::steady_clock::time_point retry_at;
 };
 
 /// Makes `version` the champion through the registry (alias history, MLflow mirror) after checking that it loads;
@@ -115,6 +153,13 @@ class Service {
 
     /// The serving model, or null when none could be loaded yet. Lock-free.
     [[nodiscard]] std::shared_ptr<const Model> model() const { return model_.load(); }
+    /// The serving model; Unavailable naming why there is none (no model trained yet, or the champion's version,
+    /// its load error and when it is retried).
+    [[nodiscard]] std::shared_ptr<const Model> require_model() const;
+    /// The champion's last load failure while it is not the serving model, else null. Lock-free.
+    [[nodiscard]] std::shared_ptr<const ChampionFailure> champion_failure() const { return champion_failure_.load(); }
+    /// A sentence for users: the champion's version, its load error and the seconds until the next attempt.
+    [[nodiscard]] static std::string describe(const ChampionFailure& failure);
     /// The latest stored bar of the model's series, as last seen.
     [[nodiscard]] std::optional<std::int64_t> latest_bar() const;
     /// Tells the watcher to look for a new champion or bar now (after a promotion or an ingest here).
@@ -122,8 +167,9 @@ class Service {
 
     /// The champion's forecast from the latest stored bars, as JSON text; cached until a new bar or champion.
     std::string current_forecast();
-    /// Forecasts from bars given by the caller (already validated) and stores what it predicted.
-    nlohmann::json predict(const Model& model, std::span<const Bar> bars);
+    /// Forecasts from bars given by the caller (already validated: the model's window + 1 consecutive bars) and
+    /// stores what it predicted; `anonymous` (no valid API key) forecasts only within the anonymous budget.
+    nlohmann::json predict(const Model& model, std::span<const Bar> bars, bool anonymous);
 
     [[nodiscard]] const ServiceOptions& options() const { return options_; }
     StorePool& stores() { return stores_; }
@@ -134,7 +180,7 @@ class Service {
     void watch();
     void check_champion();
     void check_latest_bar();
-    void record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars);
+    void record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars, bool anonymous);
 
     ServiceOptions options_;
     StorePool stores_;
@@ -143,7 +189,8 @@ class Service {
     std::atomic<std::shared_ptr<const Model>> model_;
     std::atomic<std::shared_ptr<const CachedForecast>> cache_;
     std::atomic<std::int64_t> latest_bar_{0}; // 0: none seen
-    int failed_version_ = 0;                  // watcher thread only: a version that failed to load
+    std::atomic<std::shared_ptr<const ChampionFailure>> champion_failure_; // written by the watcher thread only
+    SlidingWindowLimit anonymous_budget_;
     std::mutex wake_mutex_;
     std::condition_variable wake_;
     bool poked_ = false, stopping_ = false;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <array>
@@ -20,6 +21,8 @@ namespace {
 constexpr std::int64_t kMigrationLockKey = 0x6274636d6c;
 // With a hash of the series, locks one series against concurrent writers ("btcm" in ASCII).
 constexpr std::int32_t kSeriesLockClass = 0x6274636d;
+// Seconds a connection attempt may take unless the URL says otherwise (connect_timeout=…).
+constexpr const char* kDefaultConnectTimeout = "10";
 // COPY data is sent in chunks of about this size.
 constexpr std::size_t kCopyChunk = 1 << 20;
 
@@ -203,7 +206,11 @@ class PostgresStore::CopyIn {
 };
 
 PostgresStore::PostgresStore(const std::string& url) : url_(redact_url(url)) {
-    conn_ = PQconnectdb(url.c_str());
+    // libpq waits for ever on a server that accepts but never answers (or a host that drops packets), freezing the
+    // thread that connects; a connect_timeout in the URL wins over this default, which comes first.
+    const std::array<const char*, 3> keywords{"connect_timeout", "dbname", nullptr};
+    const std::array<const char*, 3> values{kDefaultConnectTimeout, url.c_str(), nullptr};
+    conn_ = PQconnectdbParams(keywords.data(), values.data(), 1);
     if (PQstatus(conn_) != CONNECTION_OK) {
         const auto message = trimmed(PQerrorMessage(conn_));
         PQfinish(conn_);
@@ -222,6 +229,15 @@ PostgresStore::PostgresStore(const std::string& url) : url_(redact_url(url)) {
 }
 
 PostgresStore::~PostgresStore() { PQfinish(conn_); } // the server rolls back an open transaction
+
+bool PostgresStore::healthy() {
+    if (PQstatus(conn_) != CONNECTION_OK) return false;
+    // A server that stops or terminates this backend sends an error and closes the socket; PQstatus learns of it
+    // only once something reads. Read what has arrived without waiting.
+    pollfd socket{PQsocket(conn_), POLLIN, 0};
+    if (::poll(&socket, 1, 0) > 0 && PQconsumeInput(conn_) == 0) return false;
+    return PQstatus(conn_) == CONNECTION_OK;
+}
 
 void PostgresStore::exec(const std::string& sql) {
     const ResultPtr result(PQexec(conn_, sql.c_str()));

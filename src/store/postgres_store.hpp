@@ -18,6 +18,7 @@ class PostgresStore final : public SqlStore {
     PostgresStore& operator=(const PostgresStore&) = delete;
 
     [[nodiscard]] std::string backend() const override { return "postgresql"; }
+    [[nodiscard]] bool healthy() override;
     InsertResult insert_bars(const SeriesKey& key, std::span<const Bar> bars, const std::string& source) override;
     void insert_rejected(std::int64_t run_id, std::span<const RejectedRow> rows) override;
 

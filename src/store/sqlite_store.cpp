@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cctype>
+#include <sys/stat.h>
 #include <type_traits>
 
 namespace btcml::store {
@@ -14,6 +15,13 @@ namespace {
 
 // Another process (an ingest, a server replica) may hold the write lock for a while.
 constexpr int kBusyTimeoutMs = 30'000;
+
+// The device and inode of a file, when it exists.
+std::optional<std::pair<dev_t, ino_t>> file_identity(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    return std::pair{st.st_dev, st.st_ino};
+}
 
 // Shared SQL numbers its parameters $1, $2, …: SQLite's ?1, ?2, … bind by the same numbers.
 std::string to_sqlite_params(const std::string& sql) {
@@ -107,6 +115,12 @@ SqliteStore::SqliteStore(const std::string& path) : path_(path) {
         sqlite3_close(db_);
         throw;
     }
+    file_ = file_identity(path);
+}
+
+bool SqliteStore::healthy() {
+    // A connection keeps reading a removed or replaced file (a restored backup, a deleted home) for ever.
+    return !file_ || file_identity(path_) == file_;
 }
 
 SqliteStore::~SqliteStore() {

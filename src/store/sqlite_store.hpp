@@ -3,6 +3,9 @@
 #include "store/sql_store.hpp"
 
 #include <memory>
+#include <optional>
+#include <sys/types.h>
+#include <utility>
 #include <string>
 #include <unordered_map>
 
@@ -20,6 +23,7 @@ class SqliteStore final : public SqlStore {
     SqliteStore& operator=(const SqliteStore&) = delete;
 
     [[nodiscard]] std::string backend() const override { return "sqlite"; }
+    [[nodiscard]] bool healthy() override;
     InsertResult insert_bars(const SeriesKey& key, std::span<const Bar> bars, const std::string& source) override;
     void insert_rejected(std::int64_t run_id, std::span<const RejectedRow> rows) override;
 
@@ -43,6 +47,7 @@ class SqliteStore final : public SqlStore {
     [[noreturn]] void fail(int rc, std::string_view what) const;
 
     std::string path_;
+    std::optional<std::pair<dev_t, ino_t>> file_; // the file opened (none for :memory: and the like)
     sqlite3* db_ = nullptr;
     std::unordered_map<std::string, StatementPtr> statements_;
 };

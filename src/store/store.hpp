@@ -166,6 +166,9 @@ class Store {
 
     /// `sqlite` or `postgresql`.
     [[nodiscard]] virtual std::string backend() const = 0;
+    /// False when this connection can no longer serve and must be replaced: the PostgreSQL server closed it (a
+    /// restart, a terminated backend), or the SQLite file it opened was removed or replaced. Cheap: no round trip.
+    [[nodiscard]] virtual bool healthy() = 0;
     /// The highest migration applied.
     virtual int schema_version() = 0;
     /// The migrations recorded in schema_migrations, by version.

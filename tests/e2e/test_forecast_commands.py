@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def test_train_reports_the_contract_and_publishes_an_artifact(trained):
     for key in ("architecture", "features", "horizons", "quantiles", "window", "scaler", "training_range", "data",
                 "metrics", "seed", "btcml_version", "symbol", "interval", "calibration", "baselines"):
         assert key in card, key
-    assert card["data"]["hash"].startswith("fnv1a64:")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", card["data"]["hash"])
     assert (model_dir / "weights.bin").read_bytes()[:8] == b"BTCMLWTS"
     assert (home.home / "models" / "champion").read_text().strip() == "1"
     assert not [p for p in (home.home / "models").iterdir() if p.name.startswith(".tmp")]

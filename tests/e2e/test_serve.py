@@ -89,7 +89,7 @@ def test_readyz_without_a_model(tmp_path):
     b.json("ingest", "synthetic:7")
     with Server(b) as s:
         assert s.get("/healthz").status_code == 200
-        assert "no model loaded" in problem(s.get("/readyz"), 503)["detail"]
+        assert "no model is loaded yet" in problem(s.get("/readyz"), 503)["detail"]
         problem(s.get("/api/v1/forecast"), 503)
 
 
@@ -98,9 +98,9 @@ def test_predict_matches_forecast_and_stores_each_prediction_once(server):
     body = window(server)
     r = server.post("/api/v1/predict", json=body)
     assert r.status_code == 200, r.text
-    assert r.json() == forecast
+    assert r.json() == dict(forecast, bars_used=25)
     for _ in range(3):
-        assert server.post("/api/v1/predict", json=body).json() == forecast
+        assert server.post("/api/v1/predict", json=body).json() == dict(forecast, bars_used=25)
     # Another window: another prediction.
     shifted = dict(body, bars=window(server, 26)["bars"][:-1])
     assert server.post("/api/v1/predict", json=shifted).json()["as_of"] < forecast["as_of"]
@@ -305,7 +305,7 @@ def test_serve_on_postgresql(tmp_path, pg_url, trained_home):
     with Server(b, "--api-key", KEY) as s:
         f = s.get("/api/v1/forecast").json()
         assert f["model_version"] == 2
-        assert s.post("/api/v1/predict", json=window(s)).json() == f
+        assert s.post("/api/v1/predict", json=window(s)).json() == dict(f, bars_used=25)
         s.wait_for(lambda: len(s.get("/api/v1/predictions").json()["predictions"]) == 3, what="predictions")
         r = s.post("/api/v1/bars", json={"symbol": "X", "interval": "1h",
                                          "bars": [{"time": "2024-01-01T00:00:00Z", "open": 1, "high": 2, "low": 1,

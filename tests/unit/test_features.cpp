@@ -145,6 +145,13 @@ TEST(Features, ScalerUsesTrainingBarsOnly) {
     EXPECT_THROW(Scaler::from_json(nlohmann::json{{"mean", {1}}}, "test"), InvalidInput);
 }
 
+TEST(Features, HashIsSha256OfTheCanonicalBytes) {
+    // Expected: python3 -c "import struct,hashlib; print(hashlib.sha256(struct.pack('<q5d', 3600, 1, 2, 0.5, 1.5,
+    // 10) + struct.pack('<q5d', 7200, 1.5, 1.75, -0.0, 1e-300, 0)).hexdigest())"
+    const std::vector<Bar> bars{{3600, 1, 2, 0.5, 1.5, 10}, {7200, 1.5, 1.75, -0.0, 1e-300, 0}};
+    EXPECT_EQ(hash_bars(bars), "sha256:772a67eacfe884a6f3205ddcc8fd8479870fd3b416a774b20a469c6a5de10188");
+}
+
 TEST(Features, HashChangesWithTheData) {
     auto bars = hourly({1, 2, 3});
     const std::string h = hash_bars(bars);

