@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "export/mlflow_model.hpp"
+#include "model/artifact.hpp"
 #include "model/forecaster.hpp"
 #include "tracking/registry.hpp"
 #include "tracking/tracker.hpp"
@@ -288,10 +289,17 @@ void setup_train(CLI::App& app, Context& ctx) {
     cmd->add_option("--symbol", args.symbol, "Series symbol")->capture_default_str();
     cmd->add_option("--interval", args.interval, "Bar interval")->capture_default_str();
     cmd->add_option("--until", args.until, "Use bars up to this time (inclusive; default: all)");
-    cmd->add_option("--window", args.window, "Input bars per window")->capture_default_str();
+    // The bounds a stored model card may hold (model::validate_card): a model trained here must load.
+    cmd->add_option("--window", args.window, "Input bars per window")
+        ->check(CLI::Range(std::size_t{1}, static_cast<std::size_t>(model::max_window)))
+        ->capture_default_str();
     cmd->add_option("--horizons", args.horizons, "Bars ahead to forecast, ascending")->capture_default_str();
-    cmd->add_option("--hidden", o.hidden, "LSTM hidden units")->capture_default_str();
-    cmd->add_option("--layers", o.layers, "Stacked LSTM layers")->capture_default_str();
+    cmd->add_option("--hidden", o.hidden, "LSTM hidden units")
+        ->check(CLI::Range(1, static_cast<int>(model::max_hidden)))
+        ->capture_default_str();
+    cmd->add_option("--layers", o.layers, "Stacked LSTM layers")
+        ->check(CLI::Range(1, static_cast<int>(model::max_layers)))
+        ->capture_default_str();
     cmd->add_option("--dropout", o.dropout, "Dropout between LSTM layers")->capture_default_str();
     cmd->add_option("--batch-size", o.batch_size, "Windows per training step")->capture_default_str();
     cmd->add_option("--epochs", o.epochs, "Most epochs (early stopping may end sooner)")->capture_default_str();
