@@ -109,8 +109,7 @@ void run_rollback(const ModelsArgs& args, Context& ctx) {
     const auto store = ctx.open_store();
     tracking::Registry registry(*store, ctx.config.home, resolve_tracking_uri(ctx, args.tracking_uri));
     const std::string name = registry.model_name_or_only(args.name);
-    const auto previous = store->aliases(name).at("champion");
-    const int version = registry.rollback(name);
+    const auto [version, previous] = registry.rollback(name);
     report_champion(ctx, registry, name, version, previous, "rolled back");
 }
 
