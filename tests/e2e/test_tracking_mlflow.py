@@ -3,6 +3,7 @@ import csv
 import io
 import http.server
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -254,3 +255,32 @@ def test_ctrl_c_ends_the_run_as_killed(tmp_path):
     runs = home.json("tracking", "runs")["runs"]
     assert [r["status"] for r in runs] == ["KILLED"] and runs[0]["sync"] == "local only"
     assert not (home.home / "models" / "1").exists()
+
+
+@pytest.mark.timeout(300)
+def test_a_training_killed_with_sigkill_ends_as_killed_in_mlflow_too(server, tmp_path):
+    home = new_home(tmp_path)
+    heartbeat = {"BTCML_HEARTBEAT_SECONDS": "0.5"}  # abandoned after 3 s without a beat
+    cmd = [str(BIN), "--home", str(home.home), "train", "--symbol", SYMBOL, "--hidden", "8", "--layers", "1",
+           "--epochs", "100000", "--patience", "100000", "--samples-per-epoch", "256", "--tracking-uri", server.uri]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **heartbeat})
+    try:
+        deadline = time.monotonic() + 120
+        while not [r for r in home.json("tracking", "runs", env=heartbeat)["runs"] if r["mlflow_run_id"]]:
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never reached MLflow"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 60
+    while (run := home.json("tracking", "runs", env=heartbeat)["runs"][0])["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the killed run was never abandoned"
+        time.sleep(0.2)
+    assert run["status"] == "KILLED" and run["sync"] == "synced", run
+    remote = MlflowClient(server.uri).get_run(run["mlflow_run_id"])
+    assert remote.info.status == "KILLED"
+    assert remote.data.tags["btcml.abandoned"].startswith("abandoned: no heartbeat since ")
