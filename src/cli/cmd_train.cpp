@@ -102,7 +102,7 @@ struct TrainReport {
 
 // Training inside an open run: everything but the run's start and end.
 TrainReport train_tracked(const TrainArgs& args, Context& ctx, store::Store& store, tracking::Tracker& tracker,
-                          const features::FeatureTable& table, const features::Split& split,
+                          std::span<const Bar> bars, const features::FeatureTable& table, const features::Split& split,
                           const features::DatasetSpec& spec, const nlohmann::json& data,
                           std::chrono::steady_clock::time_point started) {
     const SeriesKey key{args.symbol, table.interval};
@@ -185,7 +185,7 @@ TrainReport train_tracked(const TrainArgs& args, Context& ctx, store::Store& sto
                          {"btcml/weights.bin", (model_dir / "weights.bin").string()}};
     // The MLflow model (ONNX + MLmodel) becomes the run's `model` artifact, the source of its registry version.
     const auto mlflow_dir = model_dir / "mlflow-model";
-    for (const auto& file : exporting::write_mlflow_model(ctx.config.home, version, mlflow_dir, run_id))
+    for (const auto& file : exporting::write_mlflow_model(ctx.config.home, version, mlflow_dir, run_id, bars))
         outcome.artifacts.push_back({"model/" + file, (mlflow_dir / file).string()});
     tracker.log(std::move(outcome));
     store::ModelVersionRecord record;
@@ -258,7 +258,7 @@ void run_train(const TrainArgs& args, Context& ctx) {
     interrupted = 0;
     TrainReport report;
     try {
-        report = train_tracked(args, ctx, *store, tracker, table, split, spec, data, started);
+        report = train_tracked(args, ctx, *store, tracker, bars, table, split, spec, data, started);
         tracker.end_run(tracking::RunStatus::finished);
     } catch (...) {
         tracker.end_run(interrupted ? tracking::RunStatus::killed : tracking::RunStatus::failed);

@@ -111,6 +111,33 @@ def test_exported_onnx_file_runs_in_onnxruntime(trained, tmp_path):
     assert np.all(np.diff(log_return, axis=2) >= 0), "quantiles must not cross"
 
 
+def test_the_mlflow_model_carries_an_input_example_that_mlflow_serves(server, trained, tmp_path):
+    from mlflow.models import Model, validate_serving_input
+    from mlflow.models.utils import load_serving_example
+
+    home, good, _ = trained
+    predicted = home.json("predict")
+    run_id = good["tracking"]["remote_run_id"]
+    logged = {a.path for a in MlflowClient(server.uri).list_artifacts(run_id, "model")}
+    assert {"model/input_example.json", "model/serving_input_example.json"} <= logged
+    for path in (str(home.home / "models" / "1" / "mlflow-model"), str(tmp_path / "export")):
+        if path.endswith("export"):
+            home.json("models", "export", "1", "--out", path)
+        model = Model.load(path)
+        assert model.saved_input_example_info == {"artifact_path": "input_example.json",
+                                                  "serving_input_path": "serving_input_example.json",
+                                                  "type": "ndarray"}
+        example = model.load_input_example(path)
+        window = json.loads((home.home / "models" / "1" / "model.json").read_text())["window"]
+        assert example["time"].dtype == np.int64 and example["time"].shape == (1, window + 1)
+        assert example["ohlcv"].dtype == np.float64 and example["ohlcv"].shape == (1, window + 1, 5)
+        # The latest bars: the example's forecast is the one `btcml predict` makes.
+        out = validate_serving_input(path, load_serving_example(path))
+        for k, f in enumerate(predicted["forecasts"]):
+            assert out["price"][0, k] == pytest.approx([f["lower"], f["price"], f["upper"]], rel=1e-4)
+            assert out["log_return"][0, k, 1] == pytest.approx(f["log_return"], abs=1e-4)
+
+
 def test_a_bad_model_is_not_promoted_and_models_show_says_why(server, trained):
     home, _, bad = trained
     assert bad["model_version"] == 2 and bad["promoted"] is False
