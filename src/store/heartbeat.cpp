@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string_view>
@@ -62,19 +63,23 @@ Heartbeat::~Heartbeat() {
 }
 
 void Heartbeat::run() {
+    // A beat skipped because another connection held SQLite's write lock is retried soon: once that writer is done,
+    // a sweep could otherwise find this live run stale before the next period.
+    constexpr auto retry_skipped = std::chrono::milliseconds(50);
     std::unique_ptr<Store> connection;
     std::unique_lock lock(mutex_);
     while (!stop_) {
         lock.unlock();
+        bool beaten = true;
         try {
             if (!connection) connection = store_.open_another();
-            connection->heartbeat(kind_, run_id_, now_ms());
+            beaten = connection->heartbeat(kind_, run_id_, now_ms());
         } catch (const std::exception& e) {
             connection.reset(); // a broken connection is opened afresh at the next beat
             log::warn("heartbeat not recorded; retrying", {{"run_id", run_id_}, {"error.message", e.what()}});
         }
         lock.lock();
-        wake_.wait_for(lock, period_, [this] { return stop_; });
+        wake_.wait_for(lock, beaten ? period_ : std::min(period_, retry_skipped), [this] { return stop_; });
     }
 }
 

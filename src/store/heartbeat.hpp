@@ -25,7 +25,8 @@ std::vector<std::string> sweep_abandoned_runs(Store& store);
 
 /// Beats for one run from a thread of its own with a connection of its own (the run's connection may sit inside
 /// a long transaction), from construction until destruction. A failed beat is logged and retried at the next
-/// period; a beat that finds SQLite's write lock held is skipped (no sweep can write then either).
+/// period; a beat that finds SQLite's write lock held is skipped (no sweep can write then either) and retried
+/// every 50 ms until it lands.
 /// Not copyable; construct and destroy it from one thread.
 class Heartbeat {
   public:

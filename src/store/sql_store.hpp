@@ -76,7 +76,7 @@ class SqlStore : public Store {
     std::vector<AliasChange> alias_history(const std::string& model_name, const std::string& alias) override;
     void begin_registry_change() override;
 
-    void heartbeat(RunKind kind, const std::string& id, std::int64_t now_ms) override;
+    bool heartbeat(RunKind kind, const std::string& id, std::int64_t now_ms) override;
     std::vector<std::string> abandon_stale_runs(std::int64_t stale_before_ms) override;
 
   protected:

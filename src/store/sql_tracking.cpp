@@ -252,11 +252,11 @@ void SqlStore::begin_registry_change() {
     }
 }
 
-void SqlStore::heartbeat(RunKind kind, const std::string& id, std::int64_t now_ms) {
+bool SqlStore::heartbeat(RunKind kind, const std::string& id, std::int64_t now_ms) {
     require_no_transaction("heartbeat");
     // A writer holding SQLite's lock (often the run itself, mid-ingest) is alive, and no sweep can write until it
     // ends: skip this beat rather than wait.
-    try_write([&] {
+    return try_write([&] {
         if (kind == RunKind::ingest) {
             const std::array<SqlParam, 2> params{std::int64_t{std::stoll(id)}, now_ms};
             query("UPDATE ingest_runs SET heartbeat_ms = $2 WHERE id = $1 AND status = 'running'", params, {});

@@ -235,8 +235,9 @@ class Store {
 
     // Liveness of running runs: a run's process beats (store::Heartbeat) and a run that stopped beating without
     // ending (kill -9, a power cut) is abandoned by the next sweep (store::sweep_abandoned_runs).
-    /// Records that a running run is alive now; a no-op once it has ended. Outside a transaction.
-    virtual void heartbeat(RunKind kind, const std::string& id, std::int64_t now_ms) = 0;
+    /// Records that a running run is alive now; a no-op once it has ended. Returns false, recording nothing, when
+    /// that would wait for another connection's lock (SQLite's write lock). Outside a transaction.
+    virtual bool heartbeat(RunKind kind, const std::string& id, std::int64_t now_ms) = 0;
     /// Ends every run still running whose last beat (its start, before the first) is older than `stale_before_ms`:
     /// ingest runs become `failed`, training runs `KILLED` (tag `btcml.abandoned`), with "abandoned: no heartbeat
     /// since TIME". Returns the ids of the training runs it ended. Never waits for a lock held by another

@@ -286,10 +286,12 @@ def test_ctrl_c_ends_the_run_as_killed(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_a_training_killed_with_sigkill_ends_as_killed_in_mlflow_too(server, tmp_path):
-    home = new_home(tmp_path)
+    home = Btcml(tmp_path / "home", None)
+    home.json("ingest", "synthetic:7", "--from", "2021-01-01", "--to", "2023-03-01")
     heartbeat = {"BTCML_HEARTBEAT_SECONDS": "0.5"}  # abandoned after 3 s without a beat
-    cmd = [str(BIN), "--home", str(home.home), "train", "--symbol", SYMBOL, "--hidden", "8", "--layers", "1",
-           "--epochs", "100000", "--patience", "100000", "--samples-per-epoch", "256", "--tracking-uri", server.uri]
+    # Default network, every window each epoch, up to 100 epochs without improvement: it is killed long before.
+    cmd = [str(BIN), "--home", str(home.home), "train", "--symbol", SYMBOL, "--epochs", "100000", "--patience", "100",
+           "--samples-per-epoch", "0", "--tracking-uri", server.uri]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                             env={**os.environ, **heartbeat})
     try:

@@ -175,9 +175,11 @@ def test_a_killed_ingest_is_ended_as_failed_by_the_next_command(btcml):
 
 @pytest.mark.timeout(300)
 def test_a_killed_training_is_ended_as_killed_by_the_next_command(btcml):
-    btcml.json("ingest", "synthetic:7", "--from", "2023-01-01", "--to", "2023-03-01")
-    proc = subprocess.Popen(command(btcml, "train", "--symbol", SYMBOL, "--hidden", "8", "--layers", "1",
-                                    "--epochs", "100000", "--patience", "100000", "--samples-per-epoch", "256"),
+    btcml.json("ingest", "synthetic:7", "--from", "2021-01-01", "--to", "2023-03-01")
+    # Default network, every window each epoch, up to 100 epochs without improvement: far longer than the test
+    # needs on any machine. (A larger patience would halve the learning rate down to 0 and fail the run.)
+    proc = subprocess.Popen(command(btcml, "train", "--symbol", SYMBOL, "--epochs", "100000", "--patience", "100",
+                                    "--samples-per-epoch", "0"),
                             env=environment(HEARTBEAT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL)
     try:
