@@ -82,7 +82,7 @@ def test_concurrent_promoters_keep_the_champion_file_and_the_alias_table_agreein
             assert any(status in (200, 0) for _, _, status, _ in answers), answers
             table, file = champion_everywhere(btcml)
             assert table == file, f"round {round_}: the alias table says {table}, models/champion says {file}"
-        # The server serves the champion both name.
+        # The server then serves the champion they agree on.
         server.wait_for(lambda: server.get("/api/v1/models").json()["serving"] == table, timeout=30,
                         what="the server to serve the champion")
 
