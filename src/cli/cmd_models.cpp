@@ -109,8 +109,7 @@ void run_rollback(const ModelsArgs& args, Context& ctx) {
     const auto store = ctx.open_store();
     tracking::Registry registry(*store, ctx.config.home, resolve_tracking_uri(ctx, args.tracking_uri));
     const std::string name = registry.model_name_or_only(args.name);
-    const auto previous = store->aliases(name).at("champion");
-    const int version = registry.rollback(name);
+    const auto [version, previous] = registry.rollback(name);
     report_champion(ctx, registry, name, version, previous, "rolled back");
 }
 
@@ -119,7 +118,13 @@ void run_export(const ModelsArgs& args, Context& ctx) {
     const std::filesystem::path out =
         args.out.empty() ? model::models_dir(ctx.config.home) / std::to_string(version) / "mlflow-model"
                          : std::filesystem::path(args.out);
-    const auto files = exporting::write_mlflow_model(ctx.config.home, version, out, "");
+    // The input example: the bars `btcml predict` would read, the latest of the model's series.
+    const auto loaded = model::load_model(ctx.config.home, std::to_string(version));
+    const std::int64_t span = static_cast<std::int64_t>(loaded.forecaster.spec().window + 1) * loaded.series.interval;
+    const auto store = ctx.open_store();
+    const auto last = store->last_bar_time(loaded.series);
+    const auto bars = load_series(*store, loaded.series, last ? std::optional(*last - span) : std::nullopt, last);
+    const auto files = exporting::write_mlflow_model(ctx.config.home, version, out, "", bars);
     nlohmann::json j{{"model_version", version}, {"path", out.string()}, {"files", files}};
     if (ctx.json) return print_json(j);
     std::cout << fmt::format("exported model version {} as an MLflow model (ONNX, python_function) to {}\n", version,

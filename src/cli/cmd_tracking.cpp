@@ -18,6 +18,7 @@ struct TrackingArgs {
 
 void run_runs(Context& ctx) {
     const auto store = ctx.open_store();
+    tracking::sweep_abandoned_runs(*store);
     const auto pending = store->tracked_runs(true);
     nlohmann::json runs = nlohmann::json::array();
     std::string text =

@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "export/mlflow_model.hpp"
+#include "model/artifact.hpp"
 #include "model/forecaster.hpp"
 #include "tracking/registry.hpp"
 #include "tracking/tracker.hpp"
@@ -101,7 +102,7 @@ struct TrainReport {
 
 // Training inside an open run: everything but the run's start and end.
 TrainReport train_tracked(const TrainArgs& args, Context& ctx, store::Store& store, tracking::Tracker& tracker,
-                          const features::FeatureTable& table, const features::Split& split,
+                          std::span<const Bar> bars, const features::FeatureTable& table, const features::Split& split,
                           const features::DatasetSpec& spec, const nlohmann::json& data,
                           std::chrono::steady_clock::time_point started) {
     const SeriesKey key{args.symbol, table.interval};
@@ -184,7 +185,7 @@ TrainReport train_tracked(const TrainArgs& args, Context& ctx, store::Store& sto
                          {"btcml/weights.bin", (model_dir / "weights.bin").string()}};
     // The MLflow model (ONNX + MLmodel) becomes the run's `model` artifact, the source of its registry version.
     const auto mlflow_dir = model_dir / "mlflow-model";
-    for (const auto& file : exporting::write_mlflow_model(ctx.config.home, version, mlflow_dir, run_id))
+    for (const auto& file : exporting::write_mlflow_model(ctx.config.home, version, mlflow_dir, run_id, bars))
         outcome.artifacts.push_back({"model/" + file, (mlflow_dir / file).string()});
     tracker.log(std::move(outcome));
     store::ModelVersionRecord record;
@@ -257,7 +258,7 @@ void run_train(const TrainArgs& args, Context& ctx) {
     interrupted = 0;
     TrainReport report;
     try {
-        report = train_tracked(args, ctx, *store, tracker, table, split, spec, data, started);
+        report = train_tracked(args, ctx, *store, tracker, bars, table, split, spec, data, started);
         tracker.end_run(tracking::RunStatus::finished);
     } catch (...) {
         tracker.end_run(interrupted ? tracking::RunStatus::killed : tracking::RunStatus::failed);
@@ -288,10 +289,17 @@ void setup_train(CLI::App& app, Context& ctx) {
     cmd->add_option("--symbol", args.symbol, "Series symbol")->capture_default_str();
     cmd->add_option("--interval", args.interval, "Bar interval")->capture_default_str();
     cmd->add_option("--until", args.until, "Use bars up to this time (inclusive; default: all)");
-    cmd->add_option("--window", args.window, "Input bars per window")->capture_default_str();
+    // The bounds a stored model card may hold (model::validate_card): a model trained here must load.
+    cmd->add_option("--window", args.window, "Input bars per window")
+        ->check(CLI::Range(std::size_t{1}, static_cast<std::size_t>(model::max_window)))
+        ->capture_default_str();
     cmd->add_option("--horizons", args.horizons, "Bars ahead to forecast, ascending")->capture_default_str();
-    cmd->add_option("--hidden", o.hidden, "LSTM hidden units")->capture_default_str();
-    cmd->add_option("--layers", o.layers, "Stacked LSTM layers")->capture_default_str();
+    cmd->add_option("--hidden", o.hidden, "LSTM hidden units")
+        ->check(CLI::Range(1, static_cast<int>(model::max_hidden)))
+        ->capture_default_str();
+    cmd->add_option("--layers", o.layers, "Stacked LSTM layers")
+        ->check(CLI::Range(1, static_cast<int>(model::max_layers)))
+        ->capture_default_str();
     cmd->add_option("--dropout", o.dropout, "Dropout between LSTM layers")->capture_default_str();
     cmd->add_option("--batch-size", o.batch_size, "Windows per training step")->capture_default_str();
     cmd->add_option("--epochs", o.epochs, "Most epochs (early stopping may end sooner)")->capture_default_str();

@@ -5,6 +5,7 @@
 #include "core/time.hpp"
 #include "data/slot_set.hpp"
 #include "data/sources.hpp"
+#include "store/heartbeat.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -379,7 +380,9 @@ IngestSummary ingest_records(store::Store& store, const std::string& source, con
     run.source = source;
     run.symbol = options.symbol;
     run.started_at = now_unix();
+    store::sweep_abandoned_runs(store);
     run.id = store.create_ingest_run(run);
+    const store::Heartbeat heartbeat(store, store::RunKind::ingest, std::to_string(run.id));
 
     IngestSummary summary;
     summary.run_id = run.id;

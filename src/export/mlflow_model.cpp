@@ -254,9 +254,28 @@ std::string forecaster_onnx(const model::Forecaster& forecaster, const std::stri
     return bytes;
 }
 
+nlohmann::json input_example(const model::Forecaster& forecaster, std::span<const Bar> bars, std::int64_t interval) {
+    const std::size_t window = forecaster.spec().window;
+    const features::FeatureTable table = features::compute_features(bars, interval);
+    // The newest bar that ends a gap-free window.
+    std::size_t last = table.size();
+    while (last > 0 && !features::can_end_window(table, last - 1, window))
+        --last;
+    if (last == 0)
+        throw InvalidInput(fmt::format("no {} consecutive {} bars for the model's input example", window + 1,
+                                       format_interval(interval)));
+    nlohmann::json times = nlohmann::json::array(), ohlcv = nlohmann::json::array();
+    for (const Bar& b : bars.subspan(last - 1 - window, window + 1)) {
+        times.push_back(b.time);
+        ohlcv.push_back({b.open, b.high, b.low, b.close, b.volume});
+    }
+    return {{"time", nlohmann::json::array({times})}, {"ohlcv", nlohmann::json::array({ohlcv})}};
+}
+
 std::vector<std::string> write_mlflow_model(const fs::path& home, int version, const fs::path& dir,
-                                            const std::string& run_id) {
+                                            const std::string& run_id, std::span<const Bar> bars) {
     const auto loaded = model::load_model(home, std::to_string(version));
+    const nlohmann::json example = input_example(loaded.forecaster, bars, loaded.series.interval);
     const auto& spec = loaded.forecaster.spec();
     const std::string onnx_bytes = forecaster_onnx(
         loaded.forecaster, fmt::format("btcml model version {} of {} {}: quantile forecasts of log returns and prices",
@@ -289,6 +308,10 @@ flavors:
     python_version: 3.11.2
 model_size_bytes: {}
 model_uuid: {:016x}{:016x}
+saved_input_example_info:
+  artifact_path: input_example.json
+  serving_input_path: serving_input_example.json
+  type: ndarray
 signature:
   inputs: '{}'
   outputs: '{}'
@@ -315,7 +338,9 @@ metadata:
         {"model.onnx", onnx_bytes},
         {"MLmodel", mlmodel},
         {"python_env.yaml", "python: 3.11.2\nbuild_dependencies:\n- pip\ndependencies:\n- -r requirements.txt\n"},
-        {"requirements.txt", "mlflow\nonnx\nonnxruntime\nnumpy\n"}};
+        {"requirements.txt", "mlflow\nonnx\nonnxruntime\nnumpy\n"},
+        {"input_example.json", example.dump()},
+        {"serving_input_example.json", nlohmann::json{{"inputs", example}}.dump(2)}};
     std::vector<std::string> names;
     for (const auto& [name, text] : files) {
         write_text(tmp / name, text);

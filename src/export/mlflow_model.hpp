@@ -5,7 +5,10 @@
 // `mlflow.pyfunc.load_model(...).predict({"time": ..., "ohlcv": ...})` gives what `btcml predict` gives.
 #include "model/forecaster.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -20,9 +23,17 @@ inline constexpr int onnx_opset = 14;
 /// onnx::checker before it is returned.
 std::string forecaster_onnx(const model::Forecaster& forecaster, const std::string& doc);
 
-/// Writes `dir` (created, replaced if it exists): model.onnx, MLmodel, python_env.yaml, requirements.txt,
-/// input_example.json. Returns the file names written. `run_id` goes into MLmodel when not empty.
+/// The model's input for the latest window+1 consecutive bars of `bars` (ascending, one series): {"time":
+/// [[…]], "ohlcv": [[[open, high, low, close, volume], …]]}, a batch of one. InvalidInput when no window+1
+/// consecutive bars exist.
+nlohmann::json input_example(const model::Forecaster& forecaster, std::span<const Bar> bars, std::int64_t interval);
+
+/// Writes `dir` (created, replaced if it exists): model.onnx, MLmodel, python_env.yaml, requirements.txt and, in
+/// MLflow's format for a dict of arrays (MLmodel `saved_input_example_info`, type ndarray), input_example.json
+/// (input_example() of `bars`, the model's series) and serving_input_example.json ({"inputs": …}, the body of a
+/// request to `mlflow models serve`). Returns the file names written. `run_id` goes into MLmodel when not empty.
 std::vector<std::string> write_mlflow_model(const std::filesystem::path& home, int version,
-                                            const std::filesystem::path& dir, const std::string& run_id);
+                                            const std::filesystem::path& dir, const std::string& run_id,
+                                            std::span<const Bar> bars);
 
 } // namespace btcml::exporting

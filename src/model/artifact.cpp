@@ -9,10 +9,13 @@
 #include <bit>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <sys/file.h>
 #include <iterator>
+#include <limits>
 #include <unistd.h>
 
 namespace btcml::model {
@@ -103,7 +106,105 @@ std::optional<int> parse_version(std::string_view text) {
     return v;
 }
 
+// Card fields by JSON pointer; each check names the field it rejects.
+class CardChecker {
+  public:
+    CardChecker(const nlohmann::json& card, const std::string& what) : card_(card), what_(what) {}
+
+    // The value at `field`, or null when the card does not have it.
+    [[nodiscard]] const nlohmann::json* find(const std::string& field) const {
+        const nlohmann::json::json_pointer pointer(field);
+        return card_.contains(pointer) ? &card_.at(pointer) : nullptr;
+    }
+    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+        throw InvalidInput(fmt::format("{}: {} {}", what_, field.substr(1), problem));
+    }
+    void integer(const std::string& field, std::int64_t low, std::int64_t high) const {
+        if (const auto* v = find(field)) check_integer(field, *v, low, high);
+    }
+    void check_integer(const std::string& field, const nlohmann::json& v, std::int64_t low, std::int64_t high) const {
+        // A large unsigned value does not fit int64: it is out of range all the same.
+        const bool in_range = v.is_number_unsigned() ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(high)
+                                                     : v.is_number_integer() && v.get<std::int64_t>() <= high;
+        if (!in_range || (v.is_number_integer() && v.get<std::int64_t>() < low))
+            fail(field, fmt::format("must be an integer from {} to {}, not {}", low, high, v.dump()));
+    }
+    // A finite number in [low, high] (or (low, high] / [low, high) when open).
+    void number(const std::string& field, double low, double high, bool open_low, bool open_high) const {
+        if (const auto* v = find(field)) check_number(field, *v, low, high, open_low, open_high);
+    }
+    void check_number(const std::string& field, const nlohmann::json& v, double low, double high, bool open_low,
+                      bool open_high) const {
+        const double x = v.is_number() ? v.get<double>() : std::nan("");
+        if (std::isfinite(x) && x >= low && x <= high && !(open_low && x == low) && !(open_high && x == high)) return;
+        constexpr double unbounded = std::numeric_limits<double>::max();
+        if (low == -unbounded) fail(field, fmt::format("must be a finite number, not {}", v.dump()));
+        if (high == unbounded)
+            fail(field, fmt::format("must be a finite number {} {}, not {}", open_low ? ">" : ">=", low, v.dump()));
+        fail(field, fmt::format("must be a number in {}{}, {}{}, not {}", open_low ? '(' : '[', low, high,
+                                open_high ? ')' : ']', v.dump()));
+    }
+    // An array; each element checked by `element(field/k, value)`.
+    template <typename F> void array(const std::string& field, bool non_empty, F&& element) const {
+        const auto* v = find(field);
+        if (v == nullptr) return;
+        if (!v->is_array() || (non_empty && v->empty()))
+            fail(field, fmt::format("must be a{} array, not {}", non_empty ? " non-empty" : "n", v->dump()));
+        for (std::size_t k = 0; k < v->size(); ++k)
+            element(fmt::format("{}/{}", field, k), (*v)[k]);
+    }
+    // An array of numbers strictly ascending.
+    void ascending(const std::string& field) const {
+        const auto* v = find(field);
+        for (std::size_t k = 1; v != nullptr && k < v->size(); ++k)
+            if (!((*v)[k].get<double>() > (*v)[k - 1].get<double>()))
+                fail(field, fmt::format("must be strictly ascending, not {}", v->dump()));
+    }
+
+  private:
+    const nlohmann::json& card_;
+    const std::string& what_;
+};
+
 } // namespace
+
+void validate_card(const nlohmann::json& card, const std::string& what) {
+    const CardChecker c(card, what);
+    c.integer("/window", 1, max_window);
+    c.array("/horizons", true,
+            [&](const std::string& f, const nlohmann::json& v) { c.check_integer(f, v, 1, max_horizon); });
+    c.ascending("/horizons");
+    c.array("/quantiles", true, [&](const std::string& f, const nlohmann::json& v) {
+        c.check_number(f, v, 0, 1, true, true);
+    });
+    c.ascending("/quantiles");
+    c.integer("/architecture/input_size", 1, 1024);
+    c.integer("/architecture/hidden_size", 1, max_hidden);
+    c.integer("/architecture/num_layers", 1, max_layers);
+    c.integer("/architecture/output_size", 1, 3 * 1024);
+    c.number("/architecture/dropout", 0, 1, false, true);
+    const auto finite = [&](const std::string& f, const nlohmann::json& v) {
+        c.check_number(f, v, -std::numeric_limits<double>::max(), std::numeric_limits<double>::max(), false, false);
+    };
+    const auto positive = [&](const std::string& f, const nlohmann::json& v) {
+        c.check_number(f, v, 0, std::numeric_limits<double>::max(), true, false);
+    };
+    c.array("/scaler/mean", true, finite);
+    c.array("/scaler/stddev", true, positive);
+    c.array("/scaler/target_stddev", true, positive);
+    c.array("/calibration/interval_offsets", true, finite);
+    c.integer("/hyperparameters/hidden", 1, max_hidden);
+    c.integer("/hyperparameters/layers", 1, max_layers);
+    c.number("/hyperparameters/dropout", 0, 1, false, true);
+    c.integer("/hyperparameters/batch_size", 1, 1'000'000);
+    c.integer("/hyperparameters/epochs", 0, 1'000'000);
+    c.integer("/hyperparameters/patience", 0, 1'000'000);
+    c.integer("/hyperparameters/samples_per_epoch", 0, std::numeric_limits<std::int32_t>::max());
+    c.number("/hyperparameters/lr", 0, 1e3, true, false);
+    c.array("/baselines/horizons", true, [&](const std::string& f, const nlohmann::json& v) {
+        c.check_integer(f, v, 1, max_horizon);
+    });
+}
 
 std::vector<unsigned char> encode_weights(std::span<const Tensor> tensors) {
     std::vector<unsigned char> out(std::begin(magic), std::end(magic));
@@ -210,13 +311,46 @@ std::optional<int> champion(const fs::path& home) {
     return parse_version(text);
 }
 
-void set_champion(const fs::path& home, int version) {
+void set_champion(const fs::path& home, std::optional<int> version) {
     const fs::path dir = models_dir(home);
-    const fs::path tmp = dir / fmt::format(".champion-{}", ::getpid());
-    write_file_synced(tmp, as_bytes(std::to_string(version) + "\n"));
-    fs::rename(tmp, dir / "champion");
+    if (!version) {
+        std::error_code ec;
+        fs::remove(dir / "champion", ec);
+        sync_dir(dir);
+        return;
+    }
+    // A name of its own: two threads of one server (or two processes) never write the same temporary file.
+    std::string pattern = (dir / ".champion-XXXXXX").string();
+    const int fd = ::mkstemp(pattern.data());
+    if (fd < 0) io_error(pattern, "create");
+    ::close(fd);
+    try {
+        write_file_synced(pattern, as_bytes(std::to_string(*version) + "\n"));
+        if (::rename(pattern.c_str(), (dir / "champion").c_str()) != 0) io_error(dir / "champion", "replace");
+    } catch (...) {
+        ::unlink(pattern.c_str());
+        throw;
+    }
     sync_dir(dir);
 }
+
+ModelsLock::ModelsLock(const fs::path& home) {
+    const fs::path dir = models_dir(home);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    const fs::path path = dir / ".lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) io_error(path, "open");
+    while (::flock(fd_, LOCK_EX) != 0) {
+        if (errno == EINTR) continue;
+        const int error = errno;
+        ::close(fd_);
+        errno = error;
+        io_error(path, "lock");
+    }
+}
+
+ModelsLock::~ModelsLock() { ::close(fd_); } // closing the only descriptor releases the lock
 
 int resolve_version(const fs::path& home, const std::string& spec) {
     const auto versions = list_versions(home);
@@ -249,6 +383,7 @@ Artifact load(const fs::path& home, int version) {
     if (!stated.is_number_integer() || stated.get<int>() != version)
         throw InvalidInput(
             fmt::format("{}: says version {}, but lies in folder {}", card_path.string(), stated.dump(), version));
+    validate_card(a.card, card_path.string());
     const fs::path weights_path = dir / "weights.bin";
     a.tensors = decode_weights(read_file(weights_path), weights_path.string());
     return a;

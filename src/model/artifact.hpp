@@ -50,14 +50,41 @@ int publish(const std::filesystem::path& home, nlohmann::json card, std::span<co
 /// newest). Throws NotFound when there is no such model, UsageError when spec is neither.
 int resolve_version(const std::filesystem::path& home, const std::string& spec);
 
-/// Loads and checks a stored version; throws NotFound when absent and InvalidInput naming the file for a
-/// truncated, corrupt or inconsistent artifact.
+/// Largest values a model card may hold: beyond them a hand-edited card would make loading allocate gigabytes.
+inline constexpr std::int64_t max_window = 100'000;
+inline constexpr std::int64_t max_horizon = 100'000;
+inline constexpr std::int64_t max_hidden = 4096;
+inline constexpr std::int64_t max_layers = 64;
+
+/// Checks every field of a model card that loading or refitting a forecaster reads, where present: JSON types,
+/// signs and bounds (window, horizons positive and ascending, architecture sizes, dropout in [0, 1), quantiles in
+/// (0, 1) ascending, finite scaler values with positive deviations, hyperparameters). Throws InvalidInput
+/// "<what>: <field> …" naming the field, so that a hand-edited model.json fails here and not as a crash later.
+/// Consistency between fields (tensor shapes, one scale per horizon) is checked by Forecaster::from_artifact.
+void validate_card(const nlohmann::json& card, const std::string& what);
+
+/// Loads and checks a stored version (validate_card, the weights' checksum); throws NotFound when absent and
+/// InvalidInput naming the file for a truncated, corrupt or inconsistent artifact.
 Artifact load(const std::filesystem::path& home, int version);
 
 /// The champion's version, if any.
 std::optional<int> champion(const std::filesystem::path& home);
 
-/// Atomically replaces models/champion with `version`.
-void set_champion(const std::filesystem::path& home, int version);
+/// Atomically replaces models/champion with `version` (a uniquely named temporary file renamed over it), or
+/// removes it for nullopt. Callers that read-modify-write the champion hold a ModelsLock.
+void set_champion(const std::filesystem::path& home, std::optional<int> version);
+
+/// An exclusive lock (flock) on `models/.lock` for its lifetime: serialises changes of the champion between the
+/// threads and processes sharing a home. Waits for the lock. Not copyable.
+class ModelsLock {
+  public:
+    explicit ModelsLock(const std::filesystem::path& home);
+    ~ModelsLock();
+    ModelsLock(const ModelsLock&) = delete;
+    ModelsLock& operator=(const ModelsLock&) = delete;
+
+  private:
+    int fd_;
+};
 
 } // namespace btcml::model

@@ -275,7 +275,9 @@ TrainedForecaster train_forecaster(const features::FeatureTable& table, const fe
             since_best = 0;
         } else {
             ++since_best;
-            trainer.set_learning_rate(trainer.learning_rate() * 0.5F); // halve on a plateau
+            // Halve on a plateau, down to a floor: with a large --patience repeated halving would reach 0 (a float
+            // underflows after ~150 halvings) and stop training with an error instead of by patience.
+            trainer.set_learning_rate(std::max(trainer.learning_rate() * 0.5F, options.learning_rate / 1024));
         }
         report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         epochs.push_back(report);

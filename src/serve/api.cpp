@@ -5,6 +5,7 @@
 #include "data/ingest.hpp"
 #include "model/artifact.hpp"
 #include "serve/assets.hpp"
+#include "tracking/tracker.hpp"
 
 #include <fmt/format.h>
 
@@ -430,6 +431,8 @@ Response list_runs(Service& service, const Request& request) {
     std::vector<store::IngestRun> runs;
     {
         auto store = service.stores().acquire();
+        // Runs whose process died (kill -9) are ended here too, so the API never lists them as running for ever.
+        tracking::sweep_abandoned_runs(*store);
         runs = store->list_ingest_runs(limit);
     }
     const auto time_or_null = [](std::optional<std::int64_t> t) {

@@ -37,7 +37,6 @@ std::string forecast_key(const store::Prediction& first) {
 int resolve_champion(const std::filesystem::path& home) { return model::resolve_version(home, "champion"); }
 
 std::optional<int> promote_champion(store::Store& store, const ServiceOptions& options, int version) {
-    (void)model::load_model(options.home, std::to_string(version)); // refuse what would not serve
     tracking::Registry registry(store, options.home, options.tracking_uri);
     return registry.promote(version, "promoted through POST /api/v1/models/{version}/promote");
 }

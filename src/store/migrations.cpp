@@ -276,6 +276,16 @@ CREATE TABLE predictions (
 );
 CREATE INDEX predictions_by_target ON predictions (target_time);
 )sql"},
+    // Unix milliseconds of a running run's last sign of life; NULL until its first beat (its start counts).
+    Migration{4, "run heartbeats",
+              R"sql(
+ALTER TABLE ingest_runs ADD COLUMN heartbeat_ms INTEGER;
+ALTER TABLE tracked_runs ADD COLUMN heartbeat_ms INTEGER;
+)sql",
+              R"sql(
+ALTER TABLE ingest_runs ADD COLUMN heartbeat_ms BIGINT;
+ALTER TABLE tracked_runs ADD COLUMN heartbeat_ms BIGINT;
+)sql"},
 };
 
 } // namespace

@@ -19,6 +19,8 @@ namespace {
 
 // Serialises migrations across every connection to the server ("btcml" in ASCII).
 constexpr std::int64_t kMigrationLockKey = 0x6274636d6c;
+// Serialises promotions and rollbacks (Store::begin_registry_change).
+constexpr std::int64_t kRegistryLockKey = 0x6274636d6c72;
 // With a hash of the series, locks one series against concurrent writers ("btcm" in ASCII).
 constexpr std::int32_t kSeriesLockClass = 0x6274636d;
 // Seconds a connection attempt may take unless the URL says otherwise (connect_timeout=…).
@@ -278,6 +280,14 @@ std::int64_t PostgresStore::query(const std::string& sql, std::span<const SqlPar
 
 void PostgresStore::begin_exclusive() {
     exec(fmt::format("BEGIN; SELECT pg_advisory_xact_lock({})", kMigrationLockKey));
+}
+
+void PostgresStore::lock_registry() { exec(fmt::format("SELECT pg_advisory_xact_lock({})", kRegistryLockKey)); }
+
+// Row locks are short here: the ingest's long transaction only holds key-share locks on its run row.
+bool PostgresStore::try_begin_sql() {
+    exec(begin_sql());
+    return true;
 }
 
 bool PostgresStore::has_table(const std::string& name) {

@@ -28,6 +28,8 @@ class PostgresStore final : public SqlStore {
     [[nodiscard]] std::string begin_sql() const override { return "BEGIN"; }
     void begin_exclusive() override;
     [[nodiscard]] bool has_table(const std::string& name) override;
+    void lock_registry() override;
+    [[nodiscard]] bool try_begin_sql() override;
 
   private:
     class CopyIn;

@@ -162,6 +162,20 @@ void SqlStore::begin() {
     in_transaction_ = true;
 }
 
+bool SqlStore::try_write(const std::function<void()>& body) {
+    if (in_transaction_) throw Error(ErrorKind::internal, "store: a transaction is already open");
+    in_transaction_ = try_begin_sql();
+    if (!in_transaction_) return false;
+    try {
+        body();
+    } catch (...) {
+        rollback();
+        throw;
+    }
+    commit();
+    return true;
+}
+
 void SqlStore::commit() {
     if (!in_transaction_) throw Error(ErrorKind::internal, "store: commit without a transaction");
     try {

@@ -74,6 +74,10 @@ class SqlStore : public Store {
     std::map<std::string, int> aliases(const std::string& model_name) override;
     void set_alias(const AliasChange& change) override;
     std::vector<AliasChange> alias_history(const std::string& model_name, const std::string& alias) override;
+    void begin_registry_change() override;
+
+    bool heartbeat(RunKind kind, const std::string& id, std::int64_t now_ms) override;
+    std::vector<std::string> abandon_stale_runs(std::int64_t stale_before_ms) override;
 
   protected:
     /// Runs statements without parameters (several, separated by `;`, are allowed).
@@ -85,6 +89,10 @@ class SqlStore : public Store {
     /// Opens a transaction that no other connection can hold at the same time, for migrating.
     virtual void begin_exclusive() = 0;
     [[nodiscard]] virtual bool has_table(const std::string& name) = 0;
+    /// Inside a data transaction: takes the registry's lock until the transaction ends.
+    virtual void lock_registry() = 0;
+    /// Opens a data transaction unless that would mean waiting for another connection's lock; false then.
+    [[nodiscard]] virtual bool try_begin_sql() = 0;
 
     /// Applies pending migrations; the derived constructor calls it once connected.
     void migrate();
@@ -107,6 +115,9 @@ class SqlStore : public Store {
 
   private:
     void require_no_transaction(const char* what) const;
+    /// Runs `body` in a transaction and commits, unless opening it would wait for another connection's lock:
+    /// then returns false without running it.
+    bool try_write(const std::function<void()>& body);
     std::int64_t query_version();
 
     bool in_transaction_ = false;

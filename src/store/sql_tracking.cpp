@@ -2,10 +2,12 @@
 #include "store/sql_store.hpp"
 
 #include "core/error.hpp"
+#include "core/time.hpp"
 
 #include <fmt/format.h>
 
 #include <array>
+#include <utility>
 
 namespace btcml::store {
 namespace {
@@ -238,6 +240,76 @@ std::vector<AliasChange> SqlStore::alias_history(const std::string& model_name, 
                   {model_name, alias, read_optional(row, 0), read_optional(row, 1), row.get_int(2), row.get_text(3)});
           });
     return out;
+}
+
+void SqlStore::begin_registry_change() {
+    begin();
+    try {
+        lock_registry();
+    } catch (...) {
+        rollback();
+        throw;
+    }
+}
+
+bool SqlStore::heartbeat(RunKind kind, const std::string& id, std::int64_t now_ms) {
+    require_no_transaction("heartbeat");
+    // A writer holding SQLite's lock (often the run itself, mid-ingest) is alive, and no sweep can write until it
+    // ends: skip this beat rather than wait.
+    return try_write([&] {
+        if (kind == RunKind::ingest) {
+            const std::array<SqlParam, 2> params{std::int64_t{std::stoll(id)}, now_ms};
+            query("UPDATE ingest_runs SET heartbeat_ms = $2 WHERE id = $1 AND status = 'running'", params, {});
+        } else {
+            const std::array<SqlParam, 2> params{std::string_view(id), now_ms};
+            query("UPDATE tracked_runs SET heartbeat_ms = $2 WHERE id = $1 AND status = 'RUNNING'", params, {});
+        }
+    });
+}
+
+std::vector<std::string> SqlStore::abandon_stale_runs(std::int64_t stale_before_ms) {
+    require_no_transaction("abandon_stale_runs");
+    // (id, last sign of life in ms) of each stale run; read first so that the common case writes nothing.
+    using Stale = std::vector<std::pair<std::string, std::int64_t>>;
+    const std::array<SqlParam, 1> params{stale_before_ms};
+    const auto stale = [&](const char* sql) {
+        Stale out;
+        query(sql, params, [&](const SqlRow& row) { out.emplace_back(row.get_text(0), row.get_int(1)); });
+        return out;
+    };
+    const auto stale_ingests = [&] {
+        return stale("SELECT CAST(id AS TEXT), COALESCE(heartbeat_ms, started_at * 1000) FROM ingest_runs "
+                     "WHERE status = 'running' AND COALESCE(heartbeat_ms, started_at * 1000) < $1");
+    };
+    const auto stale_trainings = [&] {
+        return stale("SELECT id, COALESCE(heartbeat_ms, start_ms) FROM tracked_runs "
+                     "WHERE status = 'RUNNING' AND COALESCE(heartbeat_ms, start_ms) < $1");
+    };
+    if (stale_ingests().empty() && stale_trainings().empty()) return {};
+    const auto why = [](std::int64_t last_ms) {
+        return fmt::format("abandoned: no heartbeat since {} (its process ended without recording the end, e.g. "
+                           "killed with SIGKILL)",
+                           format_iso8601(last_ms / 1000));
+    };
+    std::vector<std::string> ended;
+    try_write([&] { // the lists again, inside the transaction: a run may have ended or beaten meanwhile
+        for (const auto& [id, last_ms] : stale_ingests()) {
+            const std::string error = why(last_ms);
+            const std::array<SqlParam, 3> update{std::int64_t{std::stoll(id)}, std::string_view(error), last_ms / 1000};
+            query("UPDATE ingest_runs SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1", update, {});
+        }
+        for (const auto& [id, last_ms] : stale_trainings()) {
+            const std::string error = why(last_ms);
+            const std::array<SqlParam, 2> update{std::string_view(id), last_ms};
+            query("UPDATE tracked_runs SET status = 'KILLED', end_ms = $2 WHERE id = $1", update, {});
+            const std::array<SqlParam, 2> tag{std::string_view(id), std::string_view(error)};
+            query("INSERT INTO run_tags (run_id, key, value) VALUES ($1, 'btcml.abandoned', $2) "
+                  "ON CONFLICT (run_id, key) DO UPDATE SET value = $2, synced = 0",
+                  tag, {});
+            ended.push_back(id);
+        }
+    });
+    return ended;
 }
 
 } // namespace btcml::store

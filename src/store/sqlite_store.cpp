@@ -191,6 +191,15 @@ std::int64_t SqliteStore::query(const std::string& sql, std::span<const SqlParam
 
 void SqliteStore::begin_exclusive() { exec("BEGIN IMMEDIATE"); }
 
+bool SqliteStore::try_begin_sql() {
+    sqlite3_busy_timeout(db_, 0);
+    const int rc = sqlite3_exec(db_, begin_sql().c_str(), nullptr, nullptr, nullptr);
+    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+    if ((rc & 0xFF) == SQLITE_BUSY) return false;
+    if (rc != SQLITE_OK) fail(rc, begin_sql());
+    return true;
+}
+
 bool SqliteStore::has_table(const std::string& name) {
     bool found = false;
     const std::array<SqlParam, 1> params{std::string_view(name)};

@@ -33,6 +33,8 @@ class SqliteStore final : public SqlStore {
     [[nodiscard]] std::string begin_sql() const override { return "BEGIN IMMEDIATE"; }
     void begin_exclusive() override;
     [[nodiscard]] bool has_table(const std::string& name) override;
+    void lock_registry() override {} // BEGIN IMMEDIATE already holds the database's only write lock
+    [[nodiscard]] bool try_begin_sql() override;
 
   private:
     struct StatementDeleter {

@@ -42,7 +42,9 @@ std::string sqlite_path(std::string_view url) {
 
 } // namespace
 
-std::unique_ptr<Store> open_store(const std::string& url, const std::filesystem::path& home) {
+namespace {
+
+std::unique_ptr<Store> open_backend(const std::string& url, const std::filesystem::path& home) {
     if (url.empty()) {
         std::error_code ec;
         std::filesystem::create_directories(home, ec);
@@ -59,6 +61,17 @@ std::unique_ptr<Store> open_store(const std::string& url, const std::filesystem:
                                  "postgres://…",
                                  redact_url(url)));
 }
+
+} // namespace
+
+std::unique_ptr<Store> open_store(const std::string& url, const std::filesystem::path& home) {
+    auto store = open_backend(url, home);
+    store->url_ = url;
+    store->home_ = home;
+    return store;
+}
+
+std::unique_ptr<Store> Store::open_another() const { return open_store(url_, home_); }
 
 std::string redact_url(const std::string& url) {
     if (url.starts_with(kSqliteScheme) || (!url.empty() && !has_scheme(url))) return "sqlite:" + sqlite_path(url);

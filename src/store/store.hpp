@@ -159,10 +159,16 @@ struct PredictionQuery {
     std::int64_t limit = 1000;
 };
 
+/// Which table a run lives in: ingest_runs or tracked_runs.
+enum class RunKind { ingest, training };
+
 /// Thread-safety: a Store is one connection and is NOT thread-safe; open one per thread.
 class Store {
   public:
     virtual ~Store() = default;
+
+    /// Another connection to the same database (open_store with the same URL and home), e.g. for a thread.
+    [[nodiscard]] std::unique_ptr<Store> open_another() const;
 
     /// `sqlite` or `postgresql`.
     [[nodiscard]] virtual std::string backend() const = 0;
@@ -226,6 +232,21 @@ class Store {
     virtual void set_alias(const AliasChange& change) = 0;
     /// Changes of one alias, newest first.
     virtual std::vector<AliasChange> alias_history(const std::string& model_name, const std::string& alias) = 0;
+    /// Opens a transaction that holds the registry's lock until it ends, so that read-modify-writes of the aliases
+    /// by concurrent promoters (other connections, other processes) run one after the other. Waits for the lock.
+    virtual void begin_registry_change() = 0;
+
+    // Liveness of running runs: a run's process beats (store::Heartbeat) and a run that stopped beating without
+    // ending (kill -9, a power cut) is abandoned by the next sweep (store::sweep_abandoned_runs).
+    /// Records that a running run is alive now; a no-op once it has ended. Returns false, recording nothing, when
+    /// that would wait for another connection's lock (SQLite's write lock). Outside a transaction.
+    virtual bool heartbeat(RunKind kind, const std::string& id, std::int64_t now_ms) = 0;
+    /// Ends every run still running whose last beat (its start, before the first) is older than `stale_before_ms`:
+    /// ingest runs become `failed`, training runs `KILLED` (tag `btcml.abandoned`), with "abandoned: no heartbeat
+    /// since TIME". Returns the ids of the training runs it ended. Never waits for a lock held by another
+    /// connection (a live SQLite ingest holds the write lock for its whole run, and is thereby alive): then it ends
+    /// nothing. Outside a transaction.
+    virtual std::vector<std::string> abandon_stale_runs(std::int64_t stale_before_ms) = 0;
     /// The newest ingest runs first, at most `limit`.
     virtual std::vector<IngestRun> list_ingest_runs(std::int64_t limit) = 0;
 
@@ -235,6 +256,11 @@ class Store {
     /// Predictions by target time, each with the realised close where its target bar is stored.
     virtual std::vector<Prediction> load_predictions(const PredictionQuery& query) = 0;
     virtual std::int64_t count_predictions() = 0;
+
+  private:
+    friend std::unique_ptr<Store> open_store(const std::string& url, const std::filesystem::path& home);
+    std::string url_; // what open_store was given, for open_another
+    std::filesystem::path home_;
 };
 
 /// Opens `sqlite:PATH` (or a bare path) or `postgresql://…` / `postgres://…`, applying pending migrations.

@@ -4,6 +4,7 @@
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "evaluate/scoreboard.hpp"
+#include "model/artifact.hpp"
 #include "tracking/tracker.hpp"
 
 #include <fmt/format.h>
@@ -46,6 +47,46 @@ Score score(const features::FeatureTable& table, const model::Forecaster& foreca
 nlohmann::json score_json(const Score& s) {
     return {{"pinball", s.pinball}, {"mae", s.mae}, {"naive_mae", s.naive_mae}, {"points", s.points}};
 }
+
+// Holds the registry's locks for one alias change (see registry.hpp): the home's file lock, then a store
+// transaction holding the registry lock. commit() writes models/champion, then commits the transaction, putting the
+// file back should the commit fail; destroyed without commit it rolls the transaction back.
+class RegistryChange {
+  public:
+    RegistryChange(store::Store& store, const std::filesystem::path& home)
+        : lock_(home), store_(store), home_(home), file_before_(model::champion(home)) {
+        store_.begin_registry_change();
+    }
+    ~RegistryChange() {
+        if (committed_) return;
+        try {
+            store_.rollback();
+        } catch (const std::exception& e) { // the error that got us here is the one to report
+            log::warn("registry change not rolled back", {{"error.message", e.what()}});
+        }
+    }
+    RegistryChange(const RegistryChange&) = delete;
+    RegistryChange& operator=(const RegistryChange&) = delete;
+
+    /// `champion`: the version models/champion must name; nullopt leaves the file alone.
+    void commit(std::optional<int> champion) {
+        if (champion) model::set_champion(home_, champion);
+        try {
+            store_.commit();
+        } catch (...) {
+            if (champion) model::set_champion(home_, file_before_);
+            throw;
+        }
+        committed_ = true;
+    }
+
+  private:
+    model::ModelsLock lock_;
+    store::Store& store_;
+    const std::filesystem::path& home_;
+    std::optional<int> file_before_;
+    bool committed_ = false;
+};
 
 std::optional<int> parse_int(std::string_view text) {
     int v = 0;
@@ -121,25 +162,37 @@ void Registry::add_version(const store::ModelVersionRecord& record, const GateDe
     auto stored = record;
     stored.gate_json = gate.to_json().dump();
     store_.save_model_version(stored);
+    RegistryChange change(store_, home_);
     const auto aliases = store_.aliases(record.model_name);
     const auto current = aliases.find("champion");
     if (gate.promote) {
         set_champion(record.model_name, record.version,
                      current == aliases.end() ? std::nullopt : std::optional(current->second), gate.reason);
+        change.commit(record.version);
     } else {
         const auto old = aliases.find("challenger");
         store_.set_alias({record.model_name, "challenger", record.version,
                           old == aliases.end() ? std::nullopt : std::optional(old->second), now_ms(), gate.reason});
+        change.commit(std::nullopt);
     }
 }
 
+// Inside a RegistryChange: the alias rows only; the change's commit writes models/champion.
 void Registry::set_champion(const std::string& model_name, int version, std::optional<int> previous,
                             const std::string& reason) {
     store_.set_alias({model_name, "champion", version, previous, now_ms(), reason});
     const auto aliases = store_.aliases(model_name);
     if (const auto it = aliases.find("challenger"); it != aliases.end() && it->second == version)
         store_.set_alias({model_name, "challenger", std::nullopt, version, now_ms(), "promoted to champion"});
-    model::set_champion(home_, version);
+}
+
+void Registry::require_loadable(int version) {
+    try {
+        (void)model::load_model(home_, std::to_string(version));
+    } catch (const InvalidInput& e) {
+        throw InvalidInput(fmt::format("version {} cannot become the champion: it does not load: {}", version,
+                                       e.what()));
+    }
 }
 
 store::ModelVersionRecord Registry::version(int version) {
@@ -184,32 +237,45 @@ int Registry::resolve(const std::string& model_name, const std::string& spec) {
 
 std::optional<int> Registry::promote(int v, const std::string& reason) {
     const auto record = version(v);
+    require_loadable(v); // before the locks: loading takes a while
+    RegistryChange change(store_, home_);
     const auto aliases = store_.aliases(record.model_name);
     const auto current = aliases.find("champion");
     const std::optional<int> previous = current == aliases.end() ? std::nullopt : std::optional(current->second);
     if (previous == v) throw Conflict(fmt::format("version {} is already the champion of {}", v, record.model_name));
     set_champion(record.model_name, v, previous, reason);
+    change.commit(v);
     return previous;
 }
 
-int Registry::rollback(const std::string& model_name) {
+std::pair<int, int> Registry::rollback(const std::string& model_name) {
     const std::string name = model_name_or_only(model_name);
-    const auto history = store_.alias_history(name, "champion");
-    if (history.empty() || !history.front().version)
-        throw Conflict(fmt::format("{} has no champion to roll back", name));
-    const int current = *history.front().version;
-    const auto target = history.front().previous;
-    if (!target) throw Conflict(fmt::format("{}: champion v{} had no predecessor to roll back to", name, current));
+    // The target as it is now, checked before the locks (loading takes a while) and again under them.
+    const auto target_of = [&]() -> std::pair<int, int> {
+        const auto history = store_.alias_history(name, "champion");
+        if (history.empty() || !history.front().version)
+            throw Conflict(fmt::format("{} has no champion to roll back", name));
+        const int current = *history.front().version;
+        const auto target = history.front().previous;
+        if (!target) throw Conflict(fmt::format("{}: champion v{} had no predecessor to roll back to", name, current));
+        return {current, *target};
+    };
+    const int checked = target_of().second;
+    require_loadable(checked);
+    RegistryChange change(store_, home_);
+    const auto [current, target] = target_of();
+    if (target != checked)
+        throw Conflict(fmt::format("{}: the champion changed while rolling back; try again", name));
     // The rolled-back-to version's own predecessor, so that a second rollback goes one step further back.
     std::optional<int> before;
-    for (const auto& change : history)
-        if (change.version == target) {
-            before = change.previous;
+    for (const auto& change_of : store_.alias_history(name, "champion"))
+        if (change_of.version == target) {
+            before = change_of.previous;
             break;
         }
-    store_.set_alias({name, "champion", *target, before, now_ms(), fmt::format("rollback from v{}", current)});
-    model::set_champion(home_, *target);
-    return *target;
+    store_.set_alias({name, "champion", target, before, now_ms(), fmt::format("rollback from v{}", current)});
+    change.commit(target);
+    return {target, current};
 }
 
 std::string Registry::mirror_aliases(const std::string& model_name) {

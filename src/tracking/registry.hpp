@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 
 namespace btcml::tracking {
 
@@ -39,16 +40,24 @@ class Registry {
     /// `tracking_uri` empty: the store only.
     Registry(store::Store& store, std::filesystem::path home, std::string tracking_uri);
 
+    // Every alias change runs under two locks, taken in this order: the home's ModelsLock (models/champion) and a
+    // store transaction holding the registry's lock (Store::begin_registry_change). So concurrent promoters (CLI
+    // processes, server threads) apply one after the other, and models/champion always names the alias table's
+    // champion once they are done. Thread-safe across Registry objects with their own store connections.
+
     /// Records a new version with the gate's decision and moves the aliases: champion when promoted (the old
     /// champion keeps no alias), challenger otherwise.
     void add_version(const store::ModelVersionRecord& record, const GateDecision& gate);
     /// The version `spec` names in a registered model: a number, `champion`, `challenger` or `@alias`; NotFound
     /// for an unknown alias or version, naming what exists.
     int resolve(const std::string& model_name, const std::string& spec);
-    /// Makes `version` its registered model's champion; returns the previous champion.
+    /// Makes `version` its registered model's champion after checking that it loads (InvalidInput naming the
+    /// version and why not, changing nothing); returns the previous champion. Conflict when it already is.
+    /// The one promotion path of the CLI (`models promote`) and the API (POST /api/v1/models/{version}/promote).
     std::optional<int> promote(int version, const std::string& reason);
-    /// Gives the champion alias back to the version that held it before the current one; returns it.
-    int rollback(const std::string& model_name);
+    /// Gives the champion alias back to the version that held it before the current one, after checking that it
+    /// loads; returns {the new champion, the champion it replaced}. Conflict when there is nothing to roll back to.
+    std::pair<int, int> rollback(const std::string& model_name);
 
     /// The registered model of a version; NotFound when the version is not registered.
     store::ModelVersionRecord version(int version);
@@ -61,6 +70,8 @@ class Registry {
   private:
     void set_champion(const std::string& model_name, int version, std::optional<int> previous,
                       const std::string& reason);
+    /// InvalidInput "version V cannot become the champion: …" unless the version's artifact loads.
+    void require_loadable(int version);
 
     store::Store& store_;
     std::filesystem::path home_;

@@ -136,6 +136,22 @@ void Syncer::sync_aliases(const std::string& model_name) {
             client_.delete_alias(model_name, alias);
 }
 
+std::vector<std::string> sweep_abandoned_runs(store::Store& store) {
+    const auto ended = store::sweep_abandoned_runs(store);
+    for (const auto& id : ended) {
+        const auto run = store.tracked_run(id);
+        if (!run || run->tracking_uri.empty()) continue;
+        try {
+            MlflowClient client(run->tracking_uri);
+            Syncer(store, client).sync_run(id);
+        } catch (const Error& e) {
+            log::warn("MLflow not told that an abandoned run was killed: run `btcml tracking sync` later",
+                      {{"run_id", id}, {"tracking.uri", run->tracking_uri}, {"error.message", e.what()}});
+        }
+    }
+    return ended;
+}
+
 Tracker::Tracker(store::Store& store, std::string tracking_uri) : store_(store) {
     if (!tracking_uri.empty()) client_ = std::make_unique<MlflowClient>(std::move(tracking_uri));
 }
@@ -160,10 +176,12 @@ void Tracker::start_run(store::TrackedRun run, const store::RunData& initial) {
                       {{"tracking.uri", run.tracking_uri}, {"error.message", e.what()}});
         }
     }
+    tracking::sweep_abandoned_runs(store_); // qualified: ADL would also find store::sweep_abandoned_runs
     run_ = std::move(run);
     store_.save_run(run_);
     store_.log_run_data(run_.id, initial);
     active_ = true;
+    heartbeat_ = std::make_unique<store::Heartbeat>(store_, store::RunKind::training, run_.id);
     replicate();
 }
 
@@ -176,6 +194,7 @@ void Tracker::log(store::RunData data) {
 void Tracker::end_run(RunStatus status) {
     if (!active_) return;
     active_ = false;
+    heartbeat_.reset();
     run_.status = to_string(status);
     run_.end_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())

@@ -3,6 +3,7 @@
 // MLflow backend replicates it to an MLflow server as it goes. When the server is unreachable the run carries on
 // locally and `btcml tracking sync` sends what is missing later: each row is marked once MLflow has it, so a sync
 // resumes where the last one stopped and nothing is sent twice.
+#include "store/heartbeat.hpp"
 #include "store/store.hpp"
 #include "tracking/mlflow_client.hpp"
 
@@ -38,7 +39,12 @@ class Syncer {
     MlflowClient& client_;
 };
 
-/// Records one run. Not thread-safe.
+/// Ends the runs whose process died without ending them (store::sweep_abandoned_runs) and marks the training runs
+/// among them KILLED on their MLflow server too; a server that cannot be reached leaves that for `btcml tracking
+/// sync`. Returns the training runs ended. Called when a run starts and when runs are listed.
+std::vector<std::string> sweep_abandoned_runs(store::Store& store);
+
+/// Records one run, with a heartbeat while it is running (store::Heartbeat). Not thread-safe.
 class Tracker {
   public:
     /// `tracking_uri` empty: local only. Otherwise an MLflow server, which start_run checks first: one that
@@ -67,6 +73,7 @@ class Tracker {
     store::TrackedRun run_;
     bool active_ = false;
     std::string remote_error_; // set once replication failed; later calls skip MLflow until end_run
+    std::unique_ptr<store::Heartbeat> heartbeat_;
 };
 
 /// The tags every run gets: mlflow.user, mlflow.source.name/type, mlflow.source.git.commit (when btcml was built

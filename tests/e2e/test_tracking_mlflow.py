@@ -3,6 +3,7 @@ import csv
 import io
 import http.server
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -116,6 +117,33 @@ def test_exported_onnx_file_runs_in_onnxruntime(trained, tmp_path):
     predicted = home.json("predict")
     assert [f["price"] for f in predicted["forecasts"]] == pytest.approx(list(price[0, :, 1]), rel=1e-4)
     assert np.all(np.diff(log_return, axis=2) >= 0), "quantiles must not cross"
+
+
+def test_the_mlflow_model_carries_an_input_example_that_mlflow_serves(server, trained, tmp_path):
+    from mlflow.models import Model, validate_serving_input
+    from mlflow.models.utils import load_serving_example
+
+    home, good, _ = trained
+    predicted = home.json("predict")
+    run_id = good["tracking"]["remote_run_id"]
+    logged = {a.path for a in MlflowClient(server.uri).list_artifacts(run_id, "model")}
+    assert {"model/input_example.json", "model/serving_input_example.json"} <= logged
+    for path in (str(home.home / "models" / "1" / "mlflow-model"), str(tmp_path / "export")):
+        if path.endswith("export"):
+            home.json("models", "export", "1", "--out", path)
+        model = Model.load(path)
+        assert model.saved_input_example_info == {"artifact_path": "input_example.json",
+                                                  "serving_input_path": "serving_input_example.json",
+                                                  "type": "ndarray"}
+        example = model.load_input_example(path)
+        window = json.loads((home.home / "models" / "1" / "model.json").read_text())["window"]
+        assert example["time"].dtype == np.int64 and example["time"].shape == (1, window + 1)
+        assert example["ohlcv"].dtype == np.float64 and example["ohlcv"].shape == (1, window + 1, 5)
+        # The latest bars: the example's forecast is the one `btcml predict` makes.
+        out = validate_serving_input(path, load_serving_example(path))
+        for k, f in enumerate(predicted["forecasts"]):
+            assert out["price"][0, k] == pytest.approx([f["lower"], f["price"], f["upper"]], rel=1e-4)
+            assert out["log_return"][0, k, 1] == pytest.approx(f["log_return"], abs=1e-4)
 
 
 def test_a_bad_model_is_not_promoted_and_models_show_says_why(server, trained):
@@ -279,3 +307,34 @@ def test_ctrl_c_ends_the_run_as_killed(tmp_path):
     runs = home.json("tracking", "runs")["runs"]
     assert [r["status"] for r in runs] == ["KILLED"] and runs[0]["sync"] == "local only"
     assert not (home.home / "models" / "1").exists()
+
+
+@pytest.mark.timeout(300)
+def test_a_training_killed_with_sigkill_ends_as_killed_in_mlflow_too(server, tmp_path):
+    home = Btcml(tmp_path / "home", None)
+    home.json("ingest", "synthetic:7", "--from", "2021-01-01", "--to", "2023-03-01")
+    heartbeat = {"BTCML_HEARTBEAT_SECONDS": "0.5"}  # abandoned after 3 s without a beat
+    # Default network, every window each epoch, up to 100 epochs without improvement: it is killed long before.
+    cmd = [str(BIN), "--home", str(home.home), "train", "--symbol", SYMBOL, "--epochs", "100000", "--patience", "100",
+           "--samples-per-epoch", "0", "--tracking-uri", server.uri]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **heartbeat})
+    try:
+        deadline = time.monotonic() + 120
+        while not [r for r in home.json("tracking", "runs", env=heartbeat)["runs"] if r["mlflow_run_id"]]:
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never reached MLflow"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 60
+    while (run := home.json("tracking", "runs", env=heartbeat)["runs"][0])["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the killed run was never abandoned"
+        time.sleep(0.2)
+    assert run["status"] == "KILLED" and run["sync"] == "synced", run
+    remote = MlflowClient(server.uri).get_run(run["mlflow_run_id"])
+    assert remote.info.status == "KILLED"
+    assert remote.data.tags["btcml.abandoned"].startswith("abandoned: no heartbeat since ")

@@ -3,6 +3,7 @@
 
 #include "core/error.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -156,6 +157,58 @@ TEST(Artifact, RejectsWeightsThatDoNotMatchTheArchitecture) {
     card["horizons"] = {1, 3, 6};
     const int v2 = publish(home.path, card, original.tensors());
     EXPECT_THROW(Forecaster::from_artifact(load(home.path, v2), "m"), InvalidInput);
+}
+
+TEST(Artifact, ImpossibleCardFieldsAreInvalidInputNamingTheField) {
+    const TempHome home;
+    const Forecaster original = small_forecaster();
+    nlohmann::json good = original.describe();
+    good["hyperparameters"] = TrainOptions{}.to_json();
+    struct Case {
+        const char* pointer;
+        nlohmann::json value;
+        const char* field; // as the message names it
+    };
+    const Case cases[] = {
+        {"/window", -5, "window"},
+        {"/window", 0, "window"},
+        {"/window", 1e12, "window"},
+        {"/window", "48", "window"},
+        {"/window", 18446744073709551615ULL, "window"},
+        {"/horizons", nlohmann::json::array(), "horizons"},
+        {"/horizons", {3, 1}, "horizons"},
+        {"/horizons", {1, -3}, "horizons/1"},
+        {"/horizons", 6, "horizons"},
+        {"/quantiles", {0.1, 0.5, 1.5}, "quantiles/2"},
+        {"/quantiles", {0.9, 0.5, 0.1}, "quantiles"},
+        {"/architecture/hidden_size", -8, "architecture/hidden_size"},
+        {"/architecture/hidden_size", 1 << 30, "architecture/hidden_size"},
+        {"/architecture/num_layers", 0, "architecture/num_layers"},
+        {"/architecture/num_layers", 2.5, "architecture/num_layers"},
+        {"/architecture/output_size", -6, "architecture/output_size"},
+        {"/architecture/input_size", -1, "architecture/input_size"},
+        {"/architecture/dropout", 1.0, "architecture/dropout"},
+        {"/scaler/stddev/3", 0.0, "scaler/stddev/3"},
+        {"/scaler/mean/0", nullptr, "scaler/mean/0"},
+        {"/scaler/target_stddev/1", -0.5, "scaler/target_stddev/1"},
+        {"/calibration/interval_offsets", "none", "calibration/interval_offsets"},
+        {"/hyperparameters/hidden", -64, "hyperparameters/hidden"},
+        {"/hyperparameters/layers", 100000, "hyperparameters/layers"},
+        {"/hyperparameters/batch_size", 0, "hyperparameters/batch_size"},
+        {"/hyperparameters/lr", -1e-3, "hyperparameters/lr"},
+        {"/hyperparameters/samples_per_epoch", -1, "hyperparameters/samples_per_epoch"},
+    };
+    for (const auto& c : cases) {
+        auto card = good;
+        card[nlohmann::json::json_pointer(c.pointer)] = c.value;
+        const int version = publish(home.path, card, original.tensors());
+        const std::string message = error_of([&] { load(home.path, version); });
+        const std::string expected = fmt::format("model.json: {} ", c.field);
+        EXPECT_NE(message.find(expected), std::string::npos) << c.pointer << " = " << c.value.dump() << ": " << message;
+    }
+    // The card as written loads and builds its forecaster.
+    const int version = publish(home.path, good, original.tensors());
+    EXPECT_NO_THROW(Forecaster::from_artifact(load(home.path, version), "model.json"));
 }
 
 } // namespace

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <random>
 #include <thread>
 
@@ -541,6 +542,99 @@ TEST_P(StoreTest, RegistryVersionsAliasesAndTheirHistory) {
     EXPECT_EQ(store->model_versions("btcml-X-1h").size(), 2U);
     EXPECT_EQ(store->model_version(2)->remote_version, "7");
     EXPECT_FALSE(store->model_version(3).has_value());
+}
+
+TEST_P(StoreTest, RunsThatStoppedBeatingAreAbandonedAndOnlyThose) {
+    auto store = open();
+    IngestRun beating, silent;
+    beating.source = "beating.csv";
+    beating.started_at = silent.started_at = 1000; // unix seconds
+    silent.source = "silent.csv";
+    beating.id = store->create_ingest_run(beating);
+    silent.id = store->create_ingest_run(silent);
+    const auto training = [&](const char* id, const char* status, std::int64_t start_ms) {
+        TrackedRun r;
+        r.id = id;
+        r.experiment = "e";
+        r.name = "train";
+        r.status = status;
+        r.start_ms = start_ms;
+        store->save_run(r);
+    };
+    training("t-beating", "RUNNING", 1'000'000);
+    training("t-silent", "RUNNING", 1'000'000);
+    training("t-ended", "FINISHED", 1);
+
+    EXPECT_TRUE(store->abandon_stale_runs(999'000).empty()); // nothing is older than its start
+    // From another connection, as store::Heartbeat does.
+    const auto other = store->open_another();
+    other->heartbeat(RunKind::ingest, std::to_string(beating.id), 5'000'000);
+    other->heartbeat(RunKind::training, "t-beating", 5'000'000);
+    other->heartbeat(RunKind::training, "t-ended", 5'000'000); // ended: stays as it was
+    EXPECT_EQ(store->abandon_stale_runs(4'000'000), std::vector<std::string>{"t-silent"});
+
+    EXPECT_EQ(store->ingest_run(beating.id)->status, "running");
+    const auto abandoned = store->ingest_run(silent.id);
+    EXPECT_EQ(abandoned->status, "failed");
+    EXPECT_NE(abandoned->error.find("abandoned: no heartbeat since 1970-01-01T00:16:40Z"), std::string::npos)
+        << abandoned->error;
+    EXPECT_EQ(abandoned->finished_at, 1000);
+    EXPECT_EQ(store->tracked_run("t-beating")->status, "RUNNING");
+    EXPECT_EQ(store->tracked_run("t-silent")->status, "KILLED");
+    EXPECT_EQ(store->tracked_run("t-silent")->end_ms, 1'000'000);
+    EXPECT_EQ(store->tracked_run("t-ended")->status, "FINISHED");
+    const auto tags = store->run_data("t-silent", true).tags;
+    ASSERT_EQ(tags.size(), 1U);
+    EXPECT_EQ(tags[0].first, "btcml.abandoned");
+    EXPECT_TRUE(store->abandon_stale_runs(4'000'000).empty()); // once
+}
+
+TEST_P(StoreTest, TheSweepNeverWaitsForAnotherWriter) {
+    auto store = open();
+    IngestRun run;
+    run.source = "x.csv";
+    run.started_at = 1000;
+    run.id = store->create_ingest_run(run);
+    // A live SQLite ingest holds the write lock for its whole run: the sweep must neither wait for it nor fail.
+    const auto writer = store->open_another();
+    writer->begin();
+    writer->insert_bars({"X", 60}, std::vector<Bar>{{60, 1, 1, 1, 1, 1}}, "x.csv");
+    const auto started = std::chrono::steady_clock::now();
+    const auto ended = store->abandon_stale_runs(std::numeric_limits<std::int64_t>::max());
+    const bool beaten = store->heartbeat(RunKind::ingest, std::to_string(run.id), 5'000'000);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+    EXPECT_TRUE(ended.empty());
+    writer->rollback();
+    EXPECT_EQ(beaten, GetParam() == Backend::postgresql); // SQLite: skipped while the writer held the lock
+    if (GetParam() == Backend::sqlite) {
+        EXPECT_EQ(store->ingest_run(run.id)->status, "running"); // the sweep too
+        store->abandon_stale_runs(std::numeric_limits<std::int64_t>::max());
+    }
+    EXPECT_EQ(store->ingest_run(run.id)->status, "failed");
+}
+
+TEST_P(StoreTest, RegistryChangesOfTwoConnectionsDoNotInterleave) {
+    auto first = open();
+    auto second = open();
+    first->save_model_version({1, "btcml-X-1h", "r1", 10, "{}", ""});
+    first->begin_registry_change();
+    const auto before = first->aliases("btcml-X-1h");
+    std::atomic<bool> second_done{false};
+    std::thread other([&] {
+        second->begin_registry_change(); // waits for the first change to end
+        second->set_alias({"btcml-X-1h", "champion", 1, std::nullopt, 2, "second"});
+        second->commit();
+        second_done = true;
+    });
+    // The second change cannot start while the first one is open, however long that is.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_FALSE(second_done);
+    first->set_alias({"btcml-X-1h", "challenger", 1, std::nullopt, 1, "first"});
+    first->commit();
+    other.join();
+    EXPECT_TRUE(before.empty());
+    EXPECT_EQ(first->alias_history("btcml-X-1h", "champion").size(), 1U);
+    EXPECT_EQ(first->aliases("btcml-X-1h"), (std::map<std::string, int>{{"challenger", 1}, {"champion", 1}}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::sqlite, Backend::postgresql),
