@@ -378,6 +378,19 @@ def test_overflowing_interval_is_a_usage_error(btcml_sqlite, tmp_path, interval)
     assert r.returncode == 2 and "is not an interval" in r.stderr, r.stderr
 
 
+@pytest.mark.timeout(120)
+def test_overflowing_interval_query_is_a_400(btcml_sqlite):
+    from serving import Server
+    server = Server(btcml_sqlite)
+    try:
+        for interval in ["99999999999999999999h", "5124095576030432h", "30500568904944w"]:
+            r = server.get("/api/v1/bars", params={"symbol": "BTCUSD", "interval": interval})
+            assert r.status_code == 400, (interval, r.status_code, r.text)
+            assert "interval" in r.text
+    finally:
+        server.terminate()
+
+
 def limit_address_space(megabytes):
     def apply():
         limit = megabytes << 20
