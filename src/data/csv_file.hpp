@@ -37,8 +37,9 @@ struct CsvFileTuning {
 /// Not thread-safe: one thread calls next(). Large files are parsed ahead on threads of the reader's own.
 class CsvFile {
   public:
-    /// Opens the file (plain, .gz or .zip) and detects its layout; `format` and `columns` as in IngestOptions.
-    /// Throws NotFound, UsageError or InvalidInput (prefixed with the path).
+    /// Opens the file (plain, .gz or .zip; a FIFO or pipe too; `-` is standard input) once and detects its layout
+    /// from its first chunk; `format` and `columns` as in IngestOptions. Throws NotFound, UsageError or
+    /// InvalidInput (prefixed with the path).
     CsvFile(const std::filesystem::path& path, const std::string& format, const std::string& columns,
             const CsvFileTuning& tuning = {});
     /// Stops the parsing threads wherever they wait and joins them: prompt also when the consumer stopped early.
@@ -56,7 +57,7 @@ class CsvFile {
     [[nodiscard]] const std::string& format() const { return format_; }
     /// Which column(s) the times come from and why (Layout::time_source).
     [[nodiscard]] const std::string& time_source() const { return layout_.time_source; }
-    /// Bytes of the file read up to the rows returned so far, and its size: for progress.
+    /// Bytes of the file read up to the rows returned so far, and its size (0 for a pipe): for progress.
     [[nodiscard]] std::uint64_t position() const { return ring_[current_ % ring_.size()].position; }
     [[nodiscard]] std::uint64_t file_size() const { return file_size_; }
 
@@ -95,7 +96,7 @@ class CsvFile {
     std::size_t row_ = 0;        // the next row of the current batch
     std::int64_t line_base_ = 0; // lines before the current batch
 
-    // Every wait below is on changed_ under mutex_ and observes stop_, so that the destructor can end the threads
+    // Every wait of the threads is on changed_ under mutex_ and observes stop_, so that the destructor can end them
     // wherever they wait, whether or not the consumer ever released their slots (it stops early when it throws).
     std::mutex mutex_;
     std::condition_variable_any changed_; // a batch became ready, a read ended, or the consumer moved on

@@ -116,7 +116,7 @@ struct SourceContext {
     const ProgressFn& progress;
 };
 
-/// Runs one ingest of SOURCE (a file path, `kaggle:…`, `bitstamp:…`, `binance:…`, `synthetic[:SEED]`):
+/// Runs one ingest of SOURCE (a file path or `-` for standard input, `kaggle:…`, `bitstamp:…`, `binance:…`, `synthetic[:SEED]`):
 /// records the run, writes all of it in one transaction, and on failure rolls back and records the error
 /// before rethrowing.
 IngestSummary ingest(store::Store& store, const std::string& source, const IngestOptions& options,
