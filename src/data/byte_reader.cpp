@@ -34,8 +34,10 @@ class Input {
             if (file_ == nullptr) throw NotFound(fmt::format("cannot open {}: {}", name_, std::strerror(errno)));
         }
         struct stat st {};
-        seekable_ = ::fstat(::fileno(file_), &st) == 0 && S_ISREG(st.st_mode);
-        if (seekable_) size_ = static_cast<std::uint64_t>(st.st_size);
+        // Standard input redirected from a file may start past its beginning: that offset is where the data is.
+        start_ = ::ftello(file_);
+        seekable_ = ::fstat(::fileno(file_), &st) == 0 && S_ISREG(st.st_mode) && start_ >= 0 && start_ <= st.st_size;
+        if (seekable_) size_ = static_cast<std::uint64_t>(st.st_size - start_);
         magic_.resize(4);
         try {
             magic_.resize(read_file(magic_.data(), magic_.size()));
@@ -44,7 +46,7 @@ class Input {
             throw;
         }
         // A regular file opened as a stream (a FIFO's path, /dev/stdin to a file) still rewinds; else replay.
-        if (seekable_ && ::fseeko(file_, 0, SEEK_SET) != 0) seekable_ = false;
+        if (seekable_ && ::fseeko(file_, start_, SEEK_SET) != 0) seekable_ = false;
         to_replay_ = seekable_ ? 0 : magic_.size();
     }
     ~Input() { close(); }
@@ -64,10 +66,11 @@ class Input {
         }
         return read_file(buffer, size);
     }
-    /// As fseeko, returning the new position or -1; only where seekable().
+    /// As fseeko, returning the new position or -1, with positions counted from the start of the data; only where
+    /// seekable().
     std::int64_t seek(std::int64_t offset, int whence) {
-        if (::fseeko(file_, offset, whence) != 0) return -1;
-        return ::ftello(file_);
+        if (::fseeko(file_, whence == SEEK_SET ? offset + start_ : offset, whence) != 0) return -1;
+        return ::ftello(file_) - start_;
     }
     [[nodiscard]] bool seekable() const { return seekable_; }
     /// 0 for a stream: its size is not known.
@@ -87,6 +90,7 @@ class Input {
 
     std::string name_;
     std::FILE* file_ = nullptr;
+    off_t start_ = 0; // where the data starts in a seekable file
     bool seekable_ = false;
     std::uint64_t size_ = 0;
     std::string magic_;         // the first bytes

@@ -283,6 +283,24 @@ def test_pipe_to_standard_input_is_read_whole(tmp_path, reference, how):
     same_bars(stored_bars(b), bars)
 
 
+def test_standard_input_redirected_from_a_file_is_read_from_its_offset(tmp_path, reference):
+    """`{ read -r header; btcml ingest -; } < file`: the data starts where the shell left the file's offset."""
+    src, direct, bars = reference
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        while os.read(fd, 1) != b"\n":  # the header line, as the shell's `read` consumes it
+            pass
+        b = Btcml(tmp_path / "offset", None)
+        proc = subprocess.run([str(BIN), "--home", str(b.home), "ingest", "-", "--json"], stdin=fd,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        os.close(fd)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert (s["format"], s["rows_inserted"]) == ("generic", direct["rows_inserted"])
+    same_bars(stored_bars(b), bars)
+
+
 def test_empty_pipe_says_empty(tmp_path):
     b = Btcml(tmp_path / "home", None)
     proc = subprocess.run([str(BIN), "--home", str(b.home), "ingest", "-"], input="", capture_output=True, text=True,
