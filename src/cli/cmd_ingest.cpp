@@ -58,7 +58,8 @@ void run_ingest(const IngestArgs& args, Context& ctx) {
     auto store = ctx.open_store();
     std::error_code ec;
     // Files and Kaggle downloads report bytes; exchanges and the generator report bars.
-    const bool bytes = std::filesystem::is_regular_file(args.source, ec) || args.source.starts_with("kaggle");
+    const bool bytes = std::filesystem::is_regular_file(args.source, ec) || args.source == "-" ||
+                       args.source.starts_with("kaggle");
     Progress progress("ingest", bytes ? Progress::Unit::bytes : Progress::Unit::items, options.progress);
     const auto summary = data::ingest(*store, args.source, options, [&progress](std::int64_t done, std::int64_t total) {
         progress.update(done, total);
@@ -80,8 +81,8 @@ void setup_ingest(CLI::App& app, Context& ctx) {
     auto& args = ctx.keep<IngestArgs>();
     auto* cmd = app.add_subcommand("ingest", "Load bars from a file, Kaggle, an exchange or the synthetic generator");
     cmd->add_option("source", args.source,
-                    "A CSV file (.csv, .gz, .zip), kaggle:OWNER/DATASET[/FILE], bitstamp:PAIR, binance:SYMBOL or "
-                    "synthetic[:SEED]")
+                    "A CSV file (.csv, .gz, .zip; a FIFO or pipe too; - for standard input), "
+                    "kaggle:OWNER/DATASET[/FILE], bitstamp:PAIR, binance:SYMBOL or synthetic[:SEED]")
         ->required();
     cmd->add_option("--symbol", args.symbol, "Series symbol (default BTCUSD; BTCUSD-SYNTH for synthetic)");
     cmd->add_option("--interval", args.interval, "Bar interval of the source, e.g. 1m, 1h, 1d (inferred if absent)");

@@ -35,6 +35,10 @@ bool valid_date(int y, int m, int d) noexcept {
     return ymd.ok();
 }
 
+std::optional<std::int64_t> in_range(std::int64_t unix_seconds) noexcept {
+    return in_time_range(unix_seconds) ? std::optional{unix_seconds} : std::nullopt;
+}
+
 } // namespace
 
 std::optional<std::int64_t> parse_iso8601(std::string_view s) noexcept {
@@ -48,7 +52,7 @@ std::optional<std::int64_t> parse_iso8601(std::string_view s) noexcept {
         return std::nullopt;
     std::int64_t seconds = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400;
     std::size_t pos = 10;
-    if (pos == s.size()) return seconds;
+    if (pos == s.size()) return in_range(seconds);
     if (s[pos] != 'T' && s[pos] != ' ' && s[pos] != 't') return std::nullopt;
     ++pos;
     int hh = 0, mm = 0, ss = 0;
@@ -72,8 +76,8 @@ std::optional<std::int64_t> parse_iso8601(std::string_view s) noexcept {
             ++pos;
         if (pos == start) return std::nullopt;
     }
-    if (pos == s.size()) return seconds;
-    if (s[pos] == 'Z' || s[pos] == 'z') return pos + 1 == s.size() ? std::optional{seconds} : std::nullopt;
+    if (pos == s.size()) return in_range(seconds);
+    if (s[pos] == 'Z' || s[pos] == 'z') return pos + 1 == s.size() ? in_range(seconds) : std::nullopt;
     if (s[pos] == '+' || s[pos] == '-') {
         const int sign = s[pos] == '+' ? 1 : -1;
         int oh = 0, om = 0;
@@ -85,7 +89,7 @@ std::optional<std::int64_t> parse_iso8601(std::string_view s) noexcept {
             pos += 2;
         }
         if (pos != s.size()) return std::nullopt;
-        return seconds - sign * (oh * 3600 + om * 60);
+        return in_range(seconds - sign * (oh * 3600 + om * 60));
     }
     return std::nullopt;
 }
@@ -105,7 +109,7 @@ std::optional<std::int64_t> parse_unix_time(std::string_view s) noexcept {
         value /= 1e6; // microseconds
     else if (value >= 1e11)
         value /= 1e3; // milliseconds
-    return static_cast<std::int64_t>(value);
+    return in_range(static_cast<std::int64_t>(value));
 }
 
 std::optional<std::int64_t> parse_time(std::string_view text) noexcept {
@@ -127,7 +131,9 @@ std::string format_iso8601(std::int64_t unix_seconds) {
 std::int64_t parse_time_arg(std::string_view text, std::string_view what) {
     if (auto t = parse_time(text)) return *t;
     throw UsageError(
-        fmt::format("{}: '{}' is not a time (use ISO 8601 such as 2024-01-31T12:00:00Z, or unix seconds)", what, text));
+        fmt::format("{}: '{}' is not a time from 1970-01-01 to 2099-12-31 (use ISO 8601 such as 2024-01-31T12:00:00Z, "
+                    "or unix seconds)",
+                    what, text));
 }
 
 std::optional<std::int64_t> parse_interval(std::string_view s) noexcept {
@@ -135,14 +141,18 @@ std::optional<std::int64_t> parse_interval(std::string_view s) noexcept {
     std::int64_t n = 0;
     const auto res = std::from_chars(s.data(), s.data() + s.size() - 1, n);
     if (res.ec != std::errc{} || res.ptr != s.data() + s.size() - 1 || n <= 0) return std::nullopt;
+    std::int64_t unit = 0;
     switch (s.back()) {
-    case 's': return n;
-    case 'm': return n * 60;
-    case 'h': return n * 3600;
-    case 'd': return n * 86400;
-    case 'w': return n * 7 * 86400;
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    case 'w': unit = 7 * 86400; break;
     default: return std::nullopt;
     }
+    // Checked before multiplying: `99999999999999999h` would overflow.
+    if (n > (kTimeEnd - kTimeBegin) / unit) return std::nullopt;
+    return n * unit;
 }
 
 std::string format_interval(std::int64_t seconds) {
@@ -155,7 +165,8 @@ std::string format_interval(std::int64_t seconds) {
 
 std::int64_t parse_interval_arg(std::string_view text, std::string_view what) {
     if (auto i = parse_interval(text)) return *i;
-    throw UsageError(fmt::format("{}: '{}' is not an interval (use e.g. 1m, 5m, 1h, 4h, 1d)", what, text));
+    throw UsageError(fmt::format("{}: '{}' is not an interval (use e.g. 1m, 5m, 1h, 4h, 1d; at most {} days)", what,
+                                 text, (kTimeEnd - kTimeBegin) / 86400));
 }
 
 std::int64_t now_unix() {

@@ -5,46 +5,125 @@
 #include <algorithm>
 #include <archive.h>
 #include <archive_entry.h>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <sys/stat.h>
 
 namespace btcml::data {
 namespace {
 
 constexpr std::size_t kChunk = 1 << 20;
 
+/// The file or stream, opened once. Its first bytes are peeked to tell the container; a regular file is then rewound,
+/// while a pipe or FIFO (which cannot be) replays them, so that no byte is lost or read twice.
+class Input {
+  public:
+    explicit Input(const std::filesystem::path& path) : name_(display_name(path)) {
+        if (path == "-") {
+            file_ = stdin;
+        } else {
+            std::error_code ec;
+            const auto status = std::filesystem::status(path, ec);
+            if (ec || !std::filesystem::exists(status)) throw NotFound(fmt::format("{}: no such file", name_));
+            if (std::filesystem::is_directory(status))
+                throw UsageError(fmt::format("{}: is a directory, not a file", name_));
+            file_ = std::fopen(path.c_str(), "rb");
+            if (file_ == nullptr) throw NotFound(fmt::format("cannot open {}: {}", name_, std::strerror(errno)));
+        }
+        struct stat st {};
+        // Standard input redirected from a file may start past its beginning: that offset is where the data is.
+        start_ = ::ftello(file_);
+        seekable_ = ::fstat(::fileno(file_), &st) == 0 && S_ISREG(st.st_mode) && start_ >= 0 && start_ <= st.st_size;
+        if (seekable_) size_ = static_cast<std::uint64_t>(st.st_size - start_);
+        magic_.resize(4);
+        try {
+            magic_.resize(read_file(magic_.data(), magic_.size()));
+        } catch (...) {
+            close();
+            throw;
+        }
+        // A regular file opened as a stream (a FIFO's path, /dev/stdin to a file) still rewinds; else replay.
+        if (seekable_ && ::fseeko(file_, start_, SEEK_SET) != 0) seekable_ = false;
+        to_replay_ = seekable_ ? 0 : magic_.size();
+    }
+    ~Input() { close(); }
+    Input(const Input&) = delete;
+    Input& operator=(const Input&) = delete;
+
+    /// Whether the stream starts with these bytes (up to four: gzip and zip magic).
+    [[nodiscard]] bool starts_with(std::string_view magic) const { return std::string_view(magic_).starts_with(magic); }
+
+    std::size_t read(char* buffer, std::size_t size) {
+        if (to_replay_ > 0) {
+            const std::size_t from = magic_.size() - to_replay_;
+            const std::size_t n = std::min(size, to_replay_);
+            std::memcpy(buffer, magic_.data() + from, n);
+            to_replay_ -= n;
+            return n;
+        }
+        return read_file(buffer, size);
+    }
+    /// As fseeko, returning the new position or -1, with positions counted from the start of the data; only where
+    /// seekable().
+    std::int64_t seek(std::int64_t offset, int whence) {
+        if (::fseeko(file_, whence == SEEK_SET ? offset + start_ : offset, whence) != 0) return -1;
+        return ::ftello(file_) - start_;
+    }
+    [[nodiscard]] bool seekable() const { return seekable_; }
+    /// 0 for a stream: its size is not known.
+    [[nodiscard]] std::uint64_t size() const { return size_; }
+    [[nodiscard]] const std::string& name() const { return name_; }
+
+  private:
+    std::size_t read_file(char* buffer, std::size_t size) {
+        const std::size_t n = std::fread(buffer, 1, size, file_);
+        if (n == 0 && std::ferror(file_))
+            throw Unavailable(fmt::format("{}: read error: {}", name_, std::strerror(errno)));
+        return n;
+    }
+    void close() {
+        if (file_ != stdin) std::fclose(file_);
+    }
+
+    std::string name_;
+    std::FILE* file_ = nullptr;
+    off_t start_ = 0; // where the data starts in a seekable file
+    bool seekable_ = false;
+    std::uint64_t size_ = 0;
+    std::string magic_;         // the first bytes
+    std::size_t to_replay_ = 0; // how many of them a stream still owes the reader
+};
+
 class PlainReader final : public ByteReader {
   public:
-    PlainReader(const std::filesystem::path& path, std::uint64_t size)
-        : file_(std::fopen(path.c_str(), "rb")), size_(size) {
-        if (file_ == nullptr) throw NotFound(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
-    }
-    ~PlainReader() override { std::fclose(file_); }
-    PlainReader(const PlainReader&) = delete;
-    PlainReader& operator=(const PlainReader&) = delete;
+    explicit PlainReader(std::unique_ptr<Input> input) : input_(std::move(input)) {}
 
     std::size_t read(char* buffer, std::size_t size) override {
-        const std::size_t n = std::fread(buffer, 1, size, file_);
-        if (n == 0 && std::ferror(file_)) throw Unavailable(fmt::format("read error: {}", std::strerror(errno)));
+        const std::size_t n = input_->read(buffer, size);
         position_ += n;
         return n;
     }
     [[nodiscard]] std::uint64_t position() const override { return position_; }
-    [[nodiscard]] std::uint64_t file_size() const override { return size_; }
+    [[nodiscard]] std::uint64_t file_size() const override { return input_->size(); }
     [[nodiscard]] std::string container() const override { return "plain"; }
 
   private:
-    std::FILE* file_;
-    std::uint64_t size_;
+    std::unique_ptr<Input> input_;
     std::uint64_t position_ = 0;
 };
 
-/// gzip and zip through libarchive: one decoder for both, streaming.
+bool looks_like_csv(const std::string& name) {
+    return name.ends_with(".csv") || name.ends_with(".CSV") || name.ends_with(".txt");
+}
+
+/// gzip and zip through libarchive: one decoder for both, streaming, fed from the one Input.
 class ArchiveReader final : public ByteReader {
   public:
-    ArchiveReader(const std::filesystem::path& path, std::uint64_t size, bool zip)
-        : size_(size), archive_(archive_read_new()) {
+    ArchiveReader(std::unique_ptr<Input> input, bool zip)
+        : input_(std::move(input)), zip_(zip), archive_(archive_read_new()), buffer_(kChunk) {
         if (zip) {
             archive_read_support_format_zip(archive_);
         } else {
@@ -52,35 +131,37 @@ class ArchiveReader final : public ByteReader {
             archive_read_support_format_raw(archive_);
         }
         const char* kind = zip ? "not a valid zip archive" : "not a valid gzip file";
-        if (archive_read_open_filename(archive_, path.c_str(), kChunk) != ARCHIVE_OK) fail(path, kind);
+        archive_read_set_callback_data(archive_, this);
+        archive_read_set_read_callback(archive_, &ArchiveReader::read_callback);
+        // Seekable input lets libarchive read a zip's central directory, as it would open a file by name.
+        if (input_->seekable()) archive_read_set_seek_callback(archive_, &ArchiveReader::seek_callback);
+        if (archive_read_open1(archive_) != ARCHIVE_OK) fail(kind);
         archive_entry* entry = nullptr;
-        // A zip may hold several files: take the first CSV-looking entry, else the first regular file.
-        std::string chosen;
+        // A zip may hold other files too (a README): take the first CSV-looking entry.
+        std::string first_other;
         while (true) {
             const int r = archive_read_next_header(archive_, &entry);
             if (r == ARCHIVE_EOF) break;
-            if (r != ARCHIVE_OK && r != ARCHIVE_WARN) fail(path, kind);
+            if (r != ARCHIVE_OK && r != ARCHIVE_WARN) fail(kind);
             const char* name = archive_entry_pathname(entry);
             const std::string entry_name = name != nullptr ? name : "data";
             if (!zip) {
-                chosen = entry_name;
+                entry_ = entry_name;
                 break;
             }
             if (archive_entry_filetype(entry) != AE_IFREG) continue;
-            const bool csv = entry_name.size() >= 4 && (entry_name.ends_with(".csv") || entry_name.ends_with(".CSV") ||
-                                                        entry_name.ends_with(".txt"));
-            if (csv) {
-                chosen = entry_name;
+            if (looks_like_csv(entry_name)) {
+                entry_ = entry_name;
                 break;
             }
-            if (first_other_.empty()) first_other_ = entry_name;
+            if (first_other.empty()) first_other = entry_name;
         }
-        if (chosen.empty()) {
-            if (first_other_.empty()) throw InvalidInput(fmt::format("{}: the archive holds no file", path.string()));
+        if (entry_.empty()) {
+            if (first_other.empty()) throw InvalidInput(fmt::format("{}: the archive holds no file", input_->name()));
             throw InvalidInput(
-                fmt::format("{}: the archive holds no .csv file (first entry: {})", path.string(), first_other_));
+                fmt::format("{}: the archive holds no .csv file (first entry: {})", input_->name(), first_other));
         }
-        container_ = zip ? "zip:" + chosen : "gzip";
+        container_ = zip ? "zip:" + entry_ : "gzip";
     }
     ~ArchiveReader() override { archive_read_free(archive_); }
     ArchiveReader(const ArchiveReader&) = delete;
@@ -88,51 +169,86 @@ class ArchiveReader final : public ByteReader {
 
     std::size_t read(char* buffer, std::size_t size) override {
         const la_ssize_t n = archive_read_data(archive_, buffer, size);
-        if (n < 0)
-            throw InvalidInput(fmt::format("corrupt or truncated compressed data: {}",
-                                           archive_error_string(archive_) != nullptr ? archive_error_string(archive_)
-                                                                                     : "unknown error"));
+        if (n < 0) corrupt();
+        if (n == 0 && zip_) refuse_other_csv_entries();
         return static_cast<std::size_t>(n);
     }
     [[nodiscard]] std::uint64_t position() const override {
         const la_int64_t p = archive_filter_bytes(archive_, -1);
         return p > 0 ? static_cast<std::uint64_t>(p) : 0;
     }
-    [[nodiscard]] std::uint64_t file_size() const override { return size_; }
+    [[nodiscard]] std::uint64_t file_size() const override { return input_->size(); }
     [[nodiscard]] std::string container() const override { return container_; }
 
   private:
-    [[noreturn]] void fail(const std::filesystem::path& path, const char* what) {
-        const char* err = archive_error_string(archive_);
-        throw InvalidInput(fmt::format("{}: {}: {}", path.string(), what, err != nullptr ? err : "unknown error"));
+    static la_ssize_t read_callback(archive* a, void* data, const void** block) {
+        auto& self = *static_cast<ArchiveReader*>(data);
+        try {
+            *block = self.buffer_.data();
+            return static_cast<la_ssize_t>(self.input_->read(self.buffer_.data(), self.buffer_.size()));
+        } catch (const std::exception& e) {
+            archive_set_error(a, EIO, "%s", e.what());
+            return -1;
+        }
+    }
+    static la_int64_t seek_callback(archive*, void* data, la_int64_t offset, int whence) {
+        return static_cast<ArchiveReader*>(data)->input_->seek(offset, whence);
     }
 
-    std::uint64_t size_;
+    /// Only one CSV file of a zip is read, so a zip that holds several is refused rather than half read: after
+    /// the first, the names of the others. Streaming input cannot go back, so the check comes at the end of the
+    /// first (the run then fails and stores nothing).
+    void refuse_other_csv_entries() {
+        if (checked_entries_) return;
+        checked_entries_ = true;
+        std::vector<std::string> csv{entry_};
+        archive_entry* entry = nullptr;
+        while (true) {
+            const int r = archive_read_next_header(archive_, &entry);
+            if (r == ARCHIVE_EOF) break;
+            if (r != ARCHIVE_OK && r != ARCHIVE_WARN) corrupt();
+            const char* name = archive_entry_pathname(entry);
+            if (name != nullptr && archive_entry_filetype(entry) == AE_IFREG && looks_like_csv(name))
+                csv.emplace_back(name);
+        }
+        if (csv.size() > 1) {
+            std::sort(csv.begin(), csv.end());
+            throw InvalidInput(fmt::format("{}: the zip archive holds {} CSV files ({}); btcml reads one CSV file per "
+                                           "ingest: extract them and ingest each",
+                                           input_->name(), csv.size(), fmt::join(csv, ", ")));
+        }
+    }
+    [[noreturn]] void corrupt() {
+        const char* err = archive_error_string(archive_);
+        throw InvalidInput(fmt::format("{}: corrupt or truncated compressed data: {}", input_->name(),
+                                       err != nullptr ? err : "unknown error"));
+    }
+    [[noreturn]] void fail(const char* what) {
+        const char* err = archive_error_string(archive_);
+        throw InvalidInput(fmt::format("{}: {}: {}", input_->name(), what, err != nullptr ? err : "unknown error"));
+    }
+
+    std::unique_ptr<Input> input_;
+    bool zip_;
     archive* archive_;
+    std::vector<char> buffer_;
+    std::string entry_;
     std::string container_;
-    std::string first_other_;
+    bool checked_entries_ = false;
 };
 
 } // namespace
 
+std::string display_name(const std::filesystem::path& path) {
+    return path == "-" ? std::string("standard input") : path.string();
+}
+
 std::unique_ptr<ByteReader> open_byte_reader(const std::filesystem::path& path) {
-    std::error_code ec;
-    const auto status = std::filesystem::status(path, ec);
-    if (ec || !std::filesystem::exists(status)) throw NotFound(fmt::format("{}: no such file", path.string()));
-    if (std::filesystem::is_directory(status))
-        throw UsageError(fmt::format("{}: is a directory, not a file", path.string()));
-    const auto size = std::filesystem::file_size(path, ec);
-    unsigned char magic[4] = {0, 0, 0, 0};
-    if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
-        [[maybe_unused]] const auto n = std::fread(magic, 1, sizeof magic, f);
-        std::fclose(f);
-    } else {
-        throw NotFound(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
-    }
-    if (magic[0] == 0x1f && magic[1] == 0x8b) return std::make_unique<ArchiveReader>(path, size, false);
-    if (magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4)
-        return std::make_unique<ArchiveReader>(path, size, true);
-    return std::make_unique<PlainReader>(path, size);
+    auto input = std::make_unique<Input>(path);
+    if (input->starts_with("\x1f\x8b")) return std::make_unique<ArchiveReader>(std::move(input), false);
+    if (input->starts_with(std::string_view("PK\x03\x04", 4)))
+        return std::make_unique<ArchiveReader>(std::move(input), true);
+    return std::make_unique<PlainReader>(std::move(input));
 }
 
 ChunkReader::ChunkReader(ByteReader& reader, std::size_t chunk_bytes)

@@ -16,15 +16,19 @@ class ByteReader {
     virtual ~ByteReader() = default;
     /// Reads up to `size` bytes; 0 at the end.
     virtual std::size_t read(char* buffer, std::size_t size) = 0;
-    /// Bytes of the underlying file consumed so far, and its size: for progress.
+    /// Bytes of the underlying file consumed so far, and its size (0 for a pipe): for progress.
     [[nodiscard]] virtual std::uint64_t position() const = 0;
     [[nodiscard]] virtual std::uint64_t file_size() const = 0;
     /// `plain`, `gzip` or `zip:<entry name>`.
     [[nodiscard]] virtual std::string container() const = 0;
 };
 
-/// Opens a file, telling gzip and zip apart by their magic bytes. Throws NotFound / InvalidInput.
+/// Opens a file, a FIFO or a pipe once, telling gzip and zip apart by their magic bytes; `-` is standard input.
+/// Throws NotFound / InvalidInput.
 std::unique_ptr<ByteReader> open_byte_reader(const std::filesystem::path& path);
+
+/// How errors name the input: the path, or `standard input` for `-`.
+std::string display_name(const std::filesystem::path& path);
 
 /// Whole lines of a byte stream. The buffer is kept between refills, so that a reused chunk allocates nothing.
 class TextChunk {

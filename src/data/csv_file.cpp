@@ -45,16 +45,17 @@ std::string_view trim(std::string_view s) {
 }
 
 /// Parses a price or volume. Empty fields and NaN give NaN (a missing value); text that is not a number sets
-/// `bad`.
-double parse_number(std::string_view s, bool& bad) {
+/// `bad`; an infinity, or a number too large for a double (`1e309`), sets `infinite` (one too small is 0).
+double parse_number(std::string_view s, bool& bad, bool& infinite) {
     s = trim(s);
     if (s.empty()) return std::numeric_limits<double>::quiet_NaN();
     double v = 0;
     const auto r = fast_float::from_chars(s.data(), s.data() + s.size(), v);
-    if (r.ec != std::errc{} || r.ptr != s.data() + s.size()) {
+    if (r.ptr != s.data() + s.size() || (r.ec != std::errc{} && r.ec != std::errc::result_out_of_range)) {
         bad = true;
         return std::numeric_limits<double>::quiet_NaN();
     }
+    if (std::isinf(v)) infinite = true;
     return v;
 }
 
@@ -63,8 +64,6 @@ double parse_number(std::string_view s, bool& bad) {
 constexpr std::uint64_t kMaxExactMantissa = std::uint64_t{1} << 53;
 constexpr std::array<double, 23> kPowersOfTen{1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-// Unix seconds below this are taken as seconds by parse_unix_time; larger ones take the general path.
-constexpr std::uint64_t kMaxPlainSeconds = 100'000'000'000;
 
 constexpr std::array<std::uint64_t, 9> kIntPowersOfTen{1,       10,        100,        1'000,      10'000,
                                                        100'000, 1'000'000, 10'000'000, 100'000'000};
@@ -125,7 +124,6 @@ struct PlainDecimal {
 CsvFile::CsvFile(const std::filesystem::path& path, const std::string& format, const std::string& columns,
                  const CsvFileTuning& tuning)
     : reader_(open_byte_reader(path)), file_size_(reader_->file_size()), chunks_(*reader_, tuning.chunk_bytes) {
-    if (file_size_ == 0) throw InvalidInput(fmt::format("{}: the file is empty", path.string()));
     // The first chunk, extended until it holds the lines that the layout is detected from, is batch 0.
     const std::size_t threads =
         tuning.threads ? *tuning.threads : std::clamp(std::thread::hardware_concurrency(), 1U, kMaxThreads);
@@ -141,7 +139,7 @@ CsvFile::CsvFile(const std::filesystem::path& path, const std::string& format, c
     try {
         layout_ = detect_layout(head, format, columns);
     } catch (const Error& e) {
-        throw Error(e.kind(), fmt::format("{}: {}", path.string(), e.what()));
+        throw Error(e.kind(), fmt::format("{}: {}", display_name(path), e.what()));
     }
     targets_.assign(static_cast<std::size_t>(layout_.max_index() + 1), nullptr);
     targets_[static_cast<std::size_t>(layout_.open)] = &Candidate::open;
@@ -156,10 +154,30 @@ CsvFile::CsvFile(const std::filesystem::path& path, const std::string& format, c
     first.position = reader_->position();
     first.last = read_done_ = chunks_.at_end();
     // A file that fits in its first chunk is not worth a thread.
-    if (!read_done_)
-        for (std::size_t i = 0; i < threads; ++i)
-            threads_.emplace_back([this](std::stop_token stop) { work(stop); });
+    if (!read_done_) {
+        try {
+            for (std::size_t i = 0; i < threads; ++i)
+                threads_.emplace_back([this] { work(); });
+        } catch (...) {
+            stop_threads(); // a thread that failed to start must not leave the others running
+            throw;
+        }
+    }
     parse(first);
+}
+
+CsvFile::~CsvFile() { stop_threads(); }
+
+void CsvFile::stop_threads() noexcept {
+    {
+        // Under the mutex, so that no thread is between checking stop_ and waiting when the notification comes.
+        const std::lock_guard lock(mutex_);
+        stop_.request_stop();
+    }
+    changed_.notify_all();
+    for (auto& thread : threads_)
+        thread.join();
+    threads_.clear();
 }
 
 bool CsvFile::next(Candidate& out) {
@@ -190,6 +208,7 @@ void CsvFile::advance() {
         ring_[current_ % ring_.size()].ready = false;
         ++current_;
         changed_.notify_all();
+        // Every batch up to the last one read becomes ready: a failed read or parse is a ready batch with an error.
         changed_.wait(lock, [this] { return ring_[current_ % ring_.size()].ready; });
     }
     const Batch& batch = ring_[current_ % ring_.size()];
@@ -197,31 +216,34 @@ void CsvFile::advance() {
     if (batch.overlong) throw InvalidInput(overlong_message(line_base_ + 1));
 }
 
-// A parsing thread: takes the next chunk in file order, waiting for its slot of the ring to be released, and
-// parses it outside the reading lock, so that one thread parses while another reads (or decompresses).
-void CsvFile::work(const std::stop_token& stop) {
+// A parsing thread: takes the next chunk in file order once its slot of the ring is released, reads it while the
+// other threads wait their turn, and parses it outside the lock, so that one thread parses while another reads (or
+// decompresses). Every wait ends when stop is requested.
+void CsvFile::work() {
+    const std::stop_token stop = stop_.get_token();
+    std::unique_lock lock(mutex_);
     while (true) {
-        std::unique_lock read_lock(read_mutex_);
-        if (read_done_) return;
-        const std::uint64_t n = next_read_++;
-        {
-            std::unique_lock lock(mutex_);
-            if (!changed_.wait(lock, stop, [&] { return n < current_ + ring_.size(); })) return;
-        }
-        Batch& batch = ring_[n % ring_.size()];
-        read(batch);
-        read_lock.unlock();
+        const bool go = changed_.wait(lock, stop, [&] {
+            return read_done_ || (!reading_ && next_read_ < current_ + ring_.size());
+        });
+        if (!go || read_done_) return;
+        reading_ = true;
+        Batch& batch = ring_[next_read_++ % ring_.size()];
+        lock.unlock();
+        const bool last = read(batch);
+        lock.lock();
+        reading_ = false;
+        read_done_ = last;
+        changed_.notify_all();
+        lock.unlock();
         parse(batch);
-        {
-            const std::lock_guard lock(mutex_);
-            batch.ready = true;
-        }
+        lock.lock();
+        batch.ready = true;
         changed_.notify_all();
     }
 }
 
-// Reads the next chunk into `batch`; the caller holds read_mutex_ or runs alone.
-void CsvFile::read(Batch& batch) {
+bool CsvFile::read(Batch& batch) {
     batch.overlong = false;
     batch.error = nullptr;
     try {
@@ -230,7 +252,8 @@ void CsvFile::read(Batch& batch) {
         batch.error = std::current_exception();
     }
     batch.position = reader_->position();
-    batch.last = read_done_ = batch.error != nullptr || chunks_.at_end();
+    batch.last = batch.error != nullptr || chunks_.at_end();
+    return batch.last;
 }
 
 // Parses every line of the batch's chunk; blank lines give no row but count.
@@ -264,19 +287,24 @@ void CsvFile::parse_row(std::string_view line, Candidate& c, std::vector<std::st
     fresh.raw = line;
     c = fresh;
     split_csv(line, fields);
-    if (static_cast<int>(fields.size()) <= layout_.max_index()) {
+    const auto count = static_cast<int>(fields.size());
+    if (count <= layout_.max_index() || count > layout_.max_fields) {
         c.parse_error = RejectReason::bad_field_count;
         return;
     }
     const auto field = [&](int index) { return fields[static_cast<std::size_t>(index)]; };
-    c.time = parse_time(field(layout_.time));
+    if (layout_.time_of_day >= 0)
+        c.time = parse_iso8601(fmt::format("{}T{}", trim(field(layout_.time)), trim(field(layout_.time_of_day))));
+    else
+        c.time = parse_time(field(layout_.time));
     bool bad = false;
-    c.open = parse_number(field(layout_.open), bad);
-    c.high = parse_number(field(layout_.high), bad);
-    c.low = parse_number(field(layout_.low), bad);
-    c.close = parse_number(field(layout_.close), bad);
+    bool infinite = false;
+    c.open = parse_number(field(layout_.open), bad, infinite);
+    c.high = parse_number(field(layout_.high), bad, infinite);
+    c.low = parse_number(field(layout_.low), bad, infinite);
+    c.close = parse_number(field(layout_.close), bad, infinite);
     if (layout_.volume >= 0) {
-        c.volume = parse_number(field(layout_.volume), bad);
+        c.volume = parse_number(field(layout_.volume), bad, infinite);
         // An empty volume next to valid prices is a missing value, not a bad row.
         if (std::isnan(c.volume) && !bad && trim(field(layout_.volume)).empty()) c.volume = 0;
     }
@@ -284,6 +312,8 @@ void CsvFile::parse_row(std::string_view line, Candidate& c, std::vector<std::st
         c.parse_error = RejectReason::unparsable_time;
     else if (bad)
         c.parse_error = RejectReason::unparsable_number;
+    else if (infinite)
+        c.parse_error = RejectReason::non_finite_number;
 }
 
 // The common row, read in one pass without splitting: it gives what the general path would, or declines.
@@ -298,8 +328,8 @@ bool CsvFile::parse_plain(std::string_view line, Candidate& c) const {
         if (static_cast<int>(i) == layout_.time) {
             PlainDecimal d;
             // Whole seconds only (digits <= 19 keeps the products exact): a fraction takes the general path.
-            if (!scan_plain_decimal(p, end, d) || d.integer >= kMaxPlainSeconds || d.fraction_digits > 8 ||
-                d.mantissa != d.integer * kIntPowersOfTen[d.fraction_digits])
+            if (!scan_plain_decimal(p, end, d) || d.integer >= static_cast<std::uint64_t>(kTimeEnd) ||
+                d.fraction_digits > 8 || d.mantissa != d.integer * kIntPowersOfTen[d.fraction_digits])
                 return false;
             c.time = static_cast<std::int64_t>(d.integer);
         } else if (const auto target = targets_[i]) {
@@ -313,6 +343,13 @@ bool CsvFile::parse_plain(std::string_view line, Candidate& c) const {
             while (p != end && *p != ',')
                 ++p;
         }
+    }
+    // Fields past the last one used: the general path judges a row that may have too many.
+    if (p == end) return true;
+    int count = static_cast<int>(targets_.size());
+    for (; p != end; ++p) {
+        if (*p == '"') return false; // a quoted field may hold commas
+        if (*p == ',' && ++count > layout_.max_fields) return false;
     }
     return true;
 }

@@ -37,10 +37,13 @@ struct CsvFileTuning {
 /// Not thread-safe: one thread calls next(). Large files are parsed ahead on threads of the reader's own.
 class CsvFile {
   public:
-    /// Opens the file (plain, .gz or .zip) and detects its layout; `format` and `columns` as in IngestOptions.
-    /// Throws NotFound, UsageError or InvalidInput (prefixed with the path).
+    /// Opens the file (plain, .gz or .zip; a FIFO or pipe too; `-` is standard input) once and detects its layout
+    /// from its first chunk; `format` and `columns` as in IngestOptions. Throws NotFound, UsageError or
+    /// InvalidInput (prefixed with the path).
     CsvFile(const std::filesystem::path& path, const std::string& format, const std::string& columns,
             const CsvFileTuning& tuning = {});
+    /// Stops the parsing threads wherever they wait and joins them: prompt also when the consumer stopped early.
+    ~CsvFile();
     CsvFile(const CsvFile&) = delete;
     CsvFile& operator=(const CsvFile&) = delete;
 
@@ -52,7 +55,9 @@ class CsvFile {
 
     /// The layout's name, with the container when compressed: `kaggle`, `kaggle (gzip)`.
     [[nodiscard]] const std::string& format() const { return format_; }
-    /// Bytes of the file read up to the rows returned so far, and its size: for progress.
+    /// Which column(s) the times come from and why (Layout::time_source).
+    [[nodiscard]] const std::string& time_source() const { return layout_.time_source; }
+    /// Bytes of the file read up to the rows returned so far, and its size (0 for a pipe): for progress.
     [[nodiscard]] std::uint64_t position() const { return ring_[current_ % ring_.size()].position; }
     [[nodiscard]] std::uint64_t file_size() const { return file_size_; }
 
@@ -69,12 +74,14 @@ class CsvFile {
         bool ready = false;         // parsed; under mutex_ when threads run
     };
 
-    void read(Batch& batch);
+    /// Reads the next chunk into `batch`; true when it was the last. The caller is the only reader.
+    bool read(Batch& batch);
     void parse(Batch& batch) const noexcept;
     void parse_row(std::string_view line, Candidate& c, std::vector<std::string_view>& fields) const;
     bool parse_plain(std::string_view line, Candidate& c) const;
     void advance();
-    void work(const std::stop_token& stop);
+    void work();
+    void stop_threads() noexcept;
 
     std::unique_ptr<ByteReader> reader_;
     std::uint64_t file_size_ = 0;
@@ -89,13 +96,15 @@ class CsvFile {
     std::size_t row_ = 0;        // the next row of the current batch
     std::int64_t line_base_ = 0; // lines before the current batch
 
-    std::mutex read_mutex_;       // one thread reads at a time, so that batches are numbered in file order
-    std::uint64_t next_read_ = 1; // under read_mutex_
-    bool read_done_ = false;      // under read_mutex_
+    // Every wait of the threads is on changed_ under mutex_ and observes stop_, so that the destructor can end them
+    // wherever they wait, whether or not the consumer ever released their slots (it stops early when it throws).
     std::mutex mutex_;
-    std::condition_variable_any changed_; // a batch became ready, or the consumer moved on
-    // Last: destroyed first, so that the threads are stopped and joined while the members they use still exist.
-    std::vector<std::jthread> threads_;
+    std::condition_variable_any changed_; // a batch became ready, a read ended, or the consumer moved on
+    std::stop_source stop_;
+    bool reading_ = false;        // under mutex_: a thread reads, so that batches are numbered in file order
+    std::uint64_t next_read_ = 1; // under mutex_
+    bool read_done_ = false;      // under mutex_ when threads run
+    std::vector<std::thread> threads_;
 };
 
 } // namespace btcml::data

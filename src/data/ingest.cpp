@@ -22,6 +22,7 @@ std::string_view to_string(RejectReason reason) noexcept {
     case RejectReason::bad_field_count: return "bad_field_count";
     case RejectReason::unparsable_time: return "unparsable_time";
     case RejectReason::unparsable_number: return "unparsable_number";
+    case RejectReason::non_finite_number: return "non_finite_number";
     case RejectReason::missing_price: return "missing_price";
     case RejectReason::non_positive_price: return "non_positive_price";
     case RejectReason::high_below_open_close: return "high_below_open_close";
@@ -64,14 +65,16 @@ std::int64_t bucket_start(std::int64_t time, std::int64_t interval) {
 
 RejectReason check_values(const Candidate& c) noexcept {
     if (c.parse_error != RejectReason::none) return c.parse_error;
-    if (!c.time) return RejectReason::unparsable_time;
+    if (!c.time || !in_time_range(*c.time)) return RejectReason::unparsable_time;
+    for (const double p : {c.open, c.high, c.low, c.close, c.volume})
+        if (std::isinf(p)) return RejectReason::non_finite_number;
     for (const double p : {c.open, c.high, c.low, c.close})
         if (std::isnan(p)) return RejectReason::missing_price;
     for (const double p : {c.open, c.high, c.low, c.close})
-        if (!(p > 0) || std::isinf(p)) return RejectReason::non_positive_price;
+        if (!(p > 0)) return RejectReason::non_positive_price;
     if (c.high < std::max(c.open, c.close) || c.high < c.low) return RejectReason::high_below_open_close;
     if (c.low > std::min(c.open, c.close)) return RejectReason::low_above_open_close;
-    if (std::isnan(c.volume) || std::isinf(c.volume)) return RejectReason::unparsable_number;
+    if (std::isnan(c.volume)) return RejectReason::unparsable_number;
     if (c.volume < 0) return RejectReason::negative_volume;
     return RejectReason::none;
 }
@@ -101,6 +104,7 @@ struct IngestWriter::Impl {
     std::string source_label;
     std::optional<std::int64_t> interval;
     std::int64_t now = now_unix();
+    std::string time_source; // where the times come from, for errors; empty when the source says nothing
 
     std::vector<PendingCandidate> pending;
     SlotSet seen;         // source slots, for duplicates within the input
@@ -221,9 +225,18 @@ struct IngestWriter::Impl {
         std::unordered_map<std::int64_t, std::int64_t> counts;
         for (std::size_t i = 1; i < times.size(); ++i)
             if (const auto d = std::llabs(times[i] - times[i - 1]); d > 0) ++counts[d];
+        const std::string where = time_source.empty() ? "" : fmt::format(" in {}", time_source);
+        if (times.empty() && !pending.empty())
+            throw InvalidInput(fmt::format(
+                "cannot infer the bar interval: none of the first {} rows has a time that parses{} (first row: "
+                "'{}'); times are ISO 8601 or unix seconds/milliseconds from 1970 to 2099; map the time column with "
+                "--columns time=COL",
+                pending.size(), where, pending.front().raw.substr(0, 80)));
         if (counts.empty())
-            throw InvalidInput("cannot infer the bar interval: fewer than two rows with distinct times; pass "
-                               "--interval (e.g. --interval 1h)");
+            throw InvalidInput(fmt::format("cannot infer the bar interval: fewer than two rows with distinct times{}; "
+                                           "pass --interval (e.g. --interval 1h), or map the time column with "
+                                           "--columns time=COL",
+                                           where));
         std::int64_t best = 0, best_count = 0;
         for (const auto& [d, n] : counts)
             if (n > best_count || (n == best_count && d < best)) best = d, best_count = n;
@@ -265,6 +278,7 @@ IngestWriter::IngestWriter(store::Store& store, const IngestOptions& options, st
     : impl_(std::make_unique<Impl>(store, options, run_id, std::move(source_label))) {}
 IngestWriter::~IngestWriter() = default;
 
+void IngestWriter::set_time_source(std::string description) { impl_->time_source = std::move(description); }
 void IngestWriter::add(const Candidate& candidate) { impl_->add(candidate); }
 std::optional<std::int64_t> IngestWriter::interval() const { return impl_->interval; }
 std::int64_t IngestWriter::rows_read() const { return impl_->rows_read; }
@@ -409,7 +423,14 @@ IngestSummary ingest_records(store::Store& store, const std::string& source, con
         run.error = e.what();
         run.format = summary.format;
         run.finished_at = now_unix();
-        store.finish_ingest_run(run);
+        // The store may be what failed (PostgreSQL gone, a full disk): recording the failure must not replace the
+        // error that ended the run.
+        try {
+            store.finish_ingest_run(run);
+        } catch (const std::exception& record_error) {
+            log::error("could not record the failed ingest run",
+                       {{"ingest.run_id", run.id}, {"error", record_error.what()}});
+        }
         throw;
     }
     summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -20,9 +20,10 @@ namespace btcml::data {
 /// Why a row was refused. The names (to_string) are what users see in `rejected_reasons` and in the store.
 enum class RejectReason {
     none,
-    bad_field_count,    // the row has fewer fields than the layout needs
-    unparsable_time,    // the time field is not a time
+    bad_field_count,    // the row has fewer fields than the layout needs, or more than its header
+    unparsable_time,    // the time field is not a time in the valid range (1970 to 2099, core/time.hpp)
     unparsable_number,  // a price or volume field is not a number
+    non_finite_number,  // a price or volume is infinite or too large for a double (`inf`, `1e309`)
     missing_price,      // an empty or NaN price (the old Kaggle layout's minutes without trades)
     non_positive_price, // a price <= 0
     high_below_open_close,
@@ -89,6 +90,8 @@ class IngestWriter {
     IngestWriter(const IngestWriter&) = delete;
     IngestWriter& operator=(const IngestWriter&) = delete;
 
+    /// Names where a source's times come from (`column 1 'date' (…)`), for the errors about them.
+    void set_time_source(std::string description);
     void add(const Candidate& candidate);
     /// Flushes everything buffered; fills the counters of `summary`. The caller commits.
     void finish(IngestSummary& summary);
@@ -113,7 +116,7 @@ struct SourceContext {
     const ProgressFn& progress;
 };
 
-/// Runs one ingest of SOURCE (a file path, `kaggle:…`, `bitstamp:…`, `binance:…`, `synthetic[:SEED]`):
+/// Runs one ingest of SOURCE (a file path or `-` for standard input, `kaggle:…`, `bitstamp:…`, `binance:…`, `synthetic[:SEED]`):
 /// records the run, writes all of it in one transaction, and on failure rolls back and records the error
 /// before rethrowing.
 IngestSummary ingest(store::Store& store, const std::string& source, const IngestOptions& options,

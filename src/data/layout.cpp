@@ -112,13 +112,21 @@ constexpr std::string_view kColumnsHelp =
 
 /// Layouts without a header are known by their field count.
 std::optional<Layout> headerless(std::size_t field_count, const std::string& forced) {
+    // All of them are time,open,high,low,close[,volume,…].
     Layout l;
+    l.time = 0;
+    l.open = 1;
+    l.high = 2;
+    l.low = 3;
+    l.close = 4;
+    l.volume = 5;
     if (forced == "kraken" || (forced.empty() && field_count == 7)) {
-        l = {"kraken", 0, 1, 2, 3, 4, 5, 0, {}};
+        l.name = "kraken";
     } else if (forced == "binance-klines" || (forced.empty() && field_count == 12)) {
-        l = {"binance-klines", 0, 1, 2, 3, 4, 5, 0, {}};
+        l.name = "binance-klines";
     } else if ((forced.empty() || forced == "generic") && (field_count == 6 || field_count == 5)) {
-        l = {"generic", 0, 1, 2, 3, 4, field_count == 6 ? 5 : -1, 0, {}};
+        l.name = "generic";
+        if (field_count == 5) l.volume = -1;
     } else {
         return std::nullopt;
     }
@@ -171,9 +179,99 @@ void apply_columns(Layout& layout, const std::vector<std::string>& names, const 
             throw UsageError(fmt::format("--columns: no column given for {}; {}", role_name(r), kColumnsHelp));
 }
 
+/// What a column's values in the first rows are, as a bar time.
+enum class TimeKind { none, full, date_only, time_of_day };
+
+TimeKind time_kind(std::string_view value) {
+    while (!value.empty() && (value.front() == ' ' || value.front() == '"'))
+        value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '"' || value.back() == '\r'))
+        value.remove_suffix(1);
+    if (parse_time(value)) return value.size() == 10 && value[4] == '-' ? TimeKind::date_only : TimeKind::full;
+    // HH:MM[:SS[.fff]]: completes a date column.
+    if (value.size() >= 5 && value[2] == ':' && parse_iso8601(fmt::format("1970-01-01T{}Z", value)))
+        return TimeKind::time_of_day;
+    return TimeKind::none;
+}
+
+/// The kind that the sampled rows' values agree on, a bad row aside; none when no value is a time, or two disagree.
+TimeKind column_kind(const std::vector<std::vector<std::string_view>>& rows, int column) {
+    TimeKind kind = TimeKind::none;
+    for (const auto& row : rows) {
+        if (static_cast<int>(row.size()) <= column) continue;
+        const TimeKind k = time_kind(row[static_cast<std::size_t>(column)]);
+        if (k == TimeKind::none) continue;
+        if (kind != TimeKind::none && kind != k) return TimeKind::none;
+        kind = k;
+    }
+    return kind;
+}
+
+std::string describe_column(const Layout& layout, int column, std::string_view why) {
+    const auto i = static_cast<std::size_t>(column);
+    if (i < layout.header.size()) return fmt::format("column {} '{}' ({})", column + 1, layout.header[i], why);
+    return fmt::format("column {} ({})", column + 1, why);
+}
+
+/// Picks the time column of a header layout from the columns named like a time, by what their first rows hold: a
+/// full timestamp (unix time or date and time) first, then a date-only column completed by a time-of-day column,
+/// then a date-only column (daily bars); among equals, the name that ranks first in the aliases. With no rows to
+/// look at, the best-ranked name.
+void choose_time(Layout& layout, const std::vector<std::string>& names,
+                 const std::vector<std::vector<std::string_view>>& rows) {
+    const auto& time_aliases = aliases(Role::time);
+    const auto taken = [&](int column) {
+        return std::any_of(kRoles.begin(), kRoles.end(),
+                           [&](Role r) { return r != Role::time && slot(layout, r) == column; });
+    };
+    // (alias rank, column): names that are not aliases but speak of time rank after them, in column order.
+    std::vector<std::pair<std::size_t, int>> candidates;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        const auto column = static_cast<int>(i);
+        if (taken(column)) continue;
+        const auto alias = std::find(time_aliases.begin(), time_aliases.end(), names[i]);
+        if (alias != time_aliases.end()) {
+            candidates.emplace_back(static_cast<std::size_t>(alias - time_aliases.begin()), column);
+        } else if (names[i].find("time") != std::string::npos || names[i].find("date") != std::string::npos ||
+                   names[i].find("epoch") != std::string::npos || names[i].find("unix") != std::string::npos) {
+            candidates.emplace_back(time_aliases.size() + i, column);
+        }
+    }
+    std::sort(candidates.begin(), candidates.end());
+    const auto first_of = [&](TimeKind kind) {
+        for (const auto& [rank, column] : candidates)
+            if (column_kind(rows, column) == kind) return column;
+        return -1;
+    };
+    const int full = first_of(TimeKind::full);
+    const int date = first_of(TimeKind::date_only);
+    const int time_of_day = first_of(TimeKind::time_of_day);
+    if (full >= 0) {
+        layout.time = full;
+        layout.time_source = describe_column(layout, full, "a full timestamp");
+    } else if (date >= 0 && time_of_day >= 0) {
+        layout.time = date;
+        layout.time_of_day = time_of_day;
+        layout.time_source = fmt::format("{} with {}", describe_column(layout, date, "dates"),
+                                         describe_column(layout, time_of_day, "times of day"));
+    } else if (date >= 0) {
+        layout.time = date;
+        layout.time_source = describe_column(layout, date, "dates without a time of day");
+    } else {
+        // Alias names only: a column merely containing "time" is no evidence without values that parse.
+        const auto alias = std::find_if(candidates.begin(), candidates.end(),
+                                        [&](const auto& c) { return c.first < time_aliases.size(); });
+        if (alias == candidates.end()) return;
+        layout.time = alias->second;
+        layout.time_source =
+            describe_column(layout, layout.time,
+                            rows.empty() ? "its name; no rows to check" : "its name; its first values are not times");
+    }
+}
+
 } // namespace
 
-int Layout::max_index() const { return std::max({time, open, high, low, close, volume}); }
+int Layout::max_index() const { return std::max({time, open, high, low, close, volume, time_of_day}); }
 
 const std::vector<std::string>& layout_names() {
     static const std::vector<std::string> names{"kaggle", "kaggle-legacy",  "yahoo",  "cryptodatadownload",
@@ -259,6 +357,8 @@ Layout detect_layout(const std::vector<std::string>& first_lines, const std::str
                                            fields.size(), show(first_lines[index]), kColumnsHelp));
         }
         layout.skip_lines = skip;
+        layout.max_fields = static_cast<int>(fields.size());
+        layout.time_source = fmt::format("column {}", layout.time + 1);
         return layout;
     }
 
@@ -269,12 +369,15 @@ Layout detect_layout(const std::vector<std::string>& first_lines, const std::str
         layout.header.emplace_back(f);
     }
     layout.skip_lines = skip + 1;
+    layout.max_fields = static_cast<int>(names.size());
     layout.name = format.empty() ? header_layout_name(names) : format;
     if (!columns.empty()) {
         apply_columns(layout, names, columns);
+        layout.time_source = describe_column(layout, layout.time, "as --columns maps it");
         return layout;
     }
     for (const Role r : kRoles) {
+        if (r == Role::time) continue; // chosen below, by what the columns hold
         for (const auto alias : aliases(r)) {
             const auto it = std::find(names.begin(), names.end(), alias);
             if (it != names.end()) {
@@ -283,6 +386,12 @@ Layout detect_layout(const std::vector<std::string>& first_lines, const std::str
             }
         }
     }
+    std::vector<std::vector<std::string_view>> rows;
+    for (std::size_t i = index + 1; i < first_lines.size(); ++i) {
+        if (first_lines[i].find_first_not_of(" \t\r") == std::string::npos) continue;
+        split_csv(first_lines[i], rows.emplace_back());
+    }
+    choose_time(layout, names, rows);
     std::vector<std::string> missing;
     for (const Role r : kRoles)
         if (r != Role::volume && slot(layout, r) < 0) missing.emplace_back(role_name(r));

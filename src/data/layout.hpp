@@ -20,6 +20,13 @@ struct Layout {
     int volume = -1;                 // -1: the file has no volume; 0 is stored
     int skip_lines = 0;              // lines before the first data row (a preamble line and/or the header)
     std::vector<std::string> header; // as found in the file, empty if it has none
+    int time_of_day = -1;            // a time-of-day column that completes a date-only `time` column; -1: none
+    /// The most fields a row may have: the header's, or the first row's when there is no header (the headerless
+    /// layouts are known by their field count). A row with more is `bad_field_count`, not read from its first fields.
+    int max_fields = 0;
+    /// Which column(s) the time comes from and why, for errors about the times: `column 1 'date' (dates without a
+    /// time of day)`.
+    std::string time_source;
 
     [[nodiscard]] int max_index() const;
 };

@@ -3,6 +3,7 @@
 #include "data/csv_file.hpp"
 #include "data/sources.hpp"
 
+#include <algorithm>
 #include <fmt/format.h>
 
 namespace btcml::data {
@@ -15,6 +16,7 @@ constexpr std::int64_t kProgressEvery = 1 << 16;
 void read_file(const std::filesystem::path& path, SourceContext& ctx) {
     CsvFile file(path, ctx.options.format, ctx.options.columns);
     ctx.format = file.format();
+    ctx.writer.set_time_source(file.time_source());
     Candidate candidate;
     std::int64_t rows = 0;
     while (file.next(candidate)) {
@@ -23,8 +25,9 @@ void read_file(const std::filesystem::path& path, SourceContext& ctx) {
             ctx.progress(static_cast<std::int64_t>(file.position()), static_cast<std::int64_t>(file.file_size()));
     }
     if (ctx.writer.rows_read() == 0)
-        throw InvalidInput(fmt::format("{}: the file has a header but no data rows", path.string()));
-    ctx.progress(static_cast<std::int64_t>(file.file_size()), static_cast<std::int64_t>(file.file_size()));
+        throw InvalidInput(fmt::format("{}: the file has a header but no data rows", display_name(path)));
+    const auto total = static_cast<std::int64_t>(std::max(file.file_size(), file.position()));
+    ctx.progress(total, total);
 }
 
 } // namespace btcml::data

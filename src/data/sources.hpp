@@ -7,7 +7,8 @@
 
 namespace btcml::data {
 
-/// A CSV file, plain, `.gz` or `.zip` (told apart by their magic bytes, not the name).
+/// A CSV file, plain, `.gz` or `.zip` (told apart by their magic bytes, not the name); a FIFO or pipe too, and `-`
+/// for standard input: the stream is opened and read once.
 void read_file(const std::filesystem::path& path, SourceContext& ctx);
 /// `synthetic[:SEED]`: a deterministic GARCH-like series, labelled synthetic.
 void read_synthetic(std::string_view spec, SourceContext& ctx);

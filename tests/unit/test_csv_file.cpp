@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <bit>
-
+#include <chrono>
 #include <cstdio>
+#include <future>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -171,6 +173,93 @@ TEST(CsvFile, OverlongLineFailsAfterTheRowsBeforeIt) {
         EXPECT_EQ(rows, 10);
     }
     std::filesystem::remove(path);
+}
+
+// The consumer stops early (the writer threw) while the threads wait for ring slots it will never release, or for
+// their turn to read: destroying the reader must stop them wherever they wait. Each destruction runs on a thread of
+// its own, so that a hang fails the test instead of stalling it.
+TEST(CsvFile, DestructionWhileThreadsWaitIsPrompt) {
+    const auto path = temp_csv();
+    {
+        std::ofstream out(path, std::ios::binary);
+        out << "Timestamp,Open,High,Low,Close,Volume\n";
+        for (int i = 0; i < 5000; ++i)
+            out << 1325412060 + 60 * i << ",1,1,1,1,1\n";
+    }
+    for (int run = 0; run < 200; ++run) {
+        auto file = std::make_unique<CsvFile>(path, "", "",
+                                              CsvFileTuning{.chunk_bytes = 64, .threads = 1 + run % 4});
+        Candidate c;
+        for (int i = 0; i < run % 7; ++i)
+            ASSERT_TRUE(file->next(c));
+        std::promise<void> destroyed;
+        auto done = destroyed.get_future();
+        std::thread([f = std::move(file), &destroyed]() mutable {
+            f.reset();
+            destroyed.set_value();
+        }).detach();
+        if (done.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+            FAIL() << "destroying the reader hung in run " << run; // the detached thread is leaked with it
+        }
+    }
+    std::filesystem::remove(path);
+}
+
+// More fields than the header (decimal commas, a stray trailing comma, 10,000 fields) or than a headerless layout's
+// count is bad_field_count on both paths, not a row read from its first fields. Columns the header declares are fine.
+TEST(CsvFile, RowsWithMoreFieldsThanTheHeaderAreBadFieldCount) {
+    std::string wide = "1325412300";
+    for (int i = 0; i < 10'000; ++i)
+        wide += ",1";
+    const auto rows = read_all("Timestamp,Open,High,Low,Close,Volume\n"
+                               "1325412060,1,5,1,5,1,5,1,5,1\n"
+                               "1325412120,1,1,1,1,1,\n"
+                               "1325412180, 1 , 5 , 1 , 5 , 1 , 5\n"
+                               "1325412240,1,1,1,1,1\n"
+                               "1325412250,\"1\",1,1,1,1,\"2,3\"\n" +
+                               wide + "\n");
+    ASSERT_EQ(rows.size(), 6U);
+    for (const std::size_t i : {0U, 1U, 2U, 4U, 5U})
+        EXPECT_EQ(rows[i].parse_error, RejectReason::bad_field_count) << i;
+    EXPECT_EQ(rows[3].parse_error, RejectReason::none);
+    EXPECT_EQ(rows[3].close, 1);
+
+    const auto kraken = read_all("1381095255,122.0,122.0,122.0,122.0,0.1,1\n1381095315,1,1,1,1,1,1,1\n");
+    ASSERT_EQ(kraken.size(), 2U);
+    EXPECT_EQ(kraken[0].parse_error, RejectReason::none);
+    EXPECT_EQ(kraken[1].parse_error, RejectReason::bad_field_count);
+
+    const auto declared = read_all("Timestamp,Open,High,Low,Close,Volume,Trades,Note\n1325412060,1,1,1,1,1,7,x\n"
+                                   "1325412120,1,1,1,1,1\n");
+    ASSERT_EQ(declared.size(), 2U);
+    EXPECT_EQ(declared[0].parse_error, RejectReason::none);
+    EXPECT_EQ(declared[1].parse_error, RejectReason::none); // missing trailing columns that are not used
+}
+
+// Infinite and overflowing numbers are not prices: non_finite_number, on both paths. NaN stays a missing value.
+TEST(CsvFile, NonFiniteNumbersAreNamed) {
+    const auto rows = read_all("Timestamp,Open,High,Low,Close,Volume\n"
+                               "1325412060,1e309,1e309,1,1e309,1\n"
+                               "1325412120,1,inf,1,1,1\n"
+                               "1325412180,1,1,1,1,-Infinity\n"
+                               "1325412240,NaN,NaN,NaN,NaN,NaN\n"
+                               "1325412300,1,1,1,1,1e308\n");
+    ASSERT_EQ(rows.size(), 5U);
+    for (const std::size_t i : {0U, 1U, 2U})
+        EXPECT_EQ(rows[i].parse_error, RejectReason::non_finite_number) << i;
+    EXPECT_EQ(rows[3].parse_error, RejectReason::none);
+    EXPECT_EQ(check_values(rows[3]), RejectReason::missing_price);
+    EXPECT_EQ(rows[4].parse_error, RejectReason::none);
+}
+
+// A date-only column completed by a time-of-day column gives full times.
+TEST(CsvFile, CombinesDateAndTimeOfDayColumns) {
+    const auto rows = read_all("Date,Time,Open,High,Low,Close\n2024-01-02,03:04:05,1,1,1,1\n2024-01-02,04:00,1,1,1,1\n"
+                               "2024-01-02,later,1,1,1,1\n");
+    ASSERT_EQ(rows.size(), 3U);
+    EXPECT_EQ(rows[0].time, 1704164645);
+    EXPECT_EQ(rows[1].time, 1704168000);
+    EXPECT_EQ(rows[2].parse_error, RejectReason::unparsable_time);
 }
 
 } // namespace

@@ -181,6 +181,53 @@ TEST(Layout, RecognisesEveryKnownLayout) {
     }
 }
 
+struct TimeColumnCase {
+    const char* what;
+    std::vector<std::string> lines;
+    int time;
+    int time_of_day;
+    const char* source;
+};
+
+// The time column is chosen by what the first rows hold: a full timestamp over a date-only column, a date completed
+// by a time-of-day column when that is all there is, and the choice is named for errors.
+TEST(Layout, ChoosesTheTimeColumnByItsValues) {
+    const TimeColumnCase cases[] = {
+        {"date, time of day, epoch",
+         {"date,time,epoch,open,high,low,close,volume", "2023-01-01,00:00:00,1672531200,1,1,1,1,1"},
+         2,
+         -1,
+         "column 3 'epoch' (a full timestamp)"},
+        {"date-only before a datetime",
+         {"date,datetime,open,high,low,close", "2023-01-01,2023-01-01 05:00,1,1,1,1"},
+         1,
+         -1,
+         "column 2 'datetime' (a full timestamp)"},
+        {"date and time of day",
+         {"Date,Time,Open,High,Low,Close", "2023-01-01,05:00:00,1,1,1,1", "2023-01-01,bad,1,1,1,1"},
+         0,
+         1,
+         "column 1 'Date' (dates) with column 2 'Time' (times of day)"},
+        {"daily", {"Date,Open,High,Low,Close", "2023-01-01,1,1,1,1"}, 0, -1,
+         "column 1 'Date' (dates without a time of day)"},
+        {"binance klines header",
+         {"open_time,open,high,low,close,volume,close_time", "1502942400000,1,1,1,1,1,1502945999999"},
+         0,
+         -1,
+         "column 1 'open_time' (a full timestamp)"},
+        {"no rows", {"timestamp,open,high,low,close"}, 0, -1, "column 1 'timestamp' (its name; no rows to check)"},
+        {"unparsable", {"time,open,high,low,close", "soon,1,1,1,1"}, 0, -1,
+         "column 1 'time' (its name; its first values are not times)"},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.what);
+        const Layout l = detect_layout(c.lines, "", "");
+        EXPECT_EQ(l.time, c.time);
+        EXPECT_EQ(l.time_of_day, c.time_of_day);
+        EXPECT_EQ(l.time_source, c.source);
+    }
+}
+
 struct BadLayoutCase {
     const char* what;
     std::vector<std::string> lines;
@@ -243,6 +290,31 @@ TEST(SlotSet, CountsDuplicatesAndGapsInBothDirections) {
     EXPECT_EQ(s.min(), -70);
     EXPECT_EQ(s.max(), 2000);
     EXPECT_EQ(s.gaps(), (2000 - -70 + 1) - 903);
+}
+
+// A 1970 bar among 1-second bars of today spans 1.7 billion slots: 200 MB as one bitmap. Past the dense cap the
+// set keeps only the words that hold slots, and answers the same.
+TEST(SlotSet, BoundsMemoryWhenTheSpanIsHuge) {
+    SlotSet s;
+    const std::int64_t today = 1'700'000'000;
+    EXPECT_TRUE(s.insert(0));
+    for (std::int64_t i = 0; i < 10'000; ++i)
+        EXPECT_TRUE(s.insert(today + i));
+    EXPECT_TRUE(s.insert(4'102'444'799)); // the last second of the valid range
+    EXPECT_FALSE(s.insert(0));
+    EXPECT_FALSE(s.insert(today + 5'000));
+    EXPECT_TRUE(s.insert(today - 1)); // downwards, as newest-first files grow
+    EXPECT_LT(s.memory_bytes(), std::size_t{1} << 20);
+    EXPECT_EQ(s.size(), 10'003);
+    EXPECT_EQ(s.min(), 0);
+    EXPECT_EQ(s.max(), 4'102'444'799);
+    EXPECT_EQ(s.gaps(), 4'102'444'800 - 10'003);
+
+    // Below the cap it stays one bitmap, a bit per slot of the span.
+    SlotSet dense;
+    for (std::int64_t i = 0; i < SlotSet::kMaxDenseSlots; i += 1'000)
+        dense.insert(i);
+    EXPECT_LE(dense.memory_bytes(), static_cast<std::size_t>(SlotSet::kMaxDenseSlots / 8));
 }
 
 } // namespace

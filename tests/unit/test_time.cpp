@@ -37,6 +37,32 @@ TEST(Time, ParsesEveryAcceptedForm) {
         EXPECT_EQ(parse_time(c.text), c.expected) << c.text;
 }
 
+// One range for every form: 1970-01-01T00:00:00Z included, 2100-01-01T00:00:00Z excluded.
+TEST(Time, RefusesTimesOutsideTheValidRange) {
+    const TimeCase cases[] = {
+        {"1970-01-01", 0},
+        {"1970-01-01T00:00:00Z", 0},
+        {"0", 0},
+        {"1969-12-31", std::nullopt},
+        {"1969-12-31T23:59:59Z", std::nullopt},
+        {"0001-01-01", std::nullopt},
+        {"0001-01-01T00:00:00Z", std::nullopt},
+        {"1970-01-01T00:30:00+01:00", std::nullopt}, // 1969 in UTC
+        {"2099-12-31T23:59:59Z", 4102444799},
+        {"2100-01-01", std::nullopt},
+        {"9999-12-31T23:59:59Z", std::nullopt},
+        {"4102444799", 4102444799},
+        {"4102444800", std::nullopt},
+        {"99999999999", std::nullopt},     // seconds past 2100, below the milliseconds threshold
+        {"4102444800000", std::nullopt},   // 2100 in milliseconds
+        {"4102444799999999", 4102444799}, // the last second in microseconds
+        {"1e300", std::nullopt},
+        {"inf", std::nullopt},
+    };
+    for (const auto& c : cases)
+        EXPECT_EQ(parse_time(c.text), c.expected) << c.text;
+}
+
 TEST(Time, FormatsIso8601) {
     EXPECT_EQ(format_iso8601(1704164645), "2024-01-02T03:04:05Z");
     EXPECT_EQ(format_iso8601(0), "1970-01-01T00:00:00Z");
@@ -56,6 +82,35 @@ TEST(Time, ParsesAndFormatsIntervals) {
     EXPECT_EQ(format_interval(86400), "1d");
     EXPECT_EQ(format_interval(604800), "1w");
     EXPECT_EQ(format_interval(45), "45s");
+}
+
+struct IntervalCase {
+    const char* text;
+    std::optional<std::int64_t> expected;
+};
+
+// Numbers whose product with the unit overflows 64 bits were undefined behaviour; they are refused, as is any
+// interval longer than the valid time range.
+TEST(Time, RefusesIntervalsThatOverflowOrOutlastTheTimeRange) {
+    const IntervalCase cases[] = {
+        {"99999999999999999999h", std::nullopt}, // over int64 before the unit
+        {"9223372036854775807s", std::nullopt},
+        {"9223372036854775807w", std::nullopt},
+        {"5124095576030432h", std::nullopt}, // n * 3600 wraps to 3584
+        {"30500568904944w", std::nullopt},   // n * 604800 wraps to 579584
+        {"4102444800s", 4102444800},           // the whole range
+        {"4102444801s", std::nullopt},
+        {"47482d", 47482 * 86400LL},
+        {"47483d", std::nullopt},
+        {"-1h", std::nullopt},
+        {"+1h", std::nullopt},
+        {"1.5h", std::nullopt},
+        {" 1h", std::nullopt},
+        {"1", std::nullopt},
+        {"", std::nullopt},
+    };
+    for (const auto& c : cases)
+        EXPECT_EQ(parse_interval(c.text), c.expected) << c.text;
 }
 
 } // namespace
