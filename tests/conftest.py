@@ -1,7 +1,9 @@
 """Shared fixtures for the tests that drive the real btcml binary (tests/e2e) and the fault-injection suite
 (tests/faults)."""
+import contextlib
 import importlib
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -94,3 +96,22 @@ def require_module(name: str):
         if os.environ.get("CI"):
             pytest.fail(f"{name} is required under CI=true (scripts/install-deps.sh installs it): {e}")
         pytest.skip(f"{name} is not installed: {e}", allow_module_level=True)
+
+
+def copy_home(home: Path, tmp_path: Path) -> Btcml:
+    """A private copy of a prepared SQLite home (a module fixture trains once; each test gets its own copy)."""
+    dest = tmp_path / "home"
+    shutil.copytree(home, dest)
+    return Btcml(dest, None)
+
+
+@contextlib.contextmanager
+def child(cmd, **popen_kwargs):
+    """A child process that is killed and reaped when the block ends, however it ends; stdin is /dev/null."""
+    proc = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.DEVNULL, **popen_kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from conftest import Btcml
+from conftest import Btcml, copy_home
 from serving import Server
 
 SYMBOL = "BTCUSD-SYNTH"
@@ -29,9 +29,7 @@ def trained_home(tmp_path_factory):
 
 @pytest.fixture
 def home(trained_home, tmp_path):
-    dest = tmp_path / "home"
-    shutil.copytree(trained_home, dest)
-    return Btcml(dest, None)
+    return copy_home(trained_home, tmp_path)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from conftest import BIN, Btcml, require_module
+from conftest import BIN, Btcml, child, require_module
 from mlflow_server import MlflowServer
 
 mlflow = require_module("mlflow")
@@ -317,19 +317,13 @@ def test_a_training_killed_with_sigkill_ends_as_killed_in_mlflow_too(server, tmp
     # Default network, every window each epoch, up to 100 epochs without improvement: it is killed long before.
     cmd = [str(BIN), "--home", str(home.home), "train", "--symbol", SYMBOL, "--epochs", "100000", "--patience", "100",
            "--samples-per-epoch", "0", "--tracking-uri", server.uri]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            env={**os.environ, **heartbeat})
-    try:
+    with child(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **heartbeat}) as proc:
         deadline = time.monotonic() + 120
         while not [r for r in home.json("tracking", "runs", env=heartbeat)["runs"] if r["mlflow_run_id"]]:
             assert proc.poll() is None and time.monotonic() < deadline, "the run never reached MLflow"
             time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     deadline = time.monotonic() + 60
     while (run := home.json("tracking", "runs", env=heartbeat)["runs"][0])["status"] == "RUNNING":
         assert time.monotonic() < deadline, "the killed run was never abandoned"

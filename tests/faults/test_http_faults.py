@@ -5,7 +5,6 @@ import http.client
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import sqlite3
@@ -16,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import BIN, Btcml
+from conftest import BIN, Btcml, copy_home
 from serving import Server
 
 SYMBOL = "BTCUSD-SYNTH"
@@ -38,9 +37,7 @@ def trained_home(tmp_path_factory):
 
 @pytest.fixture
 def home(trained_home, tmp_path):
-    dest = tmp_path / "home"
-    shutil.copytree(trained_home, dest)
-    return Btcml(dest, None)
+    return copy_home(trained_home, tmp_path)
 
 
 def metric(server, name, session=None):

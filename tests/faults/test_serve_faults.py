@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import Btcml
+from conftest import Btcml, copy_home
 from serving import Server
 
 SYMBOL = "BTCUSD-SYNTH"
@@ -35,9 +35,7 @@ def trained_home(tmp_path_factory):
 
 @pytest.fixture
 def home(trained_home, tmp_path):
-    dest = tmp_path / "home"
-    shutil.copytree(trained_home, dest)
-    return Btcml(dest, None)
+    return copy_home(trained_home, tmp_path)
 
 
 def problem(resp, status):

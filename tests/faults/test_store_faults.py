@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import BIN, Btcml
+from conftest import BIN, Btcml, child
 from serving import Server
 
 SYMBOL = "BTCUSD-SYNTH"
@@ -145,10 +145,9 @@ def sweep(b: Btcml):
 @pytest.mark.timeout(300)
 def test_a_killed_ingest_is_ended_as_failed_by_the_next_command(btcml):
     # 44 million one-second bars: minutes of work even on a machine ten times faster than the test needs.
-    proc = subprocess.Popen(command(btcml, "ingest", "synthetic:3", "--interval", "1s", "--from", "2020-01-01",
-                                    "--to", "2021-06-01"), env=environment(HEARTBEAT), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    try:
+    with child(command(btcml, "ingest", "synthetic:3", "--interval", "1s", "--from", "2020-01-01", "--to",
+                       "2021-06-01"), env=environment(HEARTBEAT), stdout=subprocess.DEVNULL,
+               stderr=subprocess.DEVNULL) as proc:
         def started():
             assert proc.poll() is None, "the ingest ended before the test could kill it"
             try:
@@ -163,10 +162,6 @@ def test_a_killed_ingest_is_ended_as_failed_by_the_next_command(btcml):
         assert [status for _, status, _ in ingest_runs(btcml)] == ["running"]
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     wait_until(lambda: sweep(btcml) is not None and ingest_runs(btcml)[0][1] != "running", 60,
                "the killed ingest to be abandoned")
     [(_, status, error)] = ingest_runs(btcml)
@@ -177,12 +172,10 @@ def test_a_killed_ingest_is_ended_as_failed_by_the_next_command(btcml):
 def test_a_killed_training_is_ended_as_killed_by_the_next_command(btcml):
     btcml.json("ingest", "synthetic:7", "--from", "2021-01-01", "--to", "2023-03-01")
     # Default network, every window each epoch, up to 100 epochs without improvement: far longer than the test
-    # needs on any machine. (A larger patience would halve the learning rate down to 0 and fail the run.)
-    proc = subprocess.Popen(command(btcml, "train", "--symbol", SYMBOL, "--epochs", "100000", "--patience", "100",
-                                    "--samples-per-epoch", "0"),
-                            env=environment(HEARTBEAT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    try:
+    # needs on any machine.
+    with child(command(btcml, "train", "--symbol", SYMBOL, "--epochs", "100000", "--patience", "100",
+                       "--samples-per-epoch", "0"),
+               env=environment(HEARTBEAT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         wait_until(lambda: sweep(btcml) or proc.poll() is not None, 120, "the training run")
         outlive_the_threshold(proc)
         [run] = sweep(btcml)
@@ -190,10 +183,6 @@ def test_a_killed_training_is_ended_as_killed_by_the_next_command(btcml):
         assert run["status"] == "RUNNING", run
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     wait_until(lambda: sweep(btcml)[0]["status"] != "RUNNING", 60, "the killed training to be abandoned")
     [run] = sweep(btcml)
     assert run["status"] == "KILLED", run
