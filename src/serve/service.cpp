@@ -293,16 +293,14 @@ void Service::record(const Model& model, const model::Forecast& forecast, std::s
     for (const auto& h : forecast.horizons)
         rows.push_back({model.loaded.version, series.symbol, series.interval, forecast.as_of, h.horizon, h.target_time,
                         h.price, h.lower, h.upper, h.log_return, hash, now, std::nullopt});
-    if (!anonymous) {
-        writer_.add(std::move(rows));
-        return;
-    }
     const auto count = static_cast<std::int64_t>(rows.size());
-    writer_.add(std::move(rows), [&] {
+    // Only anonymous forecasts spend the budget; the admission check runs after the repeat check, under its lock.
+    const auto within_budget = [&] {
         if (anonymous_budget_.admit(std::chrono::steady_clock::now())) return true;
         metrics_.predictions_not_stored(NotStoredReason::anonymous_budget, count);
         return false;
-    });
+    };
+    writer_.add(std::move(rows), anonymous ? std::function<bool()>(within_budget) : nullptr);
 }
 
 std::string Service::current_forecast() {
