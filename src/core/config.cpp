@@ -31,6 +31,8 @@ std::map<std::string, std::string> read_config_file(const std::filesystem::path&
         throw InvalidInput(fmt::format("config file {}: expected a mapping of key: value", path.string()));
     for (const auto& item : root) {
         const auto key = item.first.as<std::string>();
+        // Structured sections belong to the subsystem that reads them from config_file (src/pipeline).
+        if (key == "series" || key == "pipelines") continue;
         if (!item.second.IsScalar())
             throw InvalidInput(fmt::format("config file {}: '{}' must be a single value", path.string(), key));
         values[key] = item.second.as<std::string>();

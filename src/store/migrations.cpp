@@ -286,6 +286,100 @@ ALTER TABLE tracked_runs ADD COLUMN heartbeat_ms INTEGER;
 ALTER TABLE ingest_runs ADD COLUMN heartbeat_ms BIGINT;
 ALTER TABLE tracked_runs ADD COLUMN heartbeat_ms BIGINT;
 )sql"},
+    // Pipeline runs (queued by a schedule, an alert, the API or the CLI; one active run per pipeline, enforced by a
+    // partial unique index so that concurrent triggers in any process share it), their tasks' attempts, the leases
+    // that let one scheduler run a pipeline at a time, and the Alertmanager notifications received (deduplicated).
+    Migration{5, "pipelines and alerts",
+              R"sql(
+CREATE TABLE pipeline_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline TEXT NOT NULL,
+    trigger_kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    queued_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    finished_ms INTEGER,
+    result_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX pipeline_runs_active ON pipeline_runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE INDEX pipeline_runs_by_pipeline ON pipeline_runs (pipeline, id);
+CREATE TABLE pipeline_tasks (
+    run_id INTEGER NOT NULL REFERENCES pipeline_runs(id),
+    task TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER,
+    detail_json TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (run_id, task, attempt)
+);
+CREATE TABLE pipeline_leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE TABLE alert_notifications (
+    group_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    labels_json TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL DEFAULT '',
+    run_id INTEGER,
+    PRIMARY KEY (group_key, fingerprint, starts_at, status)
+);
+)sql",
+              R"sql(
+CREATE TABLE pipeline_runs (
+    id BIGSERIAL PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    trigger_kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    queued_ms BIGINT NOT NULL,
+    started_ms BIGINT,
+    finished_ms BIGINT,
+    result_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX pipeline_runs_active ON pipeline_runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE INDEX pipeline_runs_by_pipeline ON pipeline_runs (pipeline, id);
+CREATE TABLE pipeline_tasks (
+    run_id BIGINT NOT NULL REFERENCES pipeline_runs(id),
+    task TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    started_ms BIGINT NOT NULL,
+    finished_ms BIGINT,
+    detail_json TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (run_id, task, attempt)
+);
+CREATE TABLE pipeline_leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+CREATE TABLE alert_notifications (
+    group_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    labels_json TEXT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT '',
+    run_id BIGINT,
+    PRIMARY KEY (group_key, fingerprint, starts_at, status)
+);
+)sql"},
 };
 
 } // namespace

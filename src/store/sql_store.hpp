@@ -60,6 +60,21 @@ class SqlStore : public Store {
     std::vector<Prediction> load_predictions(const PredictionQuery& query) override;
     std::int64_t count_predictions() override;
 
+    std::pair<PipelineRun, bool> enqueue_pipeline_run(const PipelineRun& run) override;
+    std::optional<PipelineRun> claim_pipeline_run(const std::string& pipeline, const std::string& owner,
+                                                  std::int64_t now_ms) override;
+    void finish_pipeline_run(const PipelineRun& run) override;
+    std::optional<PipelineRun> pipeline_run(std::int64_t id) override;
+    std::vector<PipelineRun> pipeline_runs(const std::string& pipeline, std::int64_t limit) override;
+    void save_pipeline_task(const PipelineTask& task) override;
+    std::vector<PipelineTask> pipeline_tasks(std::int64_t run_id) override;
+    bool acquire_lease(const std::string& name, const std::string& owner, std::int64_t now_ms,
+                       std::int64_t expires_ms) override;
+    void release_lease(const std::string& name, const std::string& owner) override;
+    bool record_alert(const AlertNotification& alert) override;
+    void set_alert_outcome(const AlertNotification& alert) override;
+    std::vector<AlertNotification> alerts(std::int64_t limit) override;
+
     void save_run(const TrackedRun& run) override;
     std::optional<TrackedRun> tracked_run(const std::string& id) override;
     std::vector<TrackedRun> tracked_runs(bool unsynced_only) override;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -162,6 +163,46 @@ struct PredictionQuery {
 /// Which table a run lives in: ingest_runs or tracked_runs.
 enum class RunKind { ingest, training };
 
+/// One run of a pipeline (src/pipeline): queued by a trigger, then claimed and run by one scheduler.
+struct PipelineRun {
+    std::int64_t id = 0;
+    std::string pipeline;          // e.g. retrain-BTCUSD-1h
+    std::string trigger;           // schedule | alert | api | cli
+    std::string reason;            // why it runs: the alert, the caller's reason, the tick it belongs to
+    std::string status = "queued"; // queued | running | succeeded | failed | cancelled
+    std::string error;
+    std::string owner;            // the scheduler that claimed it (host:pid)
+    std::int64_t queued_ms = 0;   // unix milliseconds
+    std::int64_t started_ms = 0;  // 0: not yet
+    std::int64_t finished_ms = 0; // 0: not yet
+    std::string result_json = "{}";
+};
+
+/// One attempt of one task of a pipeline run.
+struct PipelineTask {
+    std::int64_t run_id = 0;
+    std::string task; // e.g. ingest, forecast, score, train, gate, reload
+    int attempt = 1;
+    std::string status = "running"; // running | succeeded | failed | skipped
+    std::string error;
+    std::int64_t started_ms = 0;
+    std::int64_t finished_ms = 0; // 0: not yet
+    std::string detail_json = "{}";
+};
+
+/// One alert of one Alertmanager notification, as received; (group_key, fingerprint, starts_at, status) is unique.
+struct AlertNotification {
+    std::string group_key;
+    std::string fingerprint;
+    std::string starts_at; // as Alertmanager sent it (RFC 3339)
+    std::string status;    // firing | resolved
+    std::string alertname;
+    std::string labels_json = "{}";
+    std::int64_t received_ms = 0;
+    std::string outcome;         // what btcml did about it
+    std::optional<std::int64_t> run_id; // the pipeline run it started or joined
+};
+
 /// Thread-safety: a Store is one connection and is NOT thread-safe; open one per thread.
 class Store {
   public:
@@ -256,6 +297,35 @@ class Store {
     /// Predictions by target time, each with the realised close where its target bar is stored.
     virtual std::vector<Prediction> load_predictions(const PredictionQuery& query) = 0;
     virtual std::int64_t count_predictions() = 0;
+
+    // Pipelines. Writes outside a transaction are atomic on their own.
+    /// Queues a run (its status is ignored: queued) unless the pipeline already has a queued or running one, in
+    /// any process: then nothing is written. Returns the run now active and whether this call created it.
+    virtual std::pair<PipelineRun, bool> enqueue_pipeline_run(const PipelineRun& run) = 0;
+    /// Moves the oldest queued run of `pipeline` to running for `owner`; nullopt when none is queued.
+    virtual std::optional<PipelineRun> claim_pipeline_run(const std::string& pipeline, const std::string& owner,
+                                                          std::int64_t now_ms) = 0;
+    /// Writes a run's status, error, finish time and result.
+    virtual void finish_pipeline_run(const PipelineRun& run) = 0;
+    virtual std::optional<PipelineRun> pipeline_run(std::int64_t id) = 0;
+    /// Runs of one pipeline (all when empty), newest first, at most `limit`.
+    virtual std::vector<PipelineRun> pipeline_runs(const std::string& pipeline, std::int64_t limit) = 0;
+    /// Inserts or replaces one attempt of a task.
+    virtual void save_pipeline_task(const PipelineTask& task) = 0;
+    /// A run's task attempts in the order they started.
+    virtual std::vector<PipelineTask> pipeline_tasks(std::int64_t run_id) = 0;
+    /// Takes or renews the lease `name` for `owner` until `expires_ms`; false (changing nothing) while another
+    /// owner holds an unexpired one. The one-run-at-a-time guard between scheduler processes.
+    virtual bool acquire_lease(const std::string& name, const std::string& owner, std::int64_t now_ms,
+                               std::int64_t expires_ms) = 0;
+    /// Gives a lease back if `owner` holds it.
+    virtual void release_lease(const std::string& name, const std::string& owner) = 0;
+    /// Records an alert unless this (group key, fingerprint, startsAt, status) was recorded before: false then.
+    virtual bool record_alert(const AlertNotification& alert) = 0;
+    /// Sets what was done about a recorded alert.
+    virtual void set_alert_outcome(const AlertNotification& alert) = 0;
+    /// The newest alerts first, at most `limit`.
+    virtual std::vector<AlertNotification> alerts(std::int64_t limit) = 0;
 
   private:
     friend std::unique_ptr<Store> open_store(const std::string& url, const std::filesystem::path& home);

@@ -721,5 +721,90 @@ TEST(StoreText, SanitizesOnlyWhatPostgresqlRefuses) {
               "\\xE2\\x82A\\xC3");
 }
 
+
+TEST_P(StoreTest, OnePipelineRunIsActiveAtATimeAcrossConnections) {
+    auto a = open();
+    auto b = open();
+    PipelineRun run;
+    run.pipeline = "retrain-BTCUSD-1h";
+    run.trigger = "alert";
+    run.reason = "first";
+    run.queued_ms = 1000;
+    const auto [first, created] = a->enqueue_pipeline_run(run);
+    EXPECT_TRUE(created);
+    EXPECT_EQ(first.status, "queued");
+    run.reason = "second";
+    const auto [joined, created_again] = b->enqueue_pipeline_run(run);
+    EXPECT_FALSE(created_again);
+    EXPECT_EQ(joined.id, first.id);
+    EXPECT_EQ(joined.reason, "first");
+    // Another pipeline is independent.
+    PipelineRun other = run;
+    other.pipeline = "retrain-ETHUSD-1h";
+    EXPECT_TRUE(b->enqueue_pipeline_run(other).second);
+
+    auto claimed = b->claim_pipeline_run("retrain-BTCUSD-1h", "host:1", 2000);
+    ASSERT_TRUE(claimed);
+    EXPECT_EQ(claimed->status, "running");
+    EXPECT_EQ(claimed->owner, "host:1");
+    EXPECT_FALSE(a->claim_pipeline_run("retrain-BTCUSD-1h", "host:2", 2001)); // nothing queued any more
+    EXPECT_FALSE(a->enqueue_pipeline_run(run).second);                      // running counts as active
+
+    a->save_pipeline_task({claimed->id, "train", 1, "failed", "boom", 2100, 2200, "{}"});
+    a->save_pipeline_task({claimed->id, "train", 2, "running", "", 2300, 0, "{}"});
+    a->save_pipeline_task({claimed->id, "train", 2, "succeeded", "", 2300, 2400, R"({"version":3})"});
+    const auto tasks = b->pipeline_tasks(claimed->id);
+    ASSERT_EQ(tasks.size(), 2U);
+    EXPECT_EQ(tasks[0].status, "failed");
+    EXPECT_EQ(tasks[1].finished_ms, 2400);
+    EXPECT_EQ(tasks[1].detail_json, R"({"version":3})");
+
+    claimed->status = "succeeded";
+    claimed->finished_ms = 2500;
+    a->finish_pipeline_run(*claimed);
+    const auto [next, created_next] = b->enqueue_pipeline_run(run);
+    EXPECT_TRUE(created_next);
+    EXPECT_NE(next.id, first.id);
+    const auto history = a->pipeline_runs("retrain-BTCUSD-1h", 10);
+    ASSERT_EQ(history.size(), 2U);
+    EXPECT_EQ(history[0].id, next.id); // newest first
+    EXPECT_EQ(history[1].status, "succeeded");
+    EXPECT_EQ(history[1].started_ms, 2000);
+    EXPECT_EQ(a->pipeline_runs("", 10).size(), 3U);
+    EXPECT_EQ(a->pipeline_run(first.id)->finished_ms, 2500);
+}
+
+TEST_P(StoreTest, LeaseIsHeldByOneOwnerUntilItExpires) {
+    auto a = open();
+    auto b = open();
+    EXPECT_TRUE(a->acquire_lease("scheduler", "one", 1000, 5000));
+    EXPECT_FALSE(b->acquire_lease("scheduler", "two", 2000, 6000));
+    EXPECT_TRUE(a->acquire_lease("scheduler", "one", 3000, 7000)); // renewal
+    EXPECT_FALSE(b->acquire_lease("scheduler", "two", 6999, 9000));
+    EXPECT_TRUE(b->acquire_lease("scheduler", "two", 7001, 9000)); // expired: taken over
+    a->release_lease("scheduler", "one");                          // not its lease any more: no effect
+    EXPECT_FALSE(a->acquire_lease("scheduler", "one", 8000, 9000));
+    b->release_lease("scheduler", "two");
+    EXPECT_TRUE(a->acquire_lease("scheduler", "one", 8000, 9000));
+}
+
+TEST_P(StoreTest, AlertsAreRecordedOnce) {
+    auto store = open();
+    AlertNotification alert{
+        "{}:{alertname=\"x\"}", "abc", "2026-01-01T00:00:00Z", "firing", "x", "{}", 1000, "", std::nullopt};
+    EXPECT_TRUE(store->record_alert(alert));
+    EXPECT_FALSE(store->record_alert(alert));
+    alert.status = "resolved";
+    EXPECT_TRUE(store->record_alert(alert));
+    alert.outcome = "recorded";
+    alert.run_id = 7;
+    store->set_alert_outcome(alert);
+    const auto all = store->alerts(10);
+    ASSERT_EQ(all.size(), 2U);
+    const auto& resolved = all[0].status == "resolved" ? all[0] : all[1];
+    EXPECT_EQ(resolved.outcome, "recorded");
+    EXPECT_EQ(resolved.run_id, 7);
+}
+
 } // namespace
 } // namespace btcml::store
