@@ -292,7 +292,7 @@ void Service::record(const Model& model, const model::Forecast& forecast, std::s
     std::vector<store::Prediction> rows;
     for (const auto& h : forecast.horizons)
         rows.push_back({model.loaded.version, series.symbol, series.interval, forecast.as_of, h.horizon, h.target_time,
-                        h.price, h.lower, h.upper, h.log_return, hash, now, std::nullopt});
+                        h.price, h.lower, h.upper, h.log_return, hash, now, "client", std::nullopt});
     const auto count = static_cast<std::int64_t>(rows.size());
     // Only anonymous forecasts spend the budget; the admission check runs after the repeat check, under its lock.
     const auto within_budget = [&] {

@@ -380,6 +380,15 @@ CREATE TABLE alert_notifications (
     PRIMARY KEY (group_key, fingerprint, starts_at, status)
 );
 )sql"},
+    // Where a stored forecast came from: `scheduled` (the champion's forecast of the latest bar, made by the
+    // scheduler: the only ones that count toward model quality) or `client` (POST /api/v1/predict).
+    Migration{6, "prediction provenance",
+              R"sql(
+ALTER TABLE predictions ADD COLUMN provenance TEXT NOT NULL DEFAULT 'client';
+)sql",
+              R"sql(
+ALTER TABLE predictions ADD COLUMN provenance TEXT NOT NULL DEFAULT 'client';
+)sql"},
 };
 
 } // namespace

@@ -303,7 +303,7 @@ std::int64_t SqlStore::insert_predictions(std::span<const Prediction> prediction
     ScopedTransaction transaction(*this);
     std::int64_t inserted = 0;
     for (const auto& p : predictions) {
-        const std::array<SqlParam, 12> params{std::int64_t{p.model_version},
+        const std::array<SqlParam, 13> params{std::int64_t{p.model_version},
                                               std::string_view(p.symbol),
                                               p.interval,
                                               p.origin_time,
@@ -314,10 +314,11 @@ std::int64_t SqlStore::insert_predictions(std::span<const Prediction> prediction
                                               p.upper,
                                               p.log_return,
                                               std::string_view(p.input_hash),
-                                              p.created_at};
+                                              p.created_at,
+                                              std::string_view(p.provenance)};
         inserted += query("INSERT INTO predictions (model_version, symbol, interval_s, origin_time, horizon, "
-                          "target_time, price, lower, upper, log_return, input_hash, created_at) VALUES ($1, $2, $3, "
-                          "$4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+                          "target_time, price, lower, upper, log_return, input_hash, created_at, provenance) VALUES "
+                          "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
                           params, {});
     }
     transaction.commit();
@@ -331,7 +332,7 @@ std::vector<Prediction> SqlStore::load_predictions(const PredictionQuery& q) {
                                          q.interval, q.limit};
     std::vector<Prediction> out;
     query("SELECT p.model_version, p.symbol, p.interval_s, p.origin_time, p.horizon, p.target_time, p.price, "
-          "p.lower, p.upper, p.log_return, p.input_hash, p.created_at, b.close FROM predictions p "
+          "p.lower, p.upper, p.log_return, p.input_hash, p.created_at, b.close, p.provenance FROM predictions p "
           "LEFT JOIN bars b ON b.symbol = p.symbol AND b.interval_s = p.interval_s AND b.open_time = p.target_time "
           "WHERE p.target_time >= $1 AND p.target_time <= $2 AND ($3 = '' OR p.symbol = $3) "
           "AND ($4 = 0 OR p.interval_s = $4) ORDER BY p.target_time, p.horizon, p.id LIMIT $5",
@@ -350,6 +351,7 @@ std::vector<Prediction> SqlStore::load_predictions(const PredictionQuery& q) {
               p.input_hash = row.get_text(10);
               p.created_at = row.get_int(11);
               if (!row.is_null(12)) p.realised = row.get_double(12);
+              p.provenance = row.get_text(13);
               out.push_back(std::move(p));
           });
     return out;

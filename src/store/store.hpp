@@ -149,6 +149,7 @@ struct Prediction {
     double price = 0, lower = 0, upper = 0, log_return = 0;
     std::string input_hash; // identifies the input window: identical requests store one row
     std::int64_t created_at = 0;
+    std::string provenance = "client"; // scheduled (the champion's forecast, made by the scheduler) | client
     std::optional<double> realised;
 };
 

@@ -1,0 +1,80 @@
+#include "pipeline/catalog.hpp"
+
+#include "core/error.hpp"
+#include "core/time.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+
+namespace btcml::pipeline {
+
+std::string pipeline_name(PipelineKind kind, const SeriesKey& key) {
+    return fmt::format("{}-{}-{}", kind == PipelineKind::tick ? "tick" : "retrain", key.symbol,
+                       format_interval(key.interval));
+}
+
+std::vector<SeriesConfig> configured_series(const Config& config) {
+    std::vector<SeriesConfig> out;
+    if (config.config_file.empty()) return out;
+    const auto where = config.config_file.string();
+    YAML::Node section;
+    try {
+        section = YAML::LoadFile(where)["series"];
+    } catch (const YAML::Exception& e) {
+        throw InvalidInput(fmt::format("config file {}: {}", where, e.what()));
+    }
+    if (!section || section.IsNull()) return out;
+    if (!section.IsSequence())
+        throw InvalidInput(fmt::format("config file {}: 'series' must be a list of {{symbol, interval, source}}", where));
+    for (std::size_t i = 0; i < section.size(); ++i) {
+        const auto entry = section[i];
+        const auto field = [&](const char* name) -> std::string {
+            const auto node = entry[name];
+            if (!node) return {};
+            if (!node.IsScalar())
+                throw InvalidInput(fmt::format("config file {}: series[{}].{} must be a single value", where, i, name));
+            return node.as<std::string>();
+        };
+        if (!entry.IsMap())
+            throw InvalidInput(fmt::format("config file {}: series[{}] must be a mapping of symbol, interval, source",
+                                           where, i));
+        SeriesConfig series;
+        series.key.symbol = field("symbol");
+        if (series.key.symbol.empty())
+            throw InvalidInput(fmt::format("config file {}: series[{}] has no symbol", where, i));
+        const auto interval = field("interval");
+        const auto parsed = parse_interval(interval.empty() ? "1h" : interval);
+        if (!parsed)
+            throw InvalidInput(
+                fmt::format("config file {}: series[{}].interval '{}' is not an interval (e.g. 1h)", where, i, interval));
+        series.key.interval = *parsed;
+        series.source = field("source");
+        if (std::any_of(out.begin(), out.end(), [&](const SeriesConfig& s) { return s.key == series.key; }))
+            throw InvalidInput(fmt::format("config file {}: series[{}] ({} {}) is listed twice", where, i,
+                                           series.key.symbol, format_interval(series.key.interval)));
+        out.push_back(std::move(series));
+    }
+    return out;
+}
+
+std::vector<PipelineSpec> configured_pipelines(const Config& config) {
+    std::vector<PipelineSpec> out;
+    for (const auto& series : configured_series(config)) {
+        out.push_back({pipeline_name(PipelineKind::tick, series.key), PipelineKind::tick, series,
+                       std::chrono::seconds(series.key.interval)});
+        out.push_back({pipeline_name(PipelineKind::retrain, series.key), PipelineKind::retrain, series,
+                       std::chrono::hours(24)});
+    }
+    return out;
+}
+
+std::optional<PipelineSpec> find_pipeline(const std::vector<PipelineSpec>& pipelines, std::string_view name) {
+    const auto it =
+        std::find_if(pipelines.begin(), pipelines.end(), [&](const PipelineSpec& p) { return p.name == name; });
+    if (it == pipelines.end()) return std::nullopt;
+    return *it;
+}
+
+} // namespace btcml::pipeline
