@@ -3,6 +3,7 @@
 #include "cli/forecast_common.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "pipeline/catalog.hpp"
 #include "serve/api.hpp"
 #include "serve/http_server.hpp"
 #include "serve/service.hpp"
@@ -20,6 +21,7 @@ namespace {
 struct ServeArgs {
     serve::ServerOptions server;
     std::vector<std::string> api_keys;
+    std::optional<std::string> alert_token;
     double request_timeout = 10;
     double write_timeout = 30;
     int poll_ms = 1000;
@@ -50,9 +52,12 @@ void run_serve(ServeArgs& args, Context& ctx) {
     if (options.threads < 1) options.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
     if (options.require_key_for_reads && options.api_keys.empty())
         throw UsageError("--require-key-for-reads needs at least one --api-key (or BTCML_API_KEY)");
+    if (const auto token = ctx.config.setting(args.alert_token, "BTCML_ALERT_TOKEN", "alert_token", ""); !token.empty())
+        options.alert_tokens.push_back(token);
 
     serve::Service service({ctx.config.home, ctx.config.db_url, resolve_tracking_uri(ctx, std::nullopt),
-                            std::chrono::milliseconds(args.poll_ms), args.anonymous_predictions});
+                            std::chrono::milliseconds(args.poll_ms), args.anonymous_predictions,
+                            pipeline::configured_pipelines(ctx.config)});
     serve::HttpServer server(options, serve::make_routes(service), [&service](const serve::Exchange& e) {
         service.metrics().observe(e);
         // Access log: the route pattern, never the query string, headers or body (keys and data stay out of logs).
@@ -98,6 +103,9 @@ void setup_serve(CLI::App& app, Context& ctx) {
     cmd->add_option("--api-key", args.api_keys,
                     "API key for writes (repeatable, or comma-separated; env BTCML_API_KEY). Clients send it as "
                     "X-API-Key or Authorization: Bearer");
+    cmd->add_option("--alert-token", args.alert_token,
+                    "Bearer token Alertmanager sends to POST /api/v1/alerts (env BTCML_ALERT_TOKEN, config "
+                    "alert_token; without one the route answers 401). API keys are not accepted there");
     cmd->add_flag("--require-key-for-reads", args.server.require_key_for_reads,
                   "Require an API key on the read routes of /api/v1 too");
     cmd->add_option("--body-limit", args.server.body_limit, "Largest request body in bytes (larger: 413)")

@@ -26,6 +26,8 @@ FieldError bad_param(std::string field, const std::string& message) {
     return {ErrorKind::usage, std::move(field), message};
 }
 
+} // namespace
+
 nlohmann::json parse_json_body(const Request& request) {
     const auto type = request.header("Content-Type");
     if (!type.empty() && type.find("application/json") == std::string_view::npos)
@@ -36,8 +38,8 @@ nlohmann::json parse_json_body(const Request& request) {
         const bool opens =
             event == nlohmann::json::parse_event_t::array_start || event == nlohmann::json::parse_event_t::object_start;
         if (opens && depth >= kMaxJsonDepth)
-            throw bad_param("body", fmt::format("the body nests arrays and objects more than {} levels deep",
-                                                kMaxJsonDepth));
+            throw bad_param("body",
+                            fmt::format("the body nests arrays and objects more than {} levels deep", kMaxJsonDepth));
         return true;
     };
     auto body = nlohmann::json::parse(request.body, limit_depth, false);
@@ -45,6 +47,8 @@ nlohmann::json parse_json_body(const Request& request) {
     if (!body.is_object()) throw invalid("body", "the body must be a JSON object");
     return body;
 }
+
+namespace {
 
 const nlohmann::json& member(const nlohmann::json& object, const char* name, nlohmann::json::value_t type,
                              const std::string& path, const char* type_name) {
@@ -523,6 +527,7 @@ constexpr RouteRow kRoutes[] = {
     {{"GET", "/api/v1/models/{version}", Access::read, Work::pool}, show_model},
     {{"POST", "/api/v1/models/{version}/promote", Access::write, Work::pool}, promote},
     {{"GET", "/api/v1/runs", Access::read, Work::pool}, list_runs},
+    {{"POST", "/api/v1/alerts", Access::alert, Work::pool}, post_alerts},
     {{"GET", "/metrics", Access::open, Work::io}, metrics},
     {{"GET", "/openapi.json", Access::open, Work::io}, openapi},
     {{"GET", "/docs", Access::open, Work::io}, docs},

@@ -23,6 +23,13 @@ std::vector<RouteSpec> route_specs();
 /// The routes bound to `service` (which must outlive them).
 std::vector<Route> make_routes(Service& service);
 
+/// A request's JSON body as an object: UsageError (400) when it is not JSON or nests deeper than kMaxJsonDepth,
+/// InvalidInput (422) when it is not an object. For the handlers in api_*.cpp.
+nlohmann::json parse_json_body(const Request& request);
+
+/// POST /api/v1/alerts, Alertmanager's webhook (api_alerts.cpp).
+Response post_alerts(Service& service, const Request& request);
+
 /// Largest page GET /api/v1/bars and /api/v1/predictions return.
 inline constexpr std::int64_t kMaxPage = 10'000;
 

@@ -234,9 +234,8 @@ void FailureLimiter::make_room(Clock::time_point now) {
     // A full bucket is the same as no entry: forget those first, then the least recently updated one.
     std::erase_if(buckets_, [&](const auto& entry) { return tokens_at(entry.second, now) >= capacity_tokens_; });
     if (buckets_.size() < capacity_) return;
-    buckets_.erase(std::min_element(buckets_.begin(), buckets_.end(), [](const auto& a, const auto& b) {
-        return a.second.updated < b.second.updated;
-    }));
+    buckets_.erase(std::min_element(buckets_.begin(), buckets_.end(),
+                                    [](const auto& a, const auto& b) { return a.second.updated < b.second.updated; }));
 }
 
 std::size_t FailureLimiter::size() const {
@@ -497,11 +496,19 @@ Prepared HttpServer::Impl::prepare(const http::request<http::string_body>& req, 
                 p.answer->headers.emplace_back("Retry-After", std::to_string(wait));
                 return p;
             }
-            request.authenticated = key_matches(key, options.api_keys);
+            request.authenticated =
+                key_matches(key, r.access == Access::alert ? options.alert_tokens : options.api_keys);
             if (!request.authenticated) {
                 auth_failures.fetch_add(1);
                 limiter.failed(client, p.started);
             }
+        }
+        if (r.access == Access::alert && !request.authenticated) {
+            p.answer = problem_response(401, options.alert_tokens.empty()
+                                                 ? "this route needs the alert token, and the server has none "
+                                                   "configured (start it with --alert-token or BTCML_ALERT_TOKEN)"
+                                                 : "a valid alert token is required (Authorization: Bearer)");
+            return p;
         }
         const bool needs_key = r.access == Access::write || (r.access == Access::read && options.require_key_for_reads);
         if (needs_key && !request.authenticated) {

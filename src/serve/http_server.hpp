@@ -37,7 +37,8 @@ struct Request {
     std::string_view body;
     std::vector<std::string_view> params; // path parameters, in the order of the pattern's {…} segments
     const void* headers = nullptr;        // the library's header block (see header())
-    bool authenticated = false;           // a valid API key came with the request (set by the server)
+    bool authenticated =
+        false; // a valid API key (the alert token on Access::alert routes) came with it (set by the server)
 
     /// A header's value (case-insensitive name), empty when absent.
     [[nodiscard]] std::string_view header(std::string_view name) const;
@@ -65,6 +66,7 @@ enum class Access {
     open,  // always public (health, metrics, docs)
     read,  // public unless --require-key-for-reads
     write, // needs an API key
+    alert, // needs the alert token (Alertmanager's webhook); API keys are not accepted there
 };
 
 /// Where a route's handler runs (see the top of this file).
@@ -106,6 +108,7 @@ struct ServerOptions {
     std::chrono::milliseconds idle_timeout{60'000};  // an idle keep-alive connection is closed after this
     std::chrono::milliseconds drain_timeout{30'000}; // on shutdown, how long in-flight requests may take
     std::vector<std::string> api_keys;
+    std::vector<std::string> alert_tokens; // bearer tokens of the Access::alert routes (--alert-token)
     bool require_key_for_reads = false;
     int auth_failures_per_minute = 10; // wrong API keys one client address may send (burst and rate); then 429
 };

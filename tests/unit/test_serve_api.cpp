@@ -43,7 +43,7 @@ TEST(ServeApi, EveryRegisteredRouteIsDocumentedWithResponsesAndExamples) {
         ASSERT_TRUE(ops.contains(lower(route.method))) << where << " is missing from openapi.json";
         const auto& op = ops[lower(route.method)];
         ASSERT_TRUE(op.contains("responses") && !op["responses"].empty()) << where;
-        if (route.access == Access::write) {
+        if (route.access == Access::write || route.access == Access::alert) {
             EXPECT_TRUE(op.contains("security") && !op["security"].empty()) << where << " needs a key: say so";
             EXPECT_TRUE(op["responses"].contains("401")) << where;
         }
