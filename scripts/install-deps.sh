@@ -11,7 +11,7 @@ APT_PACKAGES=(
     libyaml-cpp-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev libssl-dev libarchive-dev zlib1g-dev
     libeigen3-dev libgtest-dev libgmock-dev libfast-float-dev libbenchmark-dev libonnx-dev libprotobuf-dev protobuf-compiler
     python3 python3-venv python3-pip python3-pytest python3-torch python3-numpy
-    libboost-dev prometheus wrk nginx-light
+    libboost-dev prometheus prometheus-alertmanager wrk nginx-light
 )
 # npm installs Swagger UI (web/package.json), which the build embeds into btcml for GET /docs. A Node.js that
 # brings its own npm (e.g. NodeSource's) is used as it is.
@@ -31,8 +31,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     "${sudo_cmd[@]}" apt-get update -qq
-    # prometheus (for promtool) and nginx-light (the serving benchmark's reference) would start system services
-    # on install; btcml only runs them itself, so service starts are refused while it installs.
+    # prometheus, prometheus-alertmanager (promtool, amtool and the servers the closed-loop test starts) and
+    # nginx-light (the serving benchmark's reference) would start system services on install; btcml's tests run them
+    # themselves on free ports, so service starts are refused while it installs. Alertmanager must come from the
+    # package manager, not an unpacked .deb: Debian's build reads its templates from /usr/share/prometheus/alertmanager.
     policy=/usr/sbin/policy-rc.d
     added_policy=false
     if [ ! -e "$policy" ]; then

@@ -19,5 +19,5 @@ unset BTCML_DB BTCML_HOME BTCML_CONFIG BTCML_TRACKING_URI
 
 status=0
 (cd build && ctest --output-on-failure -j2 --timeout 900) || status=1
-.venv/bin/python -m pytest -q tests/e2e tests/faults || status=1
+.venv/bin/python -m pytest -q tests/e2e tests/faults tests/prometheus || status=1
 exit $status
