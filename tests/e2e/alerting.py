@@ -88,9 +88,9 @@ class _Service:
 
 class Alertmanager(_Service):
     """deploy/alertmanager/alertmanager.yml with btcml's webhook at `btcml_url`, the token in a credentials file and
-    notifications grouped for one second instead of minutes."""
+    notifications grouped for one second instead of minutes and repeated every `repeat` instead of hours."""
 
-    def __init__(self, workdir: Path, btcml_url: str, token: str):
+    def __init__(self, workdir: Path, btcml_url: str, token: str, repeat: str = "2s"):
         workdir.mkdir(parents=True, exist_ok=True)
         config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
         (workdir / "alert-token").write_text(token)
@@ -98,7 +98,7 @@ class Alertmanager(_Service):
             for hook in receiver.get("webhook_configs", []):
                 hook["url"] = btcml_url + "/api/v1/alerts"
                 hook["http_config"]["authorization"]["credentials_file"] = str(workdir / "alert-token")
-        timings = {"group_wait": "1s", "group_interval": "1s"}
+        timings = {"group_wait": "1s", "group_interval": "1s", "repeat_interval": repeat}
         config["route"].update(timings)
         for route in config["route"].get("routes", []):
             route.update(timings)
