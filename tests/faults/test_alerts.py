@@ -6,7 +6,9 @@ import copy
 import pytest
 
 from alerting import store_rows, write_series_config
+from conftest import Btcml
 from serving import Server
+from test_serve_faults import private_pg  # noqa: F401 (a fixture: a PostgreSQL server this test may stop)
 
 TOKEN = "alert-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -174,3 +176,32 @@ def test_malformed_notifications_name_the_field_and_record_nothing(server):
     assert recorded(server.btcml) == [] and runs(server.btcml) == []
     r = server.post("/api/v1/alerts", json=notification(alert()), headers=AUTH)
     assert r.status_code == 202 and r.json()["alerts"][0]["created"] is True
+
+
+@pytest.mark.timeout(300)
+def test_a_store_outage_is_503_and_the_retried_notification_is_acted_on(private_pg, tmp_path):
+    b = Btcml(tmp_path / "home", private_pg.url)
+    write_series_config(b.home, [("BTCUSD", "1h")])
+    body = notification(alert())
+    with Server(b, "--alert-token", TOKEN) as s:
+        private_pg.stop()
+        r = s.post("/api/v1/alerts", json=body, headers=AUTH)
+        # 5xx: Alertmanager retries it, and a retry is what helps here.
+        assert r.status_code == 503, r.text
+        private_pg.start()
+        # Nothing of the failed attempt was kept, so the resend is not a duplicate: it queues the run.
+        s.wait_for(lambda: s.post("/api/v1/alerts", json=body, headers=AUTH).status_code != 503, timeout=30,
+                   what="the webhook to answer after the restart")
+        assert [row["outcome"] for row in recorded(b)] == [f"queued run {runs(b)[0]['id']} of retrain-BTCUSD-1h"]
+        assert len(runs(b)) == 1
+
+
+@pytest.mark.timeout(120)
+def test_wrong_tokens_are_rate_limited_like_wrong_api_keys(btcml_sqlite):
+    write_series_config(btcml_sqlite.home, [("BTCUSD", "1h")])
+    with Server(btcml_sqlite, "--alert-token", TOKEN, "--auth-failures-per-minute", "3") as s:
+        statuses = [s.post("/api/v1/alerts", json=notification(alert()),
+                           headers={"Authorization": "Bearer guess"}).status_code for _ in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        # Once limited, even the right token waits: guessing stalls.
+        assert s.post("/api/v1/alerts", json=notification(alert()), headers=AUTH).status_code == 429
