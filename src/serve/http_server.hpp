@@ -37,8 +37,7 @@ struct Request {
     std::string_view body;
     std::vector<std::string_view> params; // path parameters, in the order of the pattern's {…} segments
     const void* headers = nullptr;        // the library's header block (see header())
-    bool authenticated =
-        false; // a valid API key (the alert token on Access::alert routes) came with it (set by the server)
+    bool authenticated = false;           // a valid API key (alert token on Access::alert) came (set by the server)
 
     /// A header's value (case-insensitive name), empty when absent.
     [[nodiscard]] std::string_view header(std::string_view name) const;

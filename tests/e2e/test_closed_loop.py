@@ -41,8 +41,8 @@ def test_a_firing_retrain_alert_reaches_btcml_through_alertmanager_and_queues_on
         assert run["trigger_kind"] == "alert" and run["status"] == "queued"
         assert run["reason"].startswith("alert BtcmlTestRetrain firing since ")
         assert f"test trigger for 127.0.0.1:{serve.port}" in run["reason"]
-        [webhook] = [e for e in serve.log_lines() if e.get("url.path") == "/api/v1/alerts"][:1]
-        assert webhook["http.response.status_code"] == 202
+        first_call = next(e for e in serve.log_lines() if e.get("url.path") == "/api/v1/alerts")
+        assert first_call["http.response.status_code"] == 202
 
         # The notification carried Prometheus's fingerprint and startsAt, recorded once with its outcome.
         received = store_rows(btcml, "SELECT alertname, status, outcome, run_id, labels_json FROM alert_notifications")
