@@ -99,8 +99,7 @@ bool match(std::string_view pattern, std::string_view path, std::vector<std::str
     return pattern.empty() && path.empty();
 }
 
-std::string_view bearer_or_header_key(const Request& request) {
-    if (const auto key = request.header("X-API-Key"); !key.empty()) return key;
+std::string_view bearer_token(const Request& request) {
     // RFC 9110: the auth scheme is case-insensitive and separated from its token by one or more spaces.
     auto auth = request.header("Authorization");
     constexpr std::string_view scheme = "bearer";
@@ -110,6 +109,11 @@ std::string_view bearer_or_header_key(const Request& request) {
     auth.remove_prefix(scheme.size());
     auth.remove_prefix(std::min(auth.find_first_not_of(' '), auth.size()));
     return auth;
+}
+
+std::string_view bearer_or_header_key(const Request& request) {
+    if (const auto key = request.header("X-API-Key"); !key.empty()) return key;
+    return bearer_token(request);
 }
 
 /// Why a request's framing or Host header is unacceptable (RFC 9112 §3.2, §6.1), or nothing when it is fine. A
@@ -484,8 +488,10 @@ Prepared HttpServer::Impl::prepare(const http::request<http::string_body>& req, 
         }
         p.route_name = r.pattern;
         // A presented key is checked on every route (it decides whether an anonymous budget applies), and a wrong one
-        // counts toward the client's limit wherever it was tried.
-        if (const auto key = bearer_or_header_key(request); !key.empty()) {
+        // counts toward the client's limit wherever it was tried. The alert route reads only the bearer token, which
+        // is what Alertmanager sends: an X-API-Key there is no attempt at its token.
+        const auto key = r.access == Access::alert ? bearer_token(request) : bearer_or_header_key(request);
+        if (!key.empty()) {
             // A client that sent too many wrong keys is refused before its key is compared, so guessing stalls.
             if (const int wait = limiter.retry_after(client, p.started); wait > 0) {
                 auth_rate_limited.fetch_add(1);

@@ -150,14 +150,16 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(home, tmp_path
     st = Path(sys.executable).with_name("st")
     if not st.exists():
         pytest.fail("schemathesis is not installed: run scripts/install-deps.sh")
-    with Server(home, "--api-key", KEY) as s:
+    # The alert token too, so that POST /api/v1/alerts is fuzzed past its authentication (it reads only the bearer).
+    with Server(home, "--api-key", KEY, "--alert-token", "fuzz-alert-token") as s:
         proc = subprocess.run(
             [str(st), "run", f"{s.url}/openapi.json", "--experimental=openapi-3.1",
              "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                          "response_schema_conformance",
              "--hypothesis-max-examples", "25", "--hypothesis-deadline", "none", "--hypothesis-seed", "1",
              "--hypothesis-suppress-health-check", "all",
-             "-H", f"X-API-Key: {KEY}", "--max-response-time", "5000", "--request-timeout", "10000",
+             "-H", f"X-API-Key: {KEY}", "-H", "Authorization: Bearer fuzz-alert-token",
+             "--max-response-time", "5000", "--request-timeout", "10000",
              "--no-color", "--exclude-path", "/docs/{file}"],
             capture_output=True, text=True, timeout=170, cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]

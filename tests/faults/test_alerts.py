@@ -120,6 +120,8 @@ def test_resolved_unlabelled_and_unknown_series_alerts_are_recorded_not_acted_on
     # An API key opens the write routes, not this one: the alert token is Alertmanager's alone.
     ({"Authorization": "Bearer an-api-key"}, "a valid alert token is required"),
     ({"X-API-Key": "an-api-key"}, "a valid alert token is required"),
+    # Only Authorization: Bearer carries the token (what Alertmanager sends).
+    ({"X-API-Key": TOKEN}, "a valid alert token is required"),
 ])
 def test_unauthenticated_webhooks_are_refused_and_record_nothing(server, headers, detail):
     r = server.post("/api/v1/alerts", json=notification(alert()), headers=headers)
