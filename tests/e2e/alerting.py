@@ -174,6 +174,15 @@ class Prometheus(_Service):
         return {t["labels"]["instance"]: t["health"] == "up" for t in active}
 
 
+def always_firing_retrain(symbol: str = "BTCUSD", interval: str = "1h") -> list[dict]:
+    """A rule group (Prometheus(extra_rules=...)) whose alert fires on any scraped btcml serve, with the labels of a
+    live-quality alert that retrains `symbol` `interval`: a stand-in for a real degradation."""
+    return [{"name": "test-trigger", "rules": [{
+        "alert": "BtcmlTestRetrain", "expr": "btcml_process_start_time_seconds > 0", "for": "2s",
+        "labels": {"action": "retrain", "symbol": symbol, "interval": interval, "severity": "warning"},
+        "annotations": {"summary": "test trigger for {{ $labels.instance }}"}}]}]
+
+
 def store_rows(btcml, sql: str) -> list[dict]:
     """Rows of a read-only query on a test's store (SQLite file or PostgreSQL database), as dicts: what the
     pipeline and alert tables hold, seen from outside btcml."""

@@ -4,18 +4,11 @@ series with the alert as the run's reason. Rules come from deploy/prometheus wit
 alerting.py."""
 import pytest
 
-from alerting import Alertmanager, Prometheus, store_rows, wait_until, write_series_config
+from alerting import Alertmanager, Prometheus, always_firing_retrain, store_rows, wait_until, write_series_config
 from mlflow_server import free_port
 from serving import Server
 
 TOKEN = "closed-loop-token"
-
-# A rule on a metric every btcml serve exports, with the labels a live-quality rule carries: it stands in for the
-# degradation the full loop feeds in (see test_regime_shift_retrains_and_serves_the_new_champion).
-ALWAYS_RETRAIN = [{"name": "test-trigger", "rules": [{
-    "alert": "BtcmlTestRetrain", "expr": "btcml_process_start_time_seconds > 0", "for": "2s",
-    "labels": {"action": "retrain", "symbol": "BTCUSD", "interval": "1h", "severity": "warning"},
-    "annotations": {"summary": "test trigger for {{ $labels.instance }}"}}]}]
 
 
 def retrain_runs(btcml, pipeline):
@@ -31,7 +24,7 @@ def test_a_firing_retrain_alert_reaches_btcml_through_alertmanager_and_queues_on
     with Server(btcml, "--alert-token", TOKEN) as serve, \
             Alertmanager(tmp_path / "alertmanager", serve.url, TOKEN) as am, \
             Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{serve.port}", f"127.0.0.1:{dead_port}"], am,
-                       extra_rules=ALWAYS_RETRAIN) as prom:
+                       extra_rules=always_firing_retrain()) as prom:
         wait_until(lambda: prom.targets_up().get(f"127.0.0.1:{serve.port}"), 30, "Prometheus to scrape btcml")
         wait_until(lambda: prom.alerts("firing"), 30, "a rule to fire")
 

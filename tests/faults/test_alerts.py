@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from alerting import store_rows, write_series_config
+from alerting import Alertmanager, Prometheus, always_firing_retrain, store_rows, wait_until, write_series_config
 from conftest import Btcml
 from serving import Server
 from test_serve_faults import private_pg  # noqa: F401 (a fixture: a PostgreSQL server this test may stop)
@@ -207,3 +207,27 @@ def test_wrong_tokens_are_rate_limited_like_wrong_api_keys(btcml_sqlite):
         assert statuses == [401, 401, 401, 429]
         # Once limited, even the right token waits: guessing stalls.
         assert s.post("/api/v1/alerts", json=notification(alert()), headers=AUTH).status_code == 429
+
+
+@pytest.mark.timeout(300)
+def test_alertmanager_retries_through_a_store_outage_and_one_run_is_queued(private_pg, tmp_path):
+    """Real Alertmanager: its call meets a stopped database (503), it retries, and once the database is back the
+    retry queues the run: once, with the alert recorded once."""
+    b = Btcml(tmp_path / "home", private_pg.url)
+    write_series_config(b.home, [("BTCUSD", "1h")])
+    with Server(b, "--alert-token", TOKEN) as s:
+        private_pg.stop()
+
+        def webhook_statuses():
+            return [e["http.response.status_code"] for e in s.log_lines() if e.get("url.path") == "/api/v1/alerts"]
+
+        with Alertmanager(tmp_path / "am", s.url, TOKEN) as am, \
+                Prometheus(tmp_path / "prom", [f"127.0.0.1:{s.port}"], am, extra_rules=always_firing_retrain()):
+            wait_until(lambda: 503 in webhook_statuses(), 60, "Alertmanager's call to meet the outage")
+            private_pg.start()
+            wait_until(lambda: 202 in webhook_statuses(), 60, "Alertmanager's retry to be accepted")
+            assert webhook_statuses()[0] == 503
+        [run] = runs(b)
+        assert run["trigger_kind"] == "alert" and "BtcmlTestRetrain" in run["reason"]
+        firing = [a for a in recorded(b) if a["status"] == "firing"]
+        assert len(firing) == 1 and firing[0]["run_id"] == run["id"]
