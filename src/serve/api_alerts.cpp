@@ -172,11 +172,15 @@ Response post_alerts(Service& service, const Request& request) {
             throw;
         }
     }
-    for (const auto& a : reply["alerts"])
-        log::info("alert received", {{"alert.name", a["alertname"]},
-                                     {"alert.status", a["status"]},
-                                     {"alert.fingerprint", a["fingerprint"]},
-                                     {"alert.outcome", a["outcome"]}});
+    for (const auto& a : reply["alerts"]) {
+        // A rejected alert is a routing or configuration mistake that no retry fixes: warn whoever reads the log.
+        const auto& outcome = a["outcome"].get_ref<const std::string&>();
+        log::write(outcome.starts_with("rejected") ? LogLevel::warn : LogLevel::info, "alert received",
+                   {{"alert.name", a["alertname"]},
+                    {"alert.status", a["status"]},
+                    {"alert.fingerprint", a["fingerprint"]},
+                    {"alert.outcome", outcome}});
+    }
     return json_response(reply, acted ? 202 : 200);
 }
 
