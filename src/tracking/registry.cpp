@@ -245,6 +245,7 @@ std::string Registry::series_model(const std::optional<std::string>& symbol, std
     std::vector<SeriesKey> registered;
     for (const auto& name : store_.registered_models())
         if (const auto key = series_of_model(name)) registered.push_back(*key);
+    if (registered.empty()) throw NotFound("no trained models yet: run btcml train first");
     const auto key = choose_series(registered, symbol, interval);
     return series_model_name(key.symbol, format_interval(key.interval));
 }
