@@ -16,7 +16,7 @@ namespace btcml::cli {
 namespace {
 
 struct ModelsArgs {
-    std::string name;    // registered model; empty: the one --symbol/--interval name
+    std::string name; // registered model; empty: the one --symbol/--interval name
     SeriesOptions series;
     std::string version; // a version number, champion, challenger or @alias
     std::string reason = "promoted by hand (btcml models promote)";

@@ -50,8 +50,9 @@ void run_predict(const PredictArgs& args, Context& ctx) {
 void setup_predict(CLI::App& app, Context& ctx) {
     auto& args = ctx.keep<PredictArgs>();
     auto* cmd = app.add_subcommand("predict", "Forecast each horizon from the latest stored bars with a model");
-    cmd->add_option("--model", args.model, "Model version, or an alias of the series' registered model: champion, "
-                                           "challenger, @ALIAS")
+    cmd->add_option("--model", args.model,
+                    "Model version, or an alias of the series' registered model: champion, "
+                    "challenger, @ALIAS")
         ->capture_default_str();
     add_series_options(*cmd, args.series);
     cmd->add_option("--at", args.at, "Forecast from the last bar at or before this time (default: the latest)");

@@ -95,8 +95,9 @@ void add_series_options(CLI::App& command, SeriesOptions& series) {
 std::string series_model_name(store::Store& store, const SeriesOptions& series, const std::string& name) {
     tracking::Registry registry(store, {}, "");
     if (!name.empty()) {
-        if (series.symbol || series.interval) throw UsageError("--name and --symbol/--interval name the same thing: "
-                                                               "give one or the other");
+        if (series.symbol || series.interval)
+            throw UsageError("--name and --symbol/--interval name the same thing: "
+                             "give one or the other");
         return registry.model_name_or_only(name);
     }
     std::optional<std::int64_t> interval;

@@ -160,8 +160,8 @@ std::optional<std::int64_t> interval_param(const Request& request) {
 
 /// The field at fault when no served series matches: the symbol when none serves it, else the interval.
 std::string unmatched_field(const ServedList& served, const std::optional<std::string>& symbol) {
-    const bool known = symbol && std::any_of(served.begin(), served.end(),
-                                             [&](const auto& s) { return s->key.symbol == *symbol; });
+    const bool known =
+        symbol && std::any_of(served.begin(), served.end(), [&](const auto& s) { return s->key.symbol == *symbol; });
     return symbol && !known ? "symbol" : "interval";
 }
 
@@ -313,13 +313,14 @@ Response predict(Service& service, const Request& request) {
     const auto body = parse_json_body(request);
     const auto symbol = string_member(body, "symbol");
     const auto interval = interval_member(body);
-    const auto found =
-        std::find_if(list->begin(), list->end(), [&](const auto& s) { return s->key == SeriesKey{symbol, interval}; });
+    const auto found = std::find_if(list->begin(), list->end(), [&](const auto& s) {
+        return s->key == SeriesKey{symbol, interval};
+    });
     if (found == list->end()) {
         std::string serving;
         for (const auto& s : *list)
-            serving += fmt::format("{}{} {}", serving.empty() ? "" : ", ", s->key.symbol,
-                                   format_interval(s->key.interval));
+            serving +=
+                fmt::format("{}{} {}", serving.empty() ? "" : ", ", s->key.symbol, format_interval(s->key.interval));
         throw invalid(unmatched_field(*list, symbol), fmt::format("no model serves {} {} (served series: {})", symbol,
                                                                   format_interval(interval), serving));
     }

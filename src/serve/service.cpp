@@ -318,8 +318,7 @@ void Service::check_champion(ServedSeries& series, int version) {
     }
 }
 
-void Service::record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars,
-                     bool anonymous) {
+void Service::record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars, bool anonymous) {
     const auto& series = model.loaded.series;
     const std::string hash = features::hash_bars(bars);
     const std::int64_t now = now_unix();

@@ -145,9 +145,9 @@ std::optional<int> promote_champion(store::Store& store, const ServiceOptions& o
 struct ServedSeries {
     explicit ServedSeries(SeriesKey k) : key(std::move(k)) {}
     const SeriesKey key;
-    std::atomic<std::shared_ptr<const Model>> model;           // null until the champion first loads
-    std::atomic<std::shared_ptr<const CachedForecast>> cache;  // GET /api/v1/forecast
-    std::atomic<std::int64_t> latest_bar{0};                   // 0: none seen
+    std::atomic<std::shared_ptr<const Model>> model;             // null until the champion first loads
+    std::atomic<std::shared_ptr<const CachedForecast>> cache;    // GET /api/v1/forecast
+    std::atomic<std::int64_t> latest_bar{0};                     // 0: none seen
     std::atomic<std::shared_ptr<const ChampionFailure>> failure; // written by the watcher thread only
 };
 

@@ -114,8 +114,8 @@ SeriesKey choose_series(std::span<const SeriesKey> available, const std::optiona
     if (matches.size() == 1) return matches.front();
     const SeriesKey preferred{symbol.value_or(std::string(kDefaultSymbol)), interval.value_or(kDefaultInterval)};
     if (std::find(matches.begin(), matches.end(), preferred) != matches.end()) return preferred;
-    throw UsageError(fmt::format("several series match {}: {}; name one with symbol and interval", named,
-                                 describe(matches)));
+    throw UsageError(
+        fmt::format("several series match {}: {}; name one with symbol and interval", named, describe(matches)));
 }
 
 nlohmann::json GateDecision::to_json() const {
@@ -211,8 +211,8 @@ void Registry::require_loadable(int version) {
     try {
         (void)model::load_model(home_, std::to_string(version));
     } catch (const InvalidInput& e) {
-        throw InvalidInput(fmt::format("version {} cannot become the champion: it does not load: {}", version,
-                                       e.what()));
+        throw InvalidInput(
+            fmt::format("version {} cannot become the champion: it does not load: {}", version, e.what()));
     }
 }
 
@@ -294,8 +294,7 @@ std::pair<int, int> Registry::rollback(const std::string& model_name) {
     require_loadable(checked);
     RegistryChange change(store_, home_);
     const auto [current, target] = target_of();
-    if (target != checked)
-        throw Conflict(fmt::format("{}: the champion changed while rolling back; try again", name));
+    if (target != checked) throw Conflict(fmt::format("{}: the champion changed while rolling back; try again", name));
     // The rolled-back-to version's own predecessor, so that a second rollback goes one step further back.
     std::optional<int> before;
     for (const auto& change_of : store_.alias_history(name, "champion"))

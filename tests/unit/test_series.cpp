@@ -33,11 +33,11 @@ TEST(Series, ChoosesTheOnlyMatchElseTheDefaultElseRefusesNamingTheChoices) {
         SeriesKey expected;
     };
     const std::vector<Case> chosen = {
-        {{eth_d}, none, any, eth_d},                // the only one, whatever it is
-        {{btc_h, eth_h}, none, any, btc_h},         // several: the default
-        {{btc_h, eth_h}, eth, any, eth_h},          // named
+        {{eth_d}, none, any, eth_d},                 // the only one, whatever it is
+        {{btc_h, eth_h}, none, any, btc_h},          // several: the default
+        {{btc_h, eth_h}, eth, any, eth_h},           // named
         {{btc_d, eth_h, eth_d}, none, kHour, eth_h}, // the only 1h series
-        {{eth_h, eth_d}, eth, any, eth_h},          // ETHUSD in the default interval
+        {{eth_h, eth_d}, eth, any, eth_h},           // ETHUSD in the default interval
         {{btc_h, btc_d}, btc, kDay, btc_d},
     };
     for (const auto& c : chosen)
