@@ -192,6 +192,10 @@ std::shared_ptr<ServedSeries> Service::choose(const std::optional<std::string>& 
                                               std::optional<std::int64_t> interval) const {
     const auto list = served();
     if (list->empty()) throw Unavailable("no model is loaded yet (train one with btcml train)");
+    // The common requests, answered without copying keys: every forecast goes through here.
+    if (!symbol && !interval && list->size() == 1) return list->front();
+    for (const auto& s : *list)
+        if (symbol && interval && s->key.symbol == *symbol && s->key.interval == *interval) return s;
     std::vector<SeriesKey> keys;
     for (const auto& s : *list)
         keys.push_back(s->key);

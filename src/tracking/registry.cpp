@@ -107,15 +107,17 @@ SeriesKey choose_series(std::span<const SeriesKey> available, const std::optiona
     std::vector<SeriesKey> matches;
     for (const auto& k : available)
         if ((!symbol || k.symbol == *symbol) && (!interval || k.interval == *interval)) matches.push_back(k);
-    const std::string named = fmt::format("{} {}", symbol.value_or("(any symbol)"),
-                                          interval ? format_interval(*interval) : std::string("(any interval)"));
+    const auto named = [&] {
+        return fmt::format("{} {}", symbol.value_or("(any symbol)"),
+                           interval ? format_interval(*interval) : std::string("(any interval)"));
+    };
     if (matches.empty())
-        throw NotFound(fmt::format("no model for {} (series with models: {})", named, describe(available)));
+        throw NotFound(fmt::format("no model for {} (series with models: {})", named(), describe(available)));
     if (matches.size() == 1) return matches.front();
     const SeriesKey preferred{symbol.value_or(std::string(kDefaultSymbol)), interval.value_or(kDefaultInterval)};
     if (std::find(matches.begin(), matches.end(), preferred) != matches.end()) return preferred;
     throw UsageError(
-        fmt::format("several series match {}: {}; name one with symbol and interval", named, describe(matches)));
+        fmt::format("several series match {}: {}; name one with symbol and interval", named(), describe(matches)));
 }
 
 nlohmann::json GateDecision::to_json() const {

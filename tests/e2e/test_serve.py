@@ -1,6 +1,5 @@
 """btcml serve through the real binary over HTTP: every endpoint, every error class, auth, metrics, docs, logs."""
 import json
-import shutil
 import socket
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -305,10 +304,12 @@ def test_openapi_describes_every_route_and_docs_are_served_without_a_cdn(server)
     problem(server.get("/docs/other.js"), 404)
 
 
-def test_serve_on_postgresql(tmp_path, pg_url, trained_home):
+def test_serve_on_postgresql(tmp_path, pg_url):
     b = Btcml(tmp_path / "home", pg_url)
-    shutil.copytree(trained_home / "models", b.home / "models")
     b.json("ingest", "synthetic:7")
+    # The registry (which version is each series' champion) lives in the store: train into this one.
+    b.json("train", *TINY)
+    b.json("train", *TINY[:-1], "4", "--force-promote")
     with Server(b, "--api-key", KEY) as s:
         f = s.get("/api/v1/forecast").json()
         assert f["model_version"] == 2
