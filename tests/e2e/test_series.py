@@ -107,12 +107,32 @@ def test_the_cli_resolves_champion_per_series(home):
     assert home.json("models", "list", "--symbol", B)["models"][0]["name"] == MODEL_B
     p = home.run("models", "show", "champion", "--name", MODEL_B, "--symbol", B, check=False)
     assert p.returncode == 2 and "--name" in p.stderr, p.stderr
+    exported = home.json("models", "export", "champion", "--symbol", B, "--out", home.home.parent / "export")
+    assert exported["model_version"] == 4
     # Rolling back one series leaves the other's champion where it was.
     home.json("models", "promote", "1")
     rolled = home.json("models", "rollback", "--symbol", A, "--interval", "1h")
     assert (rolled["registered_model"], rolled["champion"], rolled["previous"]) == (MODEL_A, 2, 1)
     assert {m["name"]: m["aliases"] for m in home.json("models", "list")["models"]} == {
         MODEL_A: {"champion": 2}, MODEL_B: {"champion": 4}}
+
+
+@pytest.mark.timeout(300)
+def test_a_series_that_gains_its_first_champion_is_served_without_a_restart(home):
+    c = "SOLUSD-SYNTH"
+    home.json("ingest", "synthetic:9", "--symbol", c, "--from", "2023-01-01", "--to", "2023-06-30")
+    with Server(home) as s:
+        assert [e["symbol"] for e in s.get("/readyz").json()["series"]] == [A, B]
+        r = s.get("/api/v1/forecast", params={"symbol": c, "interval": "1h"})
+        assert r.status_code == 404 and A in r.json()["detail"], r.text
+        trained = home.json("train", "--symbol", c, *TINY, "3")
+        assert trained["model_version"] == 5 and trained["promoted"] is True
+        s.wait_for(lambda: s.get("/api/v1/forecast", params={"symbol": c, "interval": "1h"}).status_code == 200,
+                   what="the new series served")
+        assert forecast(s, c)["model_version"] == 5
+        assert [(e["symbol"], e["model_version"]) for e in s.get("/readyz").json()["series"]] == [
+            (A, 2), (B, 4), (c, 5)]
+        assert forecast(s, A)["model_version"] == 2 and swaps(s, A) == [2] and swaps(s, B) == [4]
 
 
 class Hammer:
