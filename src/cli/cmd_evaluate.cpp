@@ -28,7 +28,8 @@ void run_evaluate(const EvaluateArgs& args, Context& ctx) {
     const std::int64_t to = parse_time_arg(args.to, "--to");
     if (to <= from) throw UsageError("--to must be after --from");
     if (args.retrain_every < 0) throw UsageError("--retrain-every must be a positive bar count (0: never)");
-    const model::LoadedModel loaded = model::load_model(ctx.config.home, args.model);
+    const model::LoadedModel loaded =
+        model::load_model(ctx.config.home, std::to_string(resolve_model_spec(*ctx.open_store(), ctx, args.model, {})));
     const auto& spec = loaded.forecaster.spec();
     const std::int64_t interval = loaded.series.interval;
     const std::int64_t reach = spec.max_horizon() * interval;

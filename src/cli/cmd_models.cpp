@@ -16,7 +16,8 @@ namespace btcml::cli {
 namespace {
 
 struct ModelsArgs {
-    std::string name;    // registered model; empty: the only one
+    std::string name; // registered model; empty: the one --symbol/--interval name
+    SeriesOptions series;
     std::string version; // a version number, champion, challenger or @alias
     std::string reason = "promoted by hand (btcml models promote)";
     std::string out;
@@ -35,12 +36,22 @@ nlohmann::json version_json(const store::ModelVersionRecord& v, const std::map<s
     return out;
 }
 
+// A number, or an alias of the registered model --name or --symbol/--interval name.
+int resolve_version(store::Store& store, const Context& ctx, const ModelsArgs& args) {
+    if (args.name.empty()) return resolve_model_spec(store, ctx, args.version, args.series);
+    if (args.series.symbol || args.series.interval)
+        throw UsageError("--name and --symbol/--interval name the same thing: give one or the other");
+    return tracking::Registry(store, ctx.config.home, "").resolve(args.name, args.version);
+}
+
 void run_list(const ModelsArgs& args, Context& ctx) {
     const auto store = ctx.open_store();
+    const bool all = args.name.empty() && !args.series.symbol && !args.series.interval;
+    const std::string only = all ? "" : series_model_name(*store, args.series, args.name);
     nlohmann::json models = nlohmann::json::array();
     std::string text;
     for (const auto& name : store->registered_models()) {
-        if (!args.name.empty() && name != args.name) continue;
+        if (!all && name != only) continue;
         const auto aliases = store->aliases(name);
         nlohmann::json versions = nlohmann::json::array();
         text += fmt::format("{}\n  {:>7}  {:<20}  {:<20}  {}\n", name, "version", "created", "aliases", "gate");
@@ -60,7 +71,7 @@ void run_list(const ModelsArgs& args, Context& ctx) {
 void run_show(const ModelsArgs& args, Context& ctx) {
     const auto store = ctx.open_store();
     tracking::Registry registry(*store, ctx.config.home, "");
-    const int version = registry.resolve(args.name, args.version);
+    const int version = resolve_version(*store, ctx, args);
     const auto record = registry.version(version);
     auto out = version_json(record, store->aliases(record.model_name));
     const auto artifact = model::load(ctx.config.home, version);
@@ -100,7 +111,7 @@ void report_champion(Context& ctx, tracking::Registry& registry, const std::stri
 void run_promote(const ModelsArgs& args, Context& ctx) {
     const auto store = ctx.open_store();
     tracking::Registry registry(*store, ctx.config.home, resolve_tracking_uri(ctx, args.tracking_uri));
-    const int version = registry.resolve(args.name, args.version);
+    const int version = resolve_version(*store, ctx, args);
     const auto previous = registry.promote(version, args.reason);
     report_champion(ctx, registry, registry.version(version).model_name, version, previous, "promoted");
 }
@@ -108,13 +119,13 @@ void run_promote(const ModelsArgs& args, Context& ctx) {
 void run_rollback(const ModelsArgs& args, Context& ctx) {
     const auto store = ctx.open_store();
     tracking::Registry registry(*store, ctx.config.home, resolve_tracking_uri(ctx, args.tracking_uri));
-    const std::string name = registry.model_name_or_only(args.name);
+    const std::string name = series_model_name(*store, args.series, args.name);
     const auto [version, previous] = registry.rollback(name);
     report_champion(ctx, registry, name, version, previous, "rolled back");
 }
 
 void run_export(const ModelsArgs& args, Context& ctx) {
-    const int version = model::resolve_version(ctx.config.home, args.version);
+    const int version = resolve_version(*ctx.open_store(), ctx, args);
     const std::filesystem::path out =
         args.out.empty() ? model::models_dir(ctx.config.home) / std::to_string(version) / "mlflow-model"
                          : std::filesystem::path(args.out);
@@ -138,7 +149,9 @@ void setup_models(CLI::App& app, Context& ctx) {
     auto* models = app.add_subcommand("models", "The model registry: versions, aliases champion/challenger, export");
     models->require_subcommand(1);
     const auto name_option = [&](CLI::App* cmd) {
-        cmd->add_option("--name", args.name, "Registered model, e.g. btcml-BTCUSD-1h (default: the only one)");
+        cmd->add_option("--name", args.name,
+                        "Registered model, e.g. btcml-BTCUSD-1h (default: the one of --symbol/--interval)");
+        add_series_options(*cmd, args.series);
     };
     auto* list = models->add_subcommand("list", "Registered models, their versions, aliases and gate decisions");
     name_option(list);
@@ -167,7 +180,8 @@ void setup_models(CLI::App& app, Context& ctx) {
 
     auto* exp = models->add_subcommand("export", "Write a version as an MLflow model directory: ONNX graph of the "
                                                  "whole forecaster, MLmodel (onnx, python_function) and signature");
-    exp->add_option("version", args.version, "Version number or champion")->required();
+    exp->add_option("version", args.version, "Version number, champion, challenger or @alias")->required();
+    name_option(exp);
     exp->add_option("--out", args.out, "Directory to write (default: HOME/models/VERSION/mlflow-model)");
     add_json_flag(*exp, ctx);
     exp->callback([&args, &ctx] { run_export(args, ctx); });

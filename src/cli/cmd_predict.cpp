@@ -13,15 +13,17 @@ namespace {
 
 struct PredictArgs {
     std::string model = "champion";
+    SeriesOptions series;
     std::string at;
 };
 
 void run_predict(const PredictArgs& args, Context& ctx) {
-    const model::LoadedModel loaded = model::load_model(ctx.config.home, args.model);
-    const std::int64_t interval = loaded.series.interval;
     std::optional<std::int64_t> at;
     if (!args.at.empty()) at = parse_time_arg(args.at, "--at");
     auto store = ctx.open_store();
+    const model::LoadedModel loaded =
+        model::load_model(ctx.config.home, std::to_string(resolve_model_spec(*store, ctx, args.model, args.series)));
+    const std::int64_t interval = loaded.series.interval;
     const auto last = at ? at : store->last_bar_time(loaded.series);
     // The window plus the bar before it (for the first return), and one more interval since --at need not fall on
     // a bar's open time; a gap inside shows as too few bars.
@@ -48,7 +50,11 @@ void run_predict(const PredictArgs& args, Context& ctx) {
 void setup_predict(CLI::App& app, Context& ctx) {
     auto& args = ctx.keep<PredictArgs>();
     auto* cmd = app.add_subcommand("predict", "Forecast each horizon from the latest stored bars with a model");
-    cmd->add_option("--model", args.model, "Model version or 'champion'")->capture_default_str();
+    cmd->add_option("--model", args.model,
+                    "Model version, or an alias of the series' registered model: champion, "
+                    "challenger, @ALIAS")
+        ->capture_default_str();
+    add_series_options(*cmd, args.series);
     cmd->add_option("--at", args.at, "Forecast from the last bar at or before this time (default: the latest)");
     add_json_flag(*cmd, ctx);
     cmd->callback([&args, &ctx] { run_predict(args, ctx); });

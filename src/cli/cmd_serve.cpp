@@ -120,7 +120,8 @@ void setup_serve(CLI::App& app, Context& ctx) {
                     "Wrong API keys one client address may send a minute (and at once); then 429 with Retry-After")
         ->capture_default_str()
         ->check(CLI::Range(1, 1'000'000));
-    cmd->add_option("--poll-ms", args.poll_ms, "How often to look for a new champion or new bars, in milliseconds")
+    cmd->add_option("--poll-ms", args.poll_ms,
+                    "How often to look for a new champion of any series, or new bars, in milliseconds")
         ->capture_default_str()
         ->check(CLI::Range(50, 3'600'000));
     cmd->add_option("--anonymous-predictions", args.anonymous_predictions,

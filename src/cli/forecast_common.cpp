@@ -3,6 +3,8 @@
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "features/dataset.hpp"
+#include "model/artifact.hpp"
+#include "tracking/registry.hpp"
 
 #include <fmt/format.h>
 
@@ -80,6 +82,34 @@ void add_tracking_uri_option(CLI::App& command, std::optional<std::string>& uri)
     command.add_option("--tracking-uri", uri,
                        "MLflow tracking server, http://HOST:PORT (env BTCML_TRACKING_URI; default: local tracking "
                        "in the btcml store)");
+}
+
+void add_series_options(CLI::App& command, SeriesOptions& series) {
+    command.add_option("--symbol", series.symbol,
+                       "Series of the registered model an alias refers to (default: the only registered model, "
+                       "else BTCUSD)");
+    command.add_option("--interval", series.interval,
+                       "Bar interval of that series, e.g. 1h (default: the only registered model, else 1h)");
+}
+
+std::string series_model_name(store::Store& store, const SeriesOptions& series, const std::string& name) {
+    tracking::Registry registry(store, {}, "");
+    if (!name.empty()) {
+        if (series.symbol || series.interval)
+            throw UsageError("--name and --symbol/--interval name the same thing: "
+                             "give one or the other");
+        return registry.model_name_or_only(name);
+    }
+    std::optional<std::int64_t> interval;
+    if (series.interval) interval = parse_interval_arg(*series.interval, "--interval");
+    return registry.series_model(series.symbol, interval);
+}
+
+int resolve_model_spec(store::Store& store, const Context& ctx, const std::string& spec, const SeriesOptions& series) {
+    tracking::Registry registry(store, ctx.config.home, "");
+    if (!spec.empty() && std::all_of(spec.begin(), spec.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return model::resolve_version(ctx.config.home, spec); // a number needs no registry (nor a series)
+    return registry.resolve(series_model_name(store, series), spec);
 }
 
 std::string resolve_tracking_uri(const Context& ctx, const std::optional<std::string>& flag) {

@@ -28,6 +28,18 @@ void add_tracking_uri_option(CLI::App& command, std::optional<std::string>& uri)
 /// The tracking URI in force: the flag, else BTCML_TRACKING_URI, else the config file; empty: local tracking.
 std::string resolve_tracking_uri(const Context& ctx, const std::optional<std::string>& flag);
 
+/// --symbol/--interval: the series whose registered model (btcml-SYMBOL-INTERVAL) an alias such as `champion`
+/// refers to. Without them: the only registered model, else BTCUSD 1h (tracking::choose_series).
+struct SeriesOptions {
+    std::optional<std::string> symbol;
+    std::optional<std::string> interval;
+};
+void add_series_options(CLI::App& command, SeriesOptions& series);
+/// The registered model the options name (`name`, from --name, wins when given).
+std::string series_model_name(store::Store& store, const SeriesOptions& series, const std::string& name = {});
+/// The version `spec` names: a number, or an alias (champion, challenger, @alias) of the series' registered model.
+int resolve_model_spec(store::Store& store, const Context& ctx, const std::string& spec, const SeriesOptions& series);
+
 /// A fresh random run id: 32 hex digits, like MLflow's.
 std::string new_run_id();
 

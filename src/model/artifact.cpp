@@ -304,36 +304,6 @@ int publish(const fs::path& home, nlohmann::json card, std::span<const Tensor> t
     }
 }
 
-std::optional<int> champion(const fs::path& home) {
-    std::ifstream in(models_dir(home) / "champion");
-    std::string text;
-    if (!(in >> text)) return std::nullopt;
-    return parse_version(text);
-}
-
-void set_champion(const fs::path& home, std::optional<int> version) {
-    const fs::path dir = models_dir(home);
-    if (!version) {
-        std::error_code ec;
-        fs::remove(dir / "champion", ec);
-        sync_dir(dir);
-        return;
-    }
-    // A name of its own: two threads of one server (or two processes) never write the same temporary file.
-    std::string pattern = (dir / ".champion-XXXXXX").string();
-    const int fd = ::mkstemp(pattern.data());
-    if (fd < 0) io_error(pattern, "create");
-    ::close(fd);
-    try {
-        write_file_synced(pattern, as_bytes(std::to_string(*version) + "\n"));
-        if (::rename(pattern.c_str(), (dir / "champion").c_str()) != 0) io_error(dir / "champion", "replace");
-    } catch (...) {
-        ::unlink(pattern.c_str());
-        throw;
-    }
-    sync_dir(dir);
-}
-
 ModelsLock::ModelsLock(const fs::path& home) {
     const fs::path dir = models_dir(home);
     std::error_code ec;
@@ -354,14 +324,8 @@ ModelsLock::~ModelsLock() { ::close(fd_); } // closing the only descriptor relea
 
 int resolve_version(const fs::path& home, const std::string& spec) {
     const auto versions = list_versions(home);
-    if (spec == "champion") {
-        const auto c = champion(home);
-        if (c && std::binary_search(versions.begin(), versions.end(), *c)) return *c;
-        if (versions.empty()) throw NotFound("no trained models yet: run btcml train first");
-        return versions.back();
-    }
     const auto v = parse_version(spec);
-    if (!v) throw UsageError(fmt::format("--model: '{}' is neither a version number nor 'champion'", spec));
+    if (!v) throw UsageError(fmt::format("'{}' is not a model version number", spec));
     if (!std::binary_search(versions.begin(), versions.end(), *v))
         throw NotFound(fmt::format("model version {} does not exist ({})", *v,
                                    versions.empty() ? std::string("no models yet")

@@ -1,7 +1,8 @@
 #pragma once
 // Model artifacts on disk: `$BTCML_HOME/models/<version>/` holding `model.json` (everything but the weights) and
-// `weights.bin` (the tensors, checksummed). Versions are consecutive integers, published atomically; the file
-// `models/champion` names the version that serves. See docs/forecasting.md for the byte layout.
+// `weights.bin` (the tensors, checksummed). Versions are consecutive integers, published atomically and never
+// changed: which version is a series' champion is state, kept in the store's registry (src/tracking/registry.hpp).
+// See docs/forecasting.md for the byte layout.
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -46,8 +47,8 @@ std::vector<int> list_versions(const std::filesystem::path& home);
 /// gate decides (src/tracking/registry.hpp). Returns the version.
 int publish(const std::filesystem::path& home, nlohmann::json card, std::span<const Tensor> tensors);
 
-/// The version named by `spec`: a positive integer or `champion` (the version in models/champion, else the
-/// newest). Throws NotFound when there is no such model, UsageError when spec is neither.
+/// The stored version named by `spec`, a positive integer. Throws NotFound when there is no such model, UsageError
+/// when spec is not a number (aliases such as `champion` are per series: tracking::Registry::resolve).
 int resolve_version(const std::filesystem::path& home, const std::string& spec);
 
 /// Largest values a model card may hold: beyond them a hand-edited card would make loading allocate gigabytes.
@@ -67,15 +68,8 @@ void validate_card(const nlohmann::json& card, const std::string& what);
 /// InvalidInput naming the file for a truncated, corrupt or inconsistent artifact.
 Artifact load(const std::filesystem::path& home, int version);
 
-/// The champion's version, if any.
-std::optional<int> champion(const std::filesystem::path& home);
-
-/// Atomically replaces models/champion with `version` (a uniquely named temporary file renamed over it), or
-/// removes it for nullopt. Callers that read-modify-write the champion hold a ModelsLock.
-void set_champion(const std::filesystem::path& home, std::optional<int> version);
-
-/// An exclusive lock (flock) on `models/.lock` for its lifetime: serialises changes of the champion between the
-/// threads and processes sharing a home. Waits for the lock. Not copyable.
+/// An exclusive lock (flock) on `models/.lock` for its lifetime: serialises the registry's alias changes between
+/// the threads and processes sharing a home. Waits for the lock. Not copyable.
 class ModelsLock {
   public:
     explicit ModelsLock(const std::filesystem::path& home);

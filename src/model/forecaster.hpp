@@ -116,7 +116,7 @@ struct LoadedModel {
     SeriesKey series;
 };
 
-/// Loads `spec` (a version or `champion`) from `<home>/models`; NotFound for an unknown version, InvalidInput
+/// Loads `spec` (a version number) from `<home>/models`; NotFound for an unknown version, InvalidInput
 /// naming the file for a corrupt one.
 LoadedModel load_model(const std::filesystem::path& home, const std::string& spec);
 

@@ -5,10 +5,12 @@
 #include "data/ingest.hpp"
 #include "model/artifact.hpp"
 #include "serve/assets.hpp"
+#include "tracking/registry.hpp"
 #include "tracking/tracker.hpp"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -152,32 +154,52 @@ std::int64_t int_param(const Request& request, const char* name, std::int64_t fa
     return value;
 }
 
-/// The series named by ?symbol=&interval=, each defaulting to the serving model's.
-SeriesKey series_param(const Request& request, const Service& service) {
-    const auto m = service.model();
-    auto symbol = request.query_param("symbol");
-    auto interval_text = request.query_param("interval");
-    if ((!symbol || !interval_text) && !m)
-        throw bad_param(symbol ? "interval" : "symbol", "symbol and interval are required while no model is loaded");
-    SeriesKey key = m ? m->loaded.series : SeriesKey{};
-    if (symbol) key.symbol = *symbol;
-    if (interval_text) {
-        const auto interval = parse_interval(*interval_text);
-        if (!interval) throw bad_param("interval", fmt::format("interval '{}' is not like 1h or 5m", *interval_text));
-        key.interval = *interval;
-    }
-    return key;
+std::optional<std::int64_t> interval_param(const Request& request) {
+    const auto text = request.query_param("interval");
+    if (!text) return std::nullopt;
+    const auto interval = parse_interval(*text);
+    if (!interval) throw bad_param("interval", fmt::format("interval '{}' is not like 1h or 5m", *text));
+    return interval;
 }
 
-/// Refuses a series the serving model does not forecast, naming the field.
-void require_model_series(const Model& m, const std::string& symbol, std::int64_t interval, ErrorKind kind) {
-    const auto& series = m.loaded.series;
-    const auto serves = fmt::format("the serving model (version {}) forecasts {} {}", m.loaded.version, series.symbol,
-                                    format_interval(series.interval));
-    if (symbol != series.symbol)
-        throw FieldError(kind, "symbol", fmt::format("unknown symbol '{}': {}", symbol, serves));
-    if (interval != series.interval)
-        throw FieldError(kind, "interval", fmt::format("unknown interval '{}': {}", format_interval(interval), serves));
+/// The field at fault when no served series matches: the symbol when none serves it, else the interval.
+std::string unmatched_field(const ServedList& served, const std::optional<std::string>& symbol) {
+    const bool known =
+        symbol && std::any_of(served.begin(), served.end(), [&](const auto& s) { return s->key.symbol == *symbol; });
+    return symbol && !known ? "symbol" : "interval";
+}
+
+/// The served series ?symbol=&interval= select (Service::choose: the only one served, else BTCUSD 1h).
+std::shared_ptr<ServedSeries> served_param(const Request& request, const Service& service) {
+    const auto text = request.query_param("symbol");
+    const auto symbol = text ? std::optional<std::string>(*text) : std::nullopt;
+    const auto interval = interval_param(request);
+    try {
+        return service.choose(symbol, interval);
+    } catch (const NotFound& e) {
+        throw FieldError(ErrorKind::not_found, unmatched_field(*service.served(), symbol), e.what());
+    } catch (const UsageError& e) {
+        throw bad_param(symbol ? "interval" : "symbol", e.what());
+    }
+}
+
+/// The series of ?symbol=&interval= (any stored series); what is not given is the default served series' (the only
+/// one served, else BTCUSD 1h).
+SeriesKey series_param(const Request& request, const Service& service) {
+    const auto symbol = request.query_param("symbol");
+    const auto interval = interval_param(request);
+    if (symbol && interval) return {std::string(*symbol), *interval};
+    if (service.served()->empty())
+        throw bad_param(symbol ? "interval" : "symbol", "symbol and interval are required while no model is loaded");
+    SeriesKey key;
+    try {
+        key = service.choose(std::nullopt, std::nullopt)->key;
+    } catch (const UsageError& e) {
+        throw bad_param(symbol ? "interval" : "symbol", e.what());
+    }
+    if (symbol) key.symbol = *symbol;
+    if (interval) key.interval = *interval;
+    return key;
 }
 
 int version_param(const Request& request) {
@@ -197,19 +219,54 @@ nlohmann::json read_card(const std::filesystem::path& home, int version) {
     return card;
 }
 
-std::optional<int> champion_or_none(const std::filesystem::path& home) {
-    try {
-        return resolve_champion(home);
-    } catch (const NotFound&) {
-        return std::nullopt;
-    }
-}
+/// Each registered version's registered model, and each registered model's aliases, as the store holds them now.
+struct RegistryView {
+    std::map<int, std::string> model_of;
+    std::map<std::string, std::map<std::string, int>> aliases;
 
-nlohmann::json model_summary(const nlohmann::json& card, int version, std::optional<int> champion) {
-    nlohmann::json out{{"version", version}, {"champion", champion == version}};
+    explicit RegistryView(store::Store& store) {
+        for (const auto& v : store.model_versions(""))
+            model_of[v.version] = v.model_name;
+        for (const auto& name : store.registered_models())
+            aliases[name] = store.aliases(name);
+    }
+
+    /// The version's aliases, and its registered model (null when unregistered).
+    void describe(int version, nlohmann::json& out) const {
+        const auto it = model_of.find(version);
+        out["registered_model"] = it == model_of.end() ? nlohmann::json() : nlohmann::json(it->second);
+        out["aliases"] = nlohmann::json::array();
+        if (it != model_of.end())
+            for (const auto& [alias, v] : aliases.at(it->second))
+                if (v == version) out["aliases"].push_back(alias);
+        out["champion"] = std::find(out["aliases"].begin(), out["aliases"].end(), "champion") != out["aliases"].end();
+    }
+};
+
+nlohmann::json model_summary(const nlohmann::json& card, int version, const RegistryView& registry) {
+    nlohmann::json out{{"version", version}};
+    registry.describe(version, out);
     for (const char* key : {"run_id", "created_at", "symbol", "interval", "window", "horizons", "quantiles", "data"})
         out[key] = card.value(key, nlohmann::json());
     return out;
+}
+
+/// Unavailable, naming why (each series' champion load failure), unless at least one series serves.
+void require_some_model(const ServedList& list) {
+    std::string why;
+    for (const auto& s : list) {
+        if (s->model.load()) return;
+        try {
+            (void)Service::require_model(*s);
+        } catch (const Unavailable& e) {
+            why += (why.empty() ? "" : "; ") + std::string(e.what());
+        }
+    }
+    throw Unavailable(why.empty() ? "no model is loaded yet (train one with btcml train)" : why);
+}
+
+nlohmann::json series_json(const SeriesKey& key) {
+    return {{"symbol", key.symbol}, {"interval", format_interval(key.interval)}};
 }
 
 // ---- handlers ----------------------------------------------------------------------------------------------------
@@ -224,11 +281,21 @@ Response readyz(Service& service, const Request&) {
     } catch (const std::exception& e) {
         problems.push_back(fmt::format("store unreachable: {}", e.what()));
     }
-    std::shared_ptr<const Model> m;
+    // Ready when at least one series serves; a series whose champion does not load says why.
+    const auto list = service.served();
     try {
-        m = service.require_model();
+        require_some_model(*list);
     } catch (const Unavailable& e) {
         problems.emplace_back(e.what());
+    }
+    nlohmann::json series = nlohmann::json::array();
+    for (const auto& s : *list) {
+        auto entry = series_json(s->key);
+        const auto m = s->model.load();
+        entry["model_version"] = m ? nlohmann::json(m->loaded.version) : nlohmann::json();
+        // A newer champion that does not load: the previous model serves, and operators learn why.
+        if (const auto failure = s->failure.load()) entry["champion_error"] = Service::describe(*failure);
+        series.push_back(std::move(entry));
     }
     if (!problems.empty()) {
         std::string detail;
@@ -236,25 +303,32 @@ Response readyz(Service& service, const Request&) {
             detail += (detail.empty() ? "" : "; ") + p;
         return problem_response(503, detail);
     }
-    nlohmann::json out{{"status", "ready"}, {"model_version", m->loaded.version}};
-    // A newer champion that does not load: the previous model serves, and operators learn why.
-    if (const auto failure = service.champion_failure()) out["champion_error"] = Service::describe(*failure);
-    return json_response(out);
+    return json_response({{"status", "ready"}, {"series", series}});
 }
 
 Response forecast(Service& service, const Request& request) {
-    const auto m = service.require_model();
-    const auto key = series_param(request, service);
-    require_model_series(*m, key.symbol, key.interval, ErrorKind::not_found);
-    return {200, "application/json", service.current_forecast(), {}};
+    const auto series = served_param(request, service);
+    return {200, "application/json", service.current_forecast(*series), {}};
 }
 
 Response predict(Service& service, const Request& request) {
+    const auto list = service.served();
+    require_some_model(*list);
     const auto body = parse_json_body(request);
-    const auto m = service.require_model();
     const auto symbol = string_member(body, "symbol");
     const auto interval = interval_member(body);
-    require_model_series(*m, symbol, interval, ErrorKind::invalid);
+    const auto found = std::find_if(list->begin(), list->end(), [&](const auto& s) {
+        return s->key == SeriesKey{symbol, interval};
+    });
+    if (found == list->end()) {
+        std::string serving;
+        for (const auto& s : *list)
+            serving +=
+                fmt::format("{}{} {}", serving.empty() ? "" : ", ", s->key.symbol, format_interval(s->key.interval));
+        throw invalid(unmatched_field(*list, symbol), fmt::format("no model serves {} {} (served series: {})", symbol,
+                                                                  format_interval(interval), serving));
+    }
+    const auto m = Service::require_model(**found);
     const auto& items = bars_member(body);
     const std::size_t needed = m->loaded.forecaster.spec().window + 1;
     if (items.size() < needed)
@@ -394,14 +468,22 @@ Response get_predictions(Service& service, const Request& request) {
 
 Response list_models(Service& service, const Request&) {
     const auto& home = service.options().home;
-    const auto champion = champion_or_none(home);
-    nlohmann::json out{
-        {"champion", champion ? nlohmann::json(*champion) : nlohmann::json()},
-        {"serving", service.model() ? nlohmann::json(service.model()->loaded.version) : nlohmann::json()},
-        {"models", nlohmann::json::array()}};
+    const auto store = service.stores().acquire();
+    const RegistryView registry(*store);
+    nlohmann::json out{{"registered_models", nlohmann::json::array()}, {"models", nlohmann::json::array()}};
+    const auto list = service.served();
+    for (const auto& [name, aliases] : registry.aliases) {
+        nlohmann::json entry{{"name", name}, {"aliases", aliases}, {"serving", nullptr}};
+        if (const auto key = tracking::series_of_model(name)) {
+            entry.update(series_json(*key));
+            for (const auto& s : *list)
+                if (const auto m = s->model.load(); m && s->key == *key) entry["serving"] = m->loaded.version;
+        }
+        out["registered_models"].push_back(std::move(entry));
+    }
     for (const int v : model::list_versions(home)) {
         try {
-            out["models"].push_back(model_summary(read_card(home, v), v, champion));
+            out["models"].push_back(model_summary(read_card(home, v), v, registry));
         } catch (const NotFound&) { // a version being written or removed right now: list what is readable
         }
     }
@@ -410,22 +492,25 @@ Response list_models(Service& service, const Request&) {
 
 Response show_model(Service& service, const Request& request) {
     const int version = version_param(request);
-    const auto& home = service.options().home;
-    auto card = read_card(home, version);
+    auto card = read_card(service.options().home, version);
     card["version"] = version;
-    card["champion"] = champion_or_none(home) == version;
+    const auto store = service.stores().acquire();
+    RegistryView(*store).describe(version, card);
     return json_response(card);
 }
 
 Response promote(Service& service, const Request& request) {
     const int version = version_param(request);
     std::optional<int> previous;
+    std::string model_name;
     {
         auto store = service.stores().acquire();
         previous = promote_champion(*store, service.options(), version);
+        model_name = store->model_version(version)->model_name;
     }
-    service.poke();
+    service.poke(); // only the promoted version's series reloads
     return json_response({{"version", version},
+                          {"registered_model", model_name},
                           {"champion", true},
                           {"previous", previous ? nlohmann::json(*previous) : nlohmann::json()}});
 }
@@ -478,7 +563,7 @@ Response list_runs(Service& service, const Request& request) {
 }
 
 Response metrics(Service& service, const Request&) {
-    return {200, "text/plain; version=0.0.4; charset=utf-8", service.metrics().render(service.latest_bar()), {}};
+    return {200, "text/plain; version=0.0.4; charset=utf-8", service.metrics().render(), {}};
 }
 
 Response embedded(std::string_view name, std::string content_type) {

@@ -86,22 +86,29 @@ void Metrics::observe(const Exchange& e) {
     if (bucket < static_cast<std::ptrdiff_t>(kBuckets.size())) ++s.buckets[static_cast<std::size_t>(bucket)];
 }
 
-void Metrics::model_loaded(int version, double load_seconds, std::int64_t loaded_at) {
+void Metrics::model_loaded(const SeriesKey& series, int version, double load_seconds, std::int64_t loaded_at) {
     const std::lock_guard lock(mutex_);
-    model_version_ = version;
-    model_load_seconds_ = load_seconds;
-    model_loaded_at_ = loaded_at;
+    auto& s = series_[{series.symbol, series.interval}];
+    s.model_version = version;
+    s.load_seconds = load_seconds;
+    s.loaded_at = loaded_at;
 }
 
-void Metrics::model_load_failed() {
+void Metrics::model_load_failed(const SeriesKey& series) {
     const std::lock_guard lock(mutex_);
-    ++model_load_failures_;
+    ++series_[{series.symbol, series.interval}].load_failures;
 }
 
-void Metrics::forecast_made(const model::Forecast& forecast) {
+void Metrics::forecast_made(const SeriesKey& series, const model::Forecast& forecast) {
     const std::lock_guard lock(mutex_);
-    forecast_as_of_ = forecast.as_of;
-    forecast_ = forecast.horizons;
+    auto& s = series_[{series.symbol, series.interval}];
+    s.forecast_as_of = forecast.as_of;
+    s.forecast = forecast.horizons;
+}
+
+void Metrics::latest_bar_seen(const SeriesKey& series, std::int64_t time) {
+    const std::lock_guard lock(mutex_);
+    series_[{series.symbol, series.interval}].latest_bar = time;
 }
 
 void Metrics::predictions_stored(std::int64_t count) { predictions_stored_.fetch_add(count); }
@@ -114,7 +121,7 @@ void Metrics::count_in_flight_with(std::function<int()> in_flight) { in_flight_ 
 
 void Metrics::count_server_with(std::function<ServerStats()> stats) { server_stats_ = std::move(stats); }
 
-std::string Metrics::render(std::optional<std::int64_t> latest_bar) const {
+std::string Metrics::render() const {
     std::string out;
     out.reserve(8192);
     const std::lock_guard lock(mutex_);
@@ -159,15 +166,27 @@ std::string Metrics::render(std::optional<std::int64_t> latest_bar) const {
            "Requests waiting for or running on the worker pool (store, disk and model work).");
     out += fmt::format("btcml_http_worker_queue_requests {}\n", server.pool_queued);
 
-    header(out, "btcml_model_info", "gauge", "The serving model; its version is a label (0: none loaded).");
-    out += fmt::format("btcml_model_info{{version=\"{}\"}} 1\n", model_version_);
-    header(out, "btcml_model_load_duration_seconds", "gauge", "How long loading the serving model took.");
-    out += fmt::format("btcml_model_load_duration_seconds {}\n", model_load_seconds_);
-    header(out, "btcml_model_loaded_timestamp_seconds", "gauge", "When the serving model was swapped in (unix time).");
-    out += fmt::format("btcml_model_loaded_timestamp_seconds {}\n", model_loaded_at_);
+    // Every series with a champion, labelled symbol and interval: each is loaded and reloaded on its own.
+    const auto labels = [](const auto& key) {
+        return fmt::format("symbol=\"{}\",interval=\"{}\"", escape_label(key.first), format_interval(key.second));
+    };
+    header(out, "btcml_model_info", "gauge", "The model serving a series; its version is a label (0: none loaded).");
+    for (const auto& [key, s] : series_)
+        out += fmt::format("btcml_model_info{{{},version=\"{}\"}} 1\n", labels(key), s.model_version);
+    header(out, "btcml_model_version", "gauge", "The version of the model serving a series (0: none loaded).");
+    for (const auto& [key, s] : series_)
+        out += fmt::format("btcml_model_version{{{}}} {}\n", labels(key), s.model_version);
+    header(out, "btcml_model_load_duration_seconds", "gauge", "How long loading a series' serving model took.");
+    for (const auto& [key, s] : series_)
+        out += fmt::format("btcml_model_load_duration_seconds{{{}}} {}\n", labels(key), s.load_seconds);
+    header(out, "btcml_model_loaded_timestamp_seconds", "gauge",
+           "When a series' serving model was swapped in (unix time).");
+    for (const auto& [key, s] : series_)
+        out += fmt::format("btcml_model_loaded_timestamp_seconds{{{}}} {}\n", labels(key), s.loaded_at);
     header(out, "btcml_model_load_failures_total", "counter",
-           "Champions that failed to load (the previous model kept serving).");
-    out += fmt::format("btcml_model_load_failures_total {}\n", model_load_failures_);
+           "Champions of a series that failed to load (its previous model, if any, kept serving).");
+    for (const auto& [key, s] : series_)
+        out += fmt::format("btcml_model_load_failures_total{{{}}} {}\n", labels(key), s.load_failures);
 
     static constexpr std::pair<const char*, double model::HorizonForecast::*> kForecastFields[] = {
         {"price", &model::HorizonForecast::price},
@@ -175,21 +194,28 @@ std::string Metrics::render(std::optional<std::int64_t> latest_bar) const {
         {"upper", &model::HorizonForecast::upper},
     };
     header(out, "btcml_forecast_price", "gauge",
-           "The champion's latest forecast per horizon (bars): median price and the 80% interval's bounds.");
-    for (const auto& h : forecast_)
-        for (const auto& [name, field] : kForecastFields)
-            out +=
-                fmt::format("btcml_forecast_price{{horizon=\"{}\",quantity=\"{}\"}} {}\n", h.horizon, name, h.*field);
-    header(out, "btcml_forecast_log_return", "gauge", "The champion's latest median log-return forecast per horizon.");
-    for (const auto& h : forecast_)
-        out += fmt::format("btcml_forecast_log_return{{horizon=\"{}\"}} {}\n", h.horizon, h.log_return);
+           "A series' champion's latest forecast per horizon (bars): median price and the 80% interval's bounds.");
+    for (const auto& [key, s] : series_)
+        for (const auto& h : s.forecast)
+            for (const auto& [name, field] : kForecastFields)
+                out += fmt::format("btcml_forecast_price{{{},horizon=\"{}\",quantity=\"{}\"}} {}\n", labels(key),
+                                   h.horizon, name, h.*field);
+    header(out, "btcml_forecast_log_return", "gauge",
+           "A series' champion's latest median log-return forecast per horizon.");
+    for (const auto& [key, s] : series_)
+        for (const auto& h : s.forecast)
+            out += fmt::format("btcml_forecast_log_return{{{},horizon=\"{}\"}} {}\n", labels(key), h.horizon,
+                               h.log_return);
     header(out, "btcml_forecast_as_of_timestamp_seconds", "gauge",
-           "Open time of the last bar the latest forecast used.");
-    out += fmt::format("btcml_forecast_as_of_timestamp_seconds {}\n", forecast_as_of_);
+           "Open time of the last bar a series' latest forecast used (0: none yet).");
+    for (const auto& [key, s] : series_)
+        out += fmt::format("btcml_forecast_as_of_timestamp_seconds{{{}}} {}\n", labels(key), s.forecast_as_of);
 
     header(out, "btcml_latest_bar_age_seconds", "gauge",
-           "Seconds since the open time of the latest stored bar of the model's series (absent: none).");
-    if (latest_bar) out += fmt::format("btcml_latest_bar_age_seconds {}\n", now_unix() - *latest_bar);
+           "Seconds since the open time of the latest stored bar of a served series (absent: none stored).");
+    for (const auto& [key, s] : series_)
+        if (s.latest_bar != 0)
+            out += fmt::format("btcml_latest_bar_age_seconds{{{}}} {}\n", labels(key), now_unix() - s.latest_bar);
     header(out, "btcml_predictions_stored_total", "counter", "Predictions (one per horizon) this server stored.");
     out += fmt::format("btcml_predictions_stored_total {}\n", predictions_stored_.load());
     header(out, "btcml_predictions_not_stored_total", "counter",

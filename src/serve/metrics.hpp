@@ -27,12 +27,14 @@ class Metrics {
   public:
     /// Counts a finished request and its latency by route, method and status.
     void observe(const Exchange& exchange);
-    /// A model was swapped in.
-    void model_loaded(int version, double load_seconds, std::int64_t loaded_at);
-    /// A champion failed to load and the previous model keeps serving.
-    void model_load_failed();
-    /// The champion's latest forecast (per horizon).
-    void forecast_made(const model::Forecast& forecast);
+    /// A series' model was swapped in.
+    void model_loaded(const SeriesKey& series, int version, double load_seconds, std::int64_t loaded_at);
+    /// A series' champion failed to load and its previous model, if any, keeps serving.
+    void model_load_failed(const SeriesKey& series);
+    /// A series' champion's latest forecast (per horizon).
+    void forecast_made(const SeriesKey& series, const model::Forecast& forecast);
+    /// The open time of a served series' latest stored bar, as last seen.
+    void latest_bar_seen(const SeriesKey& series, std::int64_t time);
     void predictions_stored(std::int64_t count);
     void predictions_not_stored(NotStoredReason reason, std::int64_t count);
 
@@ -41,8 +43,8 @@ class Metrics {
     /// Where the server's refusal and failure counters read from. Not thread-safe: call before serving.
     void count_server_with(std::function<ServerStats()> stats);
 
-    /// Everything in the text format; the latest bar comes from its owner.
-    [[nodiscard]] std::string render(std::optional<std::int64_t> latest_bar) const;
+    /// Everything in the text format.
+    [[nodiscard]] std::string render() const;
 
   private:
     static constexpr std::array<double, 12> kBuckets{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -59,12 +61,17 @@ class Metrics {
     std::function<ServerStats()> server_stats_;
     mutable std::mutex mutex_;
     std::map<Key, Series> requests_;
-    int model_version_ = 0;
-    double model_load_seconds_ = 0;
-    std::int64_t model_loaded_at_ = 0;
-    std::uint64_t model_load_failures_ = 0;
-    std::int64_t forecast_as_of_ = 0;
-    std::vector<model::HorizonForecast> forecast_;
+    // What the model-version metrics say about one served series (labels symbol, interval).
+    struct SeriesState {
+        int model_version = 0; // 0: none loaded
+        double load_seconds = 0;
+        std::int64_t loaded_at = 0;
+        std::uint64_t load_failures = 0;
+        std::int64_t forecast_as_of = 0;
+        std::vector<model::HorizonForecast> forecast;
+        std::int64_t latest_bar = 0; // 0: none stored
+    };
+    std::map<std::pair<std::string, std::int64_t>, SeriesState> series_; // by (symbol, interval)
     std::atomic<std::int64_t> predictions_stored_{0};
     std::array<std::atomic<std::int64_t>, 2> predictions_not_stored_{}; // by NotStoredReason
 };

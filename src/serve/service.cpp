@@ -10,7 +10,9 @@
 #include <Eigen/Core>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <tuple>
 
 namespace btcml::serve {
 namespace {
@@ -33,8 +35,6 @@ std::string forecast_key(const store::Prediction& first) {
 }
 
 } // namespace
-
-int resolve_champion(const std::filesystem::path& home) { return model::resolve_version(home, "champion"); }
 
 std::optional<int> promote_champion(store::Store& store, const ServiceOptions& options, int version) {
     tracking::Registry registry(store, options.home, options.tracking_uri);
@@ -174,9 +174,8 @@ Service::Service(ServiceOptions options)
     // Requests already run in parallel on the server's threads; a forward pass that also forked an OpenMP team
     // for its small matrix products spent most of its time spinning in libgomp (measured: 10x fewer predictions).
     Eigen::setNbThreads(1);
-    stores_.acquire(); // fail at start-up, not on the first request, when the store is unreachable
-    check_champion();
-    check_latest_bar();
+    served_.store(std::make_shared<const ServedList>());
+    check_champions(); // fails at start-up, not on the first request, when the store is unreachable
     watcher_ = std::thread([this] { watch(); });
 }
 
@@ -189,9 +188,19 @@ Service::~Service() {
     watcher_.join();
 }
 
-std::optional<std::int64_t> Service::latest_bar() const {
-    const auto t = latest_bar_.load();
-    return t == 0 ? std::nullopt : std::optional(t);
+std::shared_ptr<ServedSeries> Service::choose(const std::optional<std::string>& symbol,
+                                              std::optional<std::int64_t> interval) const {
+    const auto list = served();
+    if (list->empty()) throw Unavailable("no model is loaded yet (train one with btcml train)");
+    // The common requests, answered without copying keys: every forecast goes through here.
+    if (!symbol && !interval && list->size() == 1) return list->front();
+    for (const auto& s : *list)
+        if (symbol && interval && s->key.symbol == *symbol && s->key.interval == *interval) return s;
+    std::vector<SeriesKey> keys;
+    for (const auto& s : *list)
+        keys.push_back(s->key);
+    const auto key = tracking::choose_series(keys, symbol, interval);
+    return *std::find_if(list->begin(), list->end(), [&](const auto& s) { return s->key == key; });
 }
 
 void Service::poke() {
@@ -211,24 +220,23 @@ void Service::watch() {
         poked_ = false;
         lock.unlock();
         try {
-            check_champion();
-            check_latest_bar();
-            if (!failing.empty()) log::info("watching the champion and the store works again");
+            check_champions();
+            if (!failing.empty()) log::info("watching the champions and the store works again");
             failing.clear();
         } catch (const std::exception& e) {
             if (failing != e.what())
-                log::warn("watching the champion and the store failed", {{"error.message", e.what()}});
+                log::warn("watching the champions and the store failed", {{"error.message", e.what()}});
             failing = e.what();
         }
         lock.lock();
     }
 }
 
-std::shared_ptr<const Model> Service::require_model() const {
-    auto m = model();
-    if (m) return m;
-    if (const auto failure = champion_failure()) throw Unavailable(describe(*failure));
-    throw Unavailable("no model is loaded yet (train one with btcml train)");
+std::shared_ptr<const Model> Service::require_model(const ServedSeries& series) {
+    if (auto m = series.model.load()) return m;
+    if (const auto failure = series.failure.load()) throw Unavailable(describe(*failure));
+    throw Unavailable(fmt::format("the champion of {} {} is not loaded yet", series.key.symbol,
+                                  format_interval(series.key.interval)));
 }
 
 std::string Service::describe(const ChampionFailure& failure) {
@@ -237,55 +245,84 @@ std::string Service::describe(const ChampionFailure& failure) {
                        std::max<std::int64_t>(0, wait.count()));
 }
 
-void Service::check_champion() {
-    int version = 0;
-    try {
-        version = resolve_champion(options_.home);
-    } catch (const NotFound&) {
-        return; // no model yet: /readyz says so
+// One pass of the watcher: every registered model's champion (the store's alias table), each series on its own.
+void Service::check_champions() {
+    auto store = stores_.acquire();
+    auto list = served();
+    std::vector<std::pair<std::shared_ptr<ServedSeries>, int>> champions;
+    for (const auto& name : store->registered_models()) {
+        const auto key = tracking::series_of_model(name);
+        if (!key) continue; // not a series' registry: nothing here serves it
+        const auto aliases = store->aliases(name);
+        const auto champion = aliases.find("champion");
+        if (champion == aliases.end()) continue;
+        auto it = std::find_if(list->begin(), list->end(), [&](const auto& s) { return s->key == *key; });
+        if (it == list->end()) { // a series' first champion: a new list with it, in order
+            auto next = std::make_shared<ServedList>(*list);
+            const auto at = std::find_if(next->begin(), next->end(), [&](const auto& s) {
+                return std::tie(s->key.symbol, s->key.interval) > std::tie(key->symbol, key->interval);
+            });
+            it = next->insert(at, std::make_shared<ServedSeries>(*key));
+            champions.emplace_back(*it, champion->second);
+            list = std::move(next);
+            served_.store(list);
+            continue;
+        }
+        champions.emplace_back(*it, champion->second);
     }
-    const auto current = model_.load();
+    for (const auto& [series, version] : champions) {
+        check_champion(*series, version);
+        if (!series->model.load()) continue;
+        const auto latest = store->last_bar_time(series->key).value_or(0);
+        series->latest_bar.store(latest);
+        metrics_.latest_bar_seen(series->key, latest);
+    }
+}
+
+void Service::check_champion(ServedSeries& series, int version) {
+    const auto current = series.model.load();
     if (current && current->loaded.version == version) {
-        champion_failure_.store(nullptr); // the champion moved back to the serving version
+        series.failure.store(nullptr); // the champion moved back to the serving version
         return;
     }
-    const auto failed = champion_failure_.load();
+    const auto failed = series.failure.load();
     const auto started = std::chrono::steady_clock::now();
     // The same version is retried with backoff (its files may be repaired in place); a new champion at once.
     if (failed && failed->version == version && started < failed->retry_at) return;
+    const auto& key = series.key;
     try {
         auto next = std::make_shared<Model>(Model{model::load_model(options_.home, std::to_string(version)), 0, 0});
+        if (!(next->loaded.series == key))
+            throw InvalidInput(fmt::format("it forecasts {} {}, not {} {}", next->loaded.series.symbol,
+                                           format_interval(next->loaded.series.interval), key.symbol,
+                                           format_interval(key.interval)));
         next->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         next->loaded_at = now_unix();
-        metrics_.model_loaded(version, next->load_seconds, next->loaded_at);
+        metrics_.model_loaded(key, version, next->load_seconds, next->loaded_at);
         log::info("serving model", {{"model.version", version},
+                                    {"model.symbol", key.symbol},
+                                    {"model.interval", format_interval(key.interval)},
                                     {"model.previous_version", current ? current->loaded.version : 0},
                                     {"event.duration", static_cast<std::int64_t>(next->load_seconds * 1e9)}});
-        model_.store(std::move(next));
-        champion_failure_.store(nullptr);
+        series.model.store(std::move(next));
+        series.failure.store(nullptr);
     } catch (const std::exception& e) {
         const int attempts = failed && failed->version == version ? failed->attempts + 1 : 1;
         const auto wait = backoff(kFirstLoadRetry, kMaxLoadRetry, attempts);
-        champion_failure_.store(
+        series.failure.store(
             std::make_shared<const ChampionFailure>(ChampionFailure{version, e.what(), attempts, started + wait}));
-        metrics_.model_load_failed();
+        metrics_.model_load_failed(key);
         log::error(current ? "champion failed to load; the previous model keeps serving" : "champion failed to load",
                    {{"model.version", version},
+                    {"model.symbol", key.symbol},
+                    {"model.interval", format_interval(key.interval)},
                     {"model.serving_version", current ? current->loaded.version : 0},
                     {"error.message", e.what()},
                     {"retry_in_seconds", static_cast<std::int64_t>(wait.count())}});
     }
 }
 
-void Service::check_latest_bar() {
-    const auto m = model_.load();
-    if (!m) return;
-    auto store = stores_.acquire();
-    latest_bar_.store(store->last_bar_time(m->loaded.series).value_or(0));
-}
-
-void Service::record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars,
-                     bool anonymous) {
+void Service::record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars, bool anonymous) {
     const auto& series = model.loaded.series;
     const std::string hash = features::hash_bars(bars);
     const std::int64_t now = now_unix();
@@ -303,11 +340,11 @@ void Service::record(const Model& model, const model::Forecast& forecast, std::s
     writer_.add(std::move(rows), anonymous ? std::function<bool()>(within_budget) : nullptr);
 }
 
-std::string Service::current_forecast() {
-    const auto m = require_model();
-    const auto last = latest_bar();
-    if (const auto cached = cache_.load();
-        cached && cached->model_version == m->loaded.version && last && cached->last_bar == *last)
+std::string Service::current_forecast(ServedSeries& series) {
+    const auto m = require_model(series);
+    const auto last = series.latest_bar.load();
+    if (const auto cached = series.cache.load();
+        cached && cached->model_version == m->loaded.version && last != 0 && cached->last_bar == last)
         return cached->body;
 
     const auto& loaded = m->loaded;
@@ -322,16 +359,17 @@ std::string Service::current_forecast() {
         if (!newest)
             throw Unavailable(
                 fmt::format("no {} {} bars are stored yet", loaded.series.symbol, format_interval(interval)));
-        latest_bar_.store(*newest);
+        series.latest_bar.store(*newest);
+        metrics_.latest_bar_seen(series.key, *newest);
         bars = store->load_bars({loaded.series, *newest - span, *newest, {}});
     }
     const auto forecast = model::forecast_latest(loaded.forecaster, bars, interval);
     auto next = std::make_shared<CachedForecast>(
         CachedForecast{loaded.version, bars.back().time,
                        model::to_json(forecast, loaded.version, loaded.series.symbol, interval).dump()});
-    metrics_.forecast_made(forecast);
+    metrics_.forecast_made(series.key, forecast);
     record(*m, forecast, bars, false); // the server's own forecasts: at most one per bar and champion
-    cache_.store(next);
+    series.cache.store(next);
     return next->body;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-// The state the API shares between its threads: a pool of store connections, the published champion model (hot
-// reloaded by a watcher thread), the cached forecast, the background writer of predictions, and the metrics.
+// The state the API shares between its threads: a pool of store connections, the champion of every series that has
+// one (each hot reloaded on its own by a watcher thread), their cached forecasts, the background writer of
+// predictions, and the metrics.
 #include "model/forecaster.hpp"
 #include "pipeline/catalog.hpp"
 #include "serve/metrics.hpp"
@@ -20,10 +21,6 @@
 #include <vector>
 
 namespace btcml::serve {
-
-/// The version that should serve: the ONE place that decides it (today models/champion, else the newest; a
-/// registry replaces this function's body).
-int resolve_champion(const std::filesystem::path& home);
 
 /// Store connections for request threads (a Store is one connection and not thread-safe). A connection that is no
 /// longer healthy (the database restarted, the SQLite file was replaced) is dropped rather than pooled or handed
@@ -146,6 +143,20 @@ struct ChampionFailure {
 /// returns the previous champion. Conflict when it already is.
 std::optional<int> promote_champion(store::Store& store, const ServiceOptions& options, int version);
 
+/// One series with a champion: the model serving it, its cached forecast, its latest bar and the champion's last
+/// load failure. Entries live as long as the service; their fields are swapped atomically. Thread-safe.
+struct ServedSeries {
+    explicit ServedSeries(SeriesKey k) : key(std::move(k)) {}
+    const SeriesKey key;
+    std::atomic<std::shared_ptr<const Model>> model;             // null until the champion first loads
+    std::atomic<std::shared_ptr<const CachedForecast>> cache;    // GET /api/v1/forecast
+    std::atomic<std::int64_t> latest_bar{0};                     // 0: none seen
+    std::atomic<std::shared_ptr<const ChampionFailure>> failure; // written by the watcher thread only
+};
+
+/// Every served series, ordered by symbol then interval; replaced (never changed) when a series gains a champion.
+using ServedList = std::vector<std::shared_ptr<ServedSeries>>;
+
 /// Thread-safe unless a method says otherwise.
 class Service {
   public:
@@ -154,22 +165,23 @@ class Service {
     Service(const Service&) = delete;
     Service& operator=(const Service&) = delete;
 
-    /// The serving model, or null when none could be loaded yet. Lock-free.
-    [[nodiscard]] std::shared_ptr<const Model> model() const { return model_.load(); }
-    /// The serving model; Unavailable naming why there is none (no model trained yet, or the champion's version,
-    /// its load error and when it is retried).
-    [[nodiscard]] std::shared_ptr<const Model> require_model() const;
-    /// The champion's last load failure while it is not the serving model, else null. Lock-free.
-    [[nodiscard]] std::shared_ptr<const ChampionFailure> champion_failure() const { return champion_failure_.load(); }
+    /// Every series with a champion (served, or failing to load). Lock-free.
+    [[nodiscard]] std::shared_ptr<const ServedList> served() const { return served_.load(); }
+    /// The series a request means (tracking::choose_series among the served ones: the only one, else BTCUSD 1h);
+    /// Unavailable while no series has a champion, NotFound / UsageError naming the served series.
+    [[nodiscard]] std::shared_ptr<ServedSeries> choose(const std::optional<std::string>& symbol,
+                                                       std::optional<std::int64_t> interval) const;
+    /// A served series' model; Unavailable naming why there is none (the champion's version, its load error and
+    /// when it is retried).
+    [[nodiscard]] static std::shared_ptr<const Model> require_model(const ServedSeries& series);
     /// A sentence for users: the champion's version, its load error and the seconds until the next attempt.
     [[nodiscard]] static std::string describe(const ChampionFailure& failure);
-    /// The latest stored bar of the model's series, as last seen.
-    [[nodiscard]] std::optional<std::int64_t> latest_bar() const;
-    /// Tells the watcher to look for a new champion or bar now (after a promotion or an ingest here).
+    /// Tells the watcher to look for new champions and bars now (after a promotion or an ingest here). Only a series
+    /// whose champion changed reloads.
     void poke();
 
-    /// The champion's forecast from the latest stored bars, as JSON text; cached until a new bar or champion.
-    std::string current_forecast();
+    /// The series' champion's forecast from its latest stored bars, as JSON text; cached until a new bar or champion.
+    std::string current_forecast(ServedSeries& series);
     /// Forecasts from bars given by the caller (already validated: the model's window + 1 consecutive bars) and
     /// stores what it predicted; `anonymous` (no valid API key) forecasts only within the anonymous budget.
     nlohmann::json predict(const Model& model, std::span<const Bar> bars, bool anonymous);
@@ -181,18 +193,15 @@ class Service {
 
   private:
     void watch();
-    void check_champion();
-    void check_latest_bar();
+    void check_champions();
+    void check_champion(ServedSeries& series, int version);
     void record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars, bool anonymous);
 
     ServiceOptions options_;
     StorePool stores_;
     Metrics metrics_;
     PredictionWriter writer_;
-    std::atomic<std::shared_ptr<const Model>> model_;
-    std::atomic<std::shared_ptr<const CachedForecast>> cache_;
-    std::atomic<std::int64_t> latest_bar_{0};                              // 0: none seen
-    std::atomic<std::shared_ptr<const ChampionFailure>> champion_failure_; // written by the watcher thread only
+    std::atomic<std::shared_ptr<const ServedList>> served_; // replaced by the watcher thread only
     SlidingWindowLimit anonymous_budget_;
     std::mutex wake_mutex_;
     std::condition_variable wake_;

@@ -49,12 +49,10 @@ nlohmann::json score_json(const Score& s) {
 }
 
 // Holds the registry's locks for one alias change (see registry.hpp): the home's file lock, then a store
-// transaction holding the registry lock. commit() writes models/champion, then commits the transaction, putting the
-// file back should the commit fail; destroyed without commit it rolls the transaction back.
+// transaction holding the registry lock. Destroyed without commit it rolls the transaction back.
 class RegistryChange {
   public:
-    RegistryChange(store::Store& store, const std::filesystem::path& home)
-        : lock_(home), store_(store), home_(home), file_before_(model::champion(home)) {
+    RegistryChange(store::Store& store, const std::filesystem::path& home) : lock_(home), store_(store) {
         store_.begin_registry_change();
     }
     ~RegistryChange() {
@@ -68,23 +66,14 @@ class RegistryChange {
     RegistryChange(const RegistryChange&) = delete;
     RegistryChange& operator=(const RegistryChange&) = delete;
 
-    /// `champion`: the version models/champion must name; nullopt leaves the file alone.
-    void commit(std::optional<int> champion) {
-        if (champion) model::set_champion(home_, champion);
-        try {
-            store_.commit();
-        } catch (...) {
-            if (champion) model::set_champion(home_, file_before_);
-            throw;
-        }
+    void commit() {
+        store_.commit();
         committed_ = true;
     }
 
   private:
     model::ModelsLock lock_;
     store::Store& store_;
-    const std::filesystem::path& home_;
-    std::optional<int> file_before_;
     bool committed_ = false;
 };
 
@@ -95,7 +84,41 @@ std::optional<int> parse_int(std::string_view text) {
     return v;
 }
 
+std::string describe(std::span<const SeriesKey> keys) {
+    std::string out;
+    for (const auto& k : keys)
+        out += fmt::format("{}{} {}", out.empty() ? "" : ", ", k.symbol, format_interval(k.interval));
+    return out.empty() ? "none" : out;
+}
+
 } // namespace
+
+std::optional<SeriesKey> series_of_model(const std::string& model_name) {
+    constexpr std::string_view prefix = "btcml-";
+    const auto dash = model_name.rfind('-');
+    if (!model_name.starts_with(prefix) || dash == std::string::npos || dash <= prefix.size()) return std::nullopt;
+    const auto interval = parse_interval(model_name.substr(dash + 1));
+    if (!interval) return std::nullopt;
+    return SeriesKey{model_name.substr(prefix.size(), dash - prefix.size()), *interval};
+}
+
+SeriesKey choose_series(std::span<const SeriesKey> available, const std::optional<std::string>& symbol,
+                        std::optional<std::int64_t> interval) {
+    std::vector<SeriesKey> matches;
+    for (const auto& k : available)
+        if ((!symbol || k.symbol == *symbol) && (!interval || k.interval == *interval)) matches.push_back(k);
+    const auto named = [&] {
+        return fmt::format("{} {}", symbol.value_or("(any symbol)"),
+                           interval ? format_interval(*interval) : std::string("(any interval)"));
+    };
+    if (matches.empty())
+        throw NotFound(fmt::format("no model for {} (series with models: {})", named(), describe(available)));
+    if (matches.size() == 1) return matches.front();
+    const SeriesKey preferred{symbol.value_or(std::string(kDefaultSymbol)), interval.value_or(kDefaultInterval)};
+    if (std::find(matches.begin(), matches.end(), preferred) != matches.end()) return preferred;
+    throw UsageError(
+        fmt::format("several series match {}: {}; name one with symbol and interval", named(), describe(matches)));
+}
 
 nlohmann::json GateDecision::to_json() const {
     return {{"decision", promote ? "champion" : "challenger"},
@@ -168,16 +191,16 @@ void Registry::add_version(const store::ModelVersionRecord& record, const GateDe
     if (gate.promote) {
         set_champion(record.model_name, record.version,
                      current == aliases.end() ? std::nullopt : std::optional(current->second), gate.reason);
-        change.commit(record.version);
+        change.commit();
     } else {
         const auto old = aliases.find("challenger");
         store_.set_alias({record.model_name, "challenger", record.version,
                           old == aliases.end() ? std::nullopt : std::optional(old->second), now_ms(), gate.reason});
-        change.commit(std::nullopt);
+        change.commit();
     }
 }
 
-// Inside a RegistryChange: the alias rows only; the change's commit writes models/champion.
+// Inside a RegistryChange.
 void Registry::set_champion(const std::string& model_name, int version, std::optional<int> previous,
                             const std::string& reason) {
     store_.set_alias({model_name, "champion", version, previous, now_ms(), reason});
@@ -190,8 +213,8 @@ void Registry::require_loadable(int version) {
     try {
         (void)model::load_model(home_, std::to_string(version));
     } catch (const InvalidInput& e) {
-        throw InvalidInput(fmt::format("version {} cannot become the champion: it does not load: {}", version,
-                                       e.what()));
+        throw InvalidInput(
+            fmt::format("version {} cannot become the champion: it does not load: {}", version, e.what()));
     }
 }
 
@@ -220,6 +243,15 @@ std::string Registry::model_name_or_only(const std::string& name) {
     throw UsageError(fmt::format("several registered models ({}): name one with --name", fmt::join(names, ", ")));
 }
 
+std::string Registry::series_model(const std::optional<std::string>& symbol, std::optional<std::int64_t> interval) {
+    std::vector<SeriesKey> registered;
+    for (const auto& name : store_.registered_models())
+        if (const auto key = series_of_model(name)) registered.push_back(*key);
+    if (registered.empty()) throw NotFound("no trained models yet: run btcml train first");
+    const auto key = choose_series(registered, symbol, interval);
+    return series_model_name(key.symbol, format_interval(key.interval));
+}
+
 int Registry::resolve(const std::string& model_name, const std::string& spec) {
     if (const auto v = parse_int(spec)) return version(*v).version;
     const std::string alias = spec.starts_with('@') ? spec.substr(1) : spec;
@@ -244,7 +276,7 @@ std::optional<int> Registry::promote(int v, const std::string& reason) {
     const std::optional<int> previous = current == aliases.end() ? std::nullopt : std::optional(current->second);
     if (previous == v) throw Conflict(fmt::format("version {} is already the champion of {}", v, record.model_name));
     set_champion(record.model_name, v, previous, reason);
-    change.commit(v);
+    change.commit();
     return previous;
 }
 
@@ -264,8 +296,7 @@ std::pair<int, int> Registry::rollback(const std::string& model_name) {
     require_loadable(checked);
     RegistryChange change(store_, home_);
     const auto [current, target] = target_of();
-    if (target != checked)
-        throw Conflict(fmt::format("{}: the champion changed while rolling back; try again", name));
+    if (target != checked) throw Conflict(fmt::format("{}: the champion changed while rolling back; try again", name));
     // The rolled-back-to version's own predecessor, so that a second rollback goes one step further back.
     std::optional<int> before;
     for (const auto& change_of : store_.alias_history(name, "champion"))
@@ -274,7 +305,7 @@ std::pair<int, int> Registry::rollback(const std::string& model_name) {
             break;
         }
     store_.set_alias({name, "champion", target, before, now_ms(), fmt::format("rollback from v{}", current)});
-    change.commit(target);
+    change.commit();
     return {target, current};
 }
 

@@ -1,8 +1,10 @@
 #pragma once
 // The model registry: a registered model per series (`btcml-BTCUSD-1h`), a version per trained model, aliases
 // `champion` and `challenger`, and the promotion gate that decides between them. The store holds the registry;
-// with a tracking URI every change is mirrored to MLflow's registry. The champion that serves is read through
-// model::champion(home), which the registry keeps pointing at the latest champion it set.
+// with a tracking URI every change is mirrored to MLflow's registry. The store's alias table is the one source of
+// truth for which version is a series' champion: `resolve(model_name, "champion")` (model version folders on disk are
+// immutable and hold no state).
+#include "core/bar.hpp"
 #include "features/dataset.hpp"
 #include "model/forecaster.hpp"
 #include "store/store.hpp"
@@ -16,6 +18,20 @@
 #include <utility>
 
 namespace btcml::tracking {
+
+/// The series a command or request means when it names none (a documented default).
+inline constexpr std::string_view kDefaultSymbol = "BTCUSD";
+inline constexpr std::int64_t kDefaultInterval = 3600;
+
+/// The series of a registered model named `btcml-SYMBOL-INTERVAL` (series_model_name); nullopt for other names.
+std::optional<SeriesKey> series_of_model(const std::string& model_name);
+
+/// Which of `available` (e.g. the series with a champion) a request means. What is given narrows the choice; of
+/// several matches the one with the defaults (kDefaultSymbol, kDefaultInterval) in what was not given. NotFound
+/// when nothing matches, UsageError when several do and none is the default; both messages name the choices.
+/// Thread-safe.
+SeriesKey choose_series(std::span<const SeriesKey> available, const std::optional<std::string>& symbol,
+                        std::optional<std::int64_t> interval);
 
 /// What the promotion gate decided, and the numbers behind it.
 struct GateDecision {
@@ -40,10 +56,10 @@ class Registry {
     /// `tracking_uri` empty: the store only.
     Registry(store::Store& store, std::filesystem::path home, std::string tracking_uri);
 
-    // Every alias change runs under two locks, taken in this order: the home's ModelsLock (models/champion) and a
+    // Every alias change runs under two locks, taken in this order: the home's ModelsLock (models/.lock) and a
     // store transaction holding the registry's lock (Store::begin_registry_change). So concurrent promoters (CLI
-    // processes, server threads) apply one after the other, and models/champion always names the alias table's
-    // champion once they are done. Thread-safe across Registry objects with their own store connections.
+    // processes, server threads) apply one after the other. Thread-safe across Registry objects with their own
+    // store connections.
 
     /// Records a new version with the gate's decision and moves the aliases: champion when promoted (the old
     /// champion keeps no alias), challenger otherwise.
@@ -63,6 +79,9 @@ class Registry {
     store::ModelVersionRecord version(int version);
     /// The registered model name when `name` is empty and exactly one exists; UsageError otherwise.
     std::string model_name_or_only(const std::string& name);
+    /// The registered model of a series chosen by choose_series among the registered ones (`symbol`, `interval`:
+    /// what the caller named, if anything).
+    std::string series_model(const std::optional<std::string>& symbol, std::optional<std::int64_t> interval);
     /// Mirrors a registered model's aliases to MLflow (when configured); a failure is a warning, fixed by
     /// `btcml tracking sync`. Returns the error, empty on success.
     std::string mirror_aliases(const std::string& model_name);

@@ -79,14 +79,16 @@ def test_train_reports_the_contract_and_publishes_an_artifact(trained):
         assert key in card, key
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", card["data"]["hash"])
     assert (model_dir / "weights.bin").read_bytes()[:8] == b"BTCMLWTS"
-    assert (home.home / "models" / "champion").read_text().strip() == "1"
+    assert out["registry"]["aliases"] == {"champion": 1}
+    assert not (home.home / "models" / "champion").exists()  # the store's alias table is the one record
     assert not [p for p in (home.home / "models").iterdir() if p.name.startswith(".tmp")]
 
     # The same seed on the same data makes the same model: the gate keeps the champion, the new one is challenger.
     again = home.json("train", *TINY)
     assert again["model_version"] == 2 and again["promoted"] is False
     assert again["registry"]["aliases"] == {"champion": 1, "challenger": 2}
-    assert (home.home / "models" / "champion").read_text().strip() == "1"
+    assert home.json("predict")["model_version"] == 1
+    assert home.json("predict", "--model", "challenger", "--symbol", SYMBOL, "--interval", "1h")["model_version"] == 2
 
 
 def test_train_is_reproducible_for_a_seed(home):
@@ -136,7 +138,11 @@ def test_model_errors(trained, tmp_path):
     assert missing.returncode != 0 and "version 9 does not exist" in missing.stderr
     assert home.run("evaluate", "--model", "9", "--from", "2023-01-01", "--to", "2023-02-01", check=False).returncode \
         == missing.returncode
-    assert home.run("predict", "--model", "newest", check=False).returncode == 2
+    newest = home.run("predict", "--model", "newest", check=False)  # aliases are any name: not one of them
+    assert newest.returncode == missing.returncode and "has no alias 'newest'" in newest.stderr, newest.stderr
+    assert home.run("predict", "--interval", "1x", check=False).returncode == 2
+    other = home.run("predict", "--symbol", "ETHUSD", check=False)
+    assert other.returncode == missing.returncode and "ETHUSD" in other.stderr and SYMBOL in other.stderr
 
     weights = home.home / "models" / "1" / "weights.bin"
     data = bytearray(weights.read_bytes())

@@ -1,6 +1,5 @@
 """btcml serve through the real binary over HTTP: every endpoint, every error class, auth, metrics, docs, logs."""
 import json
-import shutil
 import socket
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -12,6 +11,8 @@ from conftest import Btcml, copy_home
 from serving import Server
 
 SYMBOL = "BTCUSD-SYNTH"
+MODEL = f"btcml-{SYMBOL}-1h"
+SERIES = f'symbol="{SYMBOL}",interval="1h"'  # the labels of a series' metrics
 TINY = ["--symbol", SYMBOL, "--window", "24", "--hidden", "8", "--layers", "1", "--epochs", "1",
         "--samples-per-epoch", "128", "--seed", "3"]
 KEY = "s3cret-key-for-tests"
@@ -66,7 +67,8 @@ def problem(resp, status, field=None):
 
 def test_health_readiness_and_forecast(server, home):
     assert server.get("/healthz").json() == {"status": "ok"}
-    assert server.get("/readyz").json() == {"status": "ready", "model_version": 2}
+    assert server.get("/readyz").json() == {
+        "status": "ready", "series": [{"symbol": SYMBOL, "interval": "1h", "model_version": 2}]}
     r = server.get("/api/v1/forecast")
     assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
     f = r.json()
@@ -221,20 +223,25 @@ def test_post_bars_needs_a_key_validates_like_ingest_and_refreshes_the_forecast(
 
 def test_models_runs_and_promotion(server, home):
     models = server.get("/api/v1/models").json()
-    assert models["champion"] == 2 and models["serving"] == 2
+    assert models["registered_models"] == [{"name": MODEL, "symbol": SYMBOL, "interval": "1h",
+                                            "aliases": {"champion": 2}, "serving": 2}]
     assert [m["version"] for m in models["models"]] == [1, 2]
     assert [m["champion"] for m in models["models"]] == [False, True]
+    assert [m["registered_model"] for m in models["models"]] == [MODEL, MODEL]
     card = server.get("/api/v1/models/1").json()
     assert card["version"] == 1 and card["champion"] is False and card["window"] == 24
+    assert card["registered_model"] == MODEL and card["aliases"] == []
     problem(server.get("/api/v1/models/9"), 404)
     problem(server.get("/api/v1/models/x"), 400, "version")
     problem(server.post("/api/v1/models/1/promote"), 401)
     problem(server.post("/api/v1/models/9/promote", headers={"X-API-Key": KEY}), 404)
     r = server.post("/api/v1/models/1/promote", headers={"X-API-Key": KEY})
-    assert r.json() == {"version": 1, "champion": True, "previous": 2}
+    assert r.json() == {"version": 1, "registered_model": MODEL, "champion": True, "previous": 2}
     problem(server.post("/api/v1/models/1/promote", headers={"X-API-Key": KEY}), 409)
     server.wait_for(lambda: server.get("/api/v1/forecast").json()["model_version"] == 1, what="hot reload")
-    assert (home.home / "models" / "champion").read_text().strip() == "1"
+    # The store's alias table is the one record of the champion: no file names it.
+    assert home.json("models", "list")["models"][0]["aliases"] == {"champion": 1}
+    assert not (home.home / "models" / "champion").exists()
     runs = server.get("/api/v1/runs").json()
     assert [r["model_version"] for r in runs["training_runs"]] == [2, 1]
     assert runs["ingest_runs"][0]["source"] == "synthetic:7"
@@ -272,9 +279,10 @@ def test_metrics_pass_promtool(server):
     for needle in ['btcml_http_requests_total{route="/api/v1/forecast",method="GET",status="200"} 1',
                    'btcml_http_requests_total{route="unmatched",method="GET",status="404"} 1',
                    'btcml_http_request_duration_seconds_bucket{route="/api/v1/forecast",method="GET",status="200",le="+Inf"} 1',
-                   "btcml_http_requests_in_flight 1", 'btcml_model_info{version="2"} 1',
-                   "btcml_model_load_duration_seconds ", 'btcml_forecast_price{horizon="24",quantity="upper"}',
-                   "btcml_latest_bar_age_seconds ", "btcml_process_cpu_seconds_total ",
+                   "btcml_http_requests_in_flight 1", f'btcml_model_info{{{SERIES},version="2"}} 1',
+                   f"btcml_model_version{{{SERIES}}} 2", f"btcml_model_load_duration_seconds{{{SERIES}}} ",
+                   f'btcml_forecast_price{{{SERIES},horizon="24",quantity="upper"}}',
+                   f"btcml_latest_bar_age_seconds{{{SERIES}}} ", "btcml_process_cpu_seconds_total ",
                    "btcml_process_resident_memory_bytes ", "btcml_process_open_fds "]:
         assert needle in text, needle
 
@@ -296,10 +304,12 @@ def test_openapi_describes_every_route_and_docs_are_served_without_a_cdn(server)
     problem(server.get("/docs/other.js"), 404)
 
 
-def test_serve_on_postgresql(tmp_path, pg_url, trained_home):
+def test_serve_on_postgresql(tmp_path, pg_url):
     b = Btcml(tmp_path / "home", pg_url)
-    shutil.copytree(trained_home / "models", b.home / "models")
     b.json("ingest", "synthetic:7")
+    # The registry (which version is each series' champion) lives in the store: train into this one.
+    b.json("train", *TINY)
+    b.json("train", *TINY[:-1], "4", "--force-promote")
     with Server(b, "--api-key", KEY) as s:
         f = s.get("/api/v1/forecast").json()
         assert f["model_version"] == 2

@@ -1,6 +1,5 @@
 """btcml serve under change: hot reload of the champion under concurrent load, a champion that fails to load,
 graceful SIGTERM with a request in flight, and a schemathesis fuzz run against /openapi.json."""
-import os
 import re
 import shutil
 import signal
@@ -16,14 +15,16 @@ import requests
 
 from conftest import Btcml
 from serving import Server
-from test_serve import KEY, SYMBOL, home, iso, parse, trained_home, window  # noqa: F401 (fixtures)
+from test_serve import KEY, MODEL, SYMBOL, home, iso, parse, trained_home, window  # noqa: F401 (fixtures)
 
 
-def set_champion(home: Btcml, version: int):
-    """What another process (the CLI, a registry) does: replace models/champion atomically."""
-    tmp = home.home / "models" / f".champion-test-{os.getpid()}"
-    tmp.write_text(f"{version}\n")
-    tmp.rename(home.home / "models" / "champion")
+def point_champion_at_unloadable(home: Btcml, version: int):
+    """The store names a champion whose files do not load here (damaged since it was promoted, or a home whose
+    model files lag the shared store): what the registry's own checks never let a promotion do."""
+    with sqlite3.connect(home.home / "btcml.db") as db:
+        db.execute("INSERT INTO model_versions VALUES (?, ?, 'damaged', 0, '{}', '')", (version, MODEL))
+        db.execute("UPDATE model_aliases SET version = ? WHERE model_name = ? AND alias = 'champion'",
+                   (version, MODEL))
 
 
 class Load:
@@ -78,10 +79,10 @@ def test_hot_reload_under_load_fails_no_request(home):
                 load.wait_for_more(s)
                 if i % 2 == 0:
                     home.json("models", "promote", "1")  # another process: the CLI
-                    s.wait_for(lambda: s.get("/readyz").json()["model_version"] == 1, what="reload to 1")
+                    s.wait_for(lambda: serving(s) == 1, what="reload to 1")
                 else:
                     assert s.post("/api/v1/models/2/promote", headers={"X-API-Key": KEY}).status_code == 200
-                    s.wait_for(lambda: s.get("/readyz").json()["model_version"] == 2, what="reload to 2")
+                    s.wait_for(lambda: serving(s) == 2, what="reload to 2")
             load.wait_for_more(s)
         assert load.failures == []
         assert load.versions == {1, 2} and load.count > 50
@@ -94,14 +95,21 @@ def test_a_champion_that_fails_to_load_keeps_the_old_model(home):
         broken = home.home / "models" / "3"
         shutil.copytree(home.home / "models" / "2", broken)
         (broken / "weights.bin").write_bytes(b"BTCMLWTS-truncated")
-        set_champion(home, 3)
-        s.wait_for(lambda: "btcml_model_load_failures_total 1" in s.get("/metrics").text, what="failure metric")
+        point_champion_at_unloadable(home, 3)
+        failures = f'btcml_model_load_failures_total{{symbol="{SYMBOL}",interval="1h"}} 1'
+        s.wait_for(lambda: failures in s.get("/metrics").text, what="failure metric")
         assert s.get("/api/v1/forecast").json()["model_version"] == 2
         assert s.get("/readyz").status_code == 200
         failed = [line for line in s.log_lines() if line["log.level"] == "error"]
         assert failed and failed[0]["model.version"] == 3 and failed[0]["model.serving_version"] == 2
-        set_champion(home, 1)
+        assert "champion version 3 failed to load" in s.get("/readyz").json()["series"][0]["champion_error"]
+        home.json("models", "promote", "1")
         s.wait_for(lambda: s.get("/api/v1/forecast").json()["model_version"] == 1, what="recovery")
+
+
+def serving(server) -> int:
+    [series] = server.get("/readyz").json()["series"]
+    return series["model_version"]
 
 
 def in_flight(server) -> int:

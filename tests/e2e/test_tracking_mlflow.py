@@ -165,12 +165,39 @@ def test_promote_and_rollback_move_the_alias_in_both_registries(server, trained)
     promoted = home.json("models", "promote", "2", "--tracking-uri", server.uri)
     assert promoted["champion"] == 2 and promoted["previous"] == 1
     assert client.get_model_version_by_alias(MODEL, "champion").tags["btcml.version"] == "2"
-    assert (home.home / "models" / "champion").read_text().strip() == "2"
+    assert not (home.home / "models" / "champion").exists()  # the store's alias table is the one record
     back = home.json("models", "rollback", "--tracking-uri", server.uri)
     assert back["champion"] == 1
     assert client.get_model_version_by_alias(MODEL, "champion").tags["btcml.version"] == "1"
     listed = home.json("models", "list")["models"][0]
     assert listed["name"] == MODEL and listed["aliases"]["champion"] == 1
+
+
+def test_each_series_has_its_own_registered_model_and_aliases_in_mlflow(server, tmp_path):
+    """Two series in one store: each has its own registered model in MLflow, and moving one's champion (the gate,
+    a promotion, a rollback) never moves the other's."""
+    home = Btcml(tmp_path / "home", None)
+    first, second = "S1-SYNTH", "S2-SYNTH"  # names no other test registers on the shared server
+    for seed, symbol in ((7, first), (8, second)):
+        home.json("ingest", f"synthetic:{seed}", "--symbol", symbol, "--from", "2023-01-01", "--to", "2023-03-01")
+    small = ["--epochs", "1", "--hidden", "8", "--layers", "1", "--samples-per-epoch", "128", "--tracking-uri",
+             server.uri]
+    home.json("train", "--symbol", first, *small)   # version 1: first's champion
+    home.json("train", "--symbol", second, *small)  # version 2: second's champion
+    home.json("train", "--symbol", second, *small, "--seed", "5", "--force-promote")  # version 3
+    client = MlflowClient(server.uri)
+
+    def champion_of(symbol):
+        return client.get_model_version_by_alias(f"btcml-{symbol}-1h", "champion").tags["btcml.version"]
+
+    assert (champion_of(first), champion_of(second)) == ("1", "3")
+    back = home.json("models", "rollback", "--symbol", second, "--tracking-uri", server.uri)
+    assert (back["registered_model"], back["champion"]) == (f"btcml-{second}-1h", 2)
+    assert (champion_of(first), champion_of(second)) == ("1", "2")
+    home.json("models", "promote", "3", "--tracking-uri", server.uri)
+    assert (champion_of(first), champion_of(second)) == ("1", "3")
+    assert home.json("predict", "--symbol", first)["model_version"] == 1
+    assert home.json("predict", "--symbol", second)["model_version"] == 3
 
 
 def test_mlflow_stopped_mid_training_then_sync_uploads_the_run_once(tmp_path):

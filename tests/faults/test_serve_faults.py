@@ -125,7 +125,7 @@ def test_corrupt_champion_is_named_with_its_reason_and_retried_until_it_loads(ho
         # Repaired in place: served again without a restart, within the backoff (capped at 60 s).
         weights.write_bytes(good)
         s.wait_for(lambda: s.get("/readyz").status_code == 200, timeout=90, what="the repaired champion")
-        assert s.get("/readyz").json()["model_version"] == 2
+        assert [entry["model_version"] for entry in s.get("/readyz").json()["series"]] == [2]
         assert s.get("/api/v1/forecast").status_code == 200
         assert s.proc.poll() is None
 

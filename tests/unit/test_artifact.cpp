@@ -73,19 +73,18 @@ TEST(Artifact, RejectsDamagedWeightsNamingTheProblem) {
     }
 }
 
-TEST(Artifact, PublishesConsecutiveVersionsAndTracksTheChampion) {
+TEST(Artifact, PublishesConsecutiveVersionsResolvedByNumberOnly) {
     const TempHome home;
-    EXPECT_THROW(resolve_version(home.path, "champion"), NotFound);
+    EXPECT_THROW(resolve_version(home.path, "1"), NotFound);
     EXPECT_EQ(publish(home.path, {{"note", "first"}}, two_tensors), 1);
     EXPECT_EQ(publish(home.path, {{"note", "second"}}, two_tensors), 2);
     EXPECT_EQ(list_versions(home.path), (std::vector<int>{1, 2}));
-    EXPECT_EQ(champion(home.path), std::nullopt);         // the registry's promotion gate names the champion
-    EXPECT_EQ(resolve_version(home.path, "champion"), 2); // until it has, the newest serves
     EXPECT_EQ(resolve_version(home.path, "1"), 1);
     EXPECT_THROW(resolve_version(home.path, "3"), NotFound);
     EXPECT_THROW(resolve_version(home.path, "latest"), UsageError);
-    set_champion(home.path, 1);
-    EXPECT_EQ(resolve_version(home.path, "champion"), 1);
+    // Aliases are per series and live in the store's registry (tracking::Registry::resolve), not on disk.
+    EXPECT_THROW(resolve_version(home.path, "champion"), UsageError);
+    EXPECT_FALSE(fs::exists(models_dir(home.path) / "champion"));
     const Artifact a = load(home.path, 2);
     EXPECT_EQ(a.card["version"], 2);
     EXPECT_EQ(a.card["note"], "second");
