@@ -4,6 +4,7 @@
 #include "core/time.hpp"
 #include "data/ingest.hpp"
 #include "model/artifact.hpp"
+#include "serve/api_pipelines.hpp"
 #include "serve/assets.hpp"
 #include "tracking/tracker.hpp"
 
@@ -14,7 +15,6 @@
 #include <fstream>
 
 namespace btcml::serve {
-namespace {
 
 // ---- request parsing -------------------------------------------------------------------------------------------
 
@@ -36,8 +36,8 @@ nlohmann::json parse_json_body(const Request& request) {
         const bool opens =
             event == nlohmann::json::parse_event_t::array_start || event == nlohmann::json::parse_event_t::object_start;
         if (opens && depth >= kMaxJsonDepth)
-            throw bad_param("body", fmt::format("the body nests arrays and objects more than {} levels deep",
-                                                kMaxJsonDepth));
+            throw bad_param("body",
+                            fmt::format("the body nests arrays and objects more than {} levels deep", kMaxJsonDepth));
         return true;
     };
     auto body = nlohmann::json::parse(request.body, limit_depth, false);
@@ -58,6 +58,8 @@ const nlohmann::json& member(const nlohmann::json& object, const char* name, nlo
 std::string string_member(const nlohmann::json& object, const char* name) {
     return member(object, name, nlohmann::json::value_t::string, name, "a string").get<std::string>();
 }
+
+namespace {
 
 std::int64_t interval_member(const nlohmann::json& object) {
     const auto text = string_member(object, "interval");
@@ -137,6 +139,8 @@ std::optional<std::int64_t> time_param(const Request& request, const char* name)
     return t;
 }
 
+} // namespace
+
 std::int64_t int_param(const Request& request, const char* name, std::int64_t fallback, std::int64_t lo,
                        std::int64_t hi) {
     const auto text = request.query_param(name);
@@ -147,6 +151,8 @@ std::int64_t int_param(const Request& request, const char* name, std::int64_t fa
         throw bad_param(name, fmt::format("{}: '{}' is not an integer from {} to {}", name, *text, lo, hi));
     return value;
 }
+
+namespace {
 
 /// The series named by ?symbol=&interval=, each defaulting to the serving model's.
 SeriesKey series_param(const Request& request, const Service& service) {
@@ -523,6 +529,9 @@ constexpr RouteRow kRoutes[] = {
     {{"GET", "/api/v1/models/{version}", Access::read, Work::pool}, show_model},
     {{"POST", "/api/v1/models/{version}/promote", Access::write, Work::pool}, promote},
     {{"GET", "/api/v1/runs", Access::read, Work::pool}, list_runs},
+    {{"GET", "/api/v1/pipelines", Access::read, Work::pool}, list_pipelines},
+    {{"GET", "/api/v1/pipelines/{name}/runs", Access::read, Work::pool}, list_pipeline_runs},
+    {{"POST", "/api/v1/pipelines/{name}/runs", Access::write, Work::pool}, start_pipeline_run},
     {{"GET", "/metrics", Access::open, Work::io}, metrics},
     {{"GET", "/openapi.json", Access::open, Work::io}, openapi},
     {{"GET", "/docs", Access::open, Work::io}, docs},

@@ -2,6 +2,7 @@
 // The state the API shares between its threads: a pool of store connections, the published champion model (hot
 // reloaded by a watcher thread), the cached forecast, the background writer of predictions, and the metrics.
 #include "model/forecaster.hpp"
+#include "pipeline/catalog.hpp"
 #include "serve/metrics.hpp"
 #include "store/store.hpp"
 
@@ -115,6 +116,8 @@ struct ServiceOptions {
     /// Distinct POST /api/v1/predict forecasts stored in any 60 minutes for requests without a valid
     /// API key; beyond it they are answered but not stored (0: none are stored).
     int anonymous_predictions_per_hour = 100;
+    /// The configured pipelines (the config file's series: section) that /api/v1/pipelines lists and triggers.
+    std::vector<pipeline::PipelineSpec> pipelines;
 };
 
 /// Admits at most `limit` events in any sliding `period`. Thread-safe.
@@ -188,7 +191,7 @@ class Service {
     PredictionWriter writer_;
     std::atomic<std::shared_ptr<const Model>> model_;
     std::atomic<std::shared_ptr<const CachedForecast>> cache_;
-    std::atomic<std::int64_t> latest_bar_{0}; // 0: none seen
+    std::atomic<std::int64_t> latest_bar_{0};                              // 0: none seen
     std::atomic<std::shared_ptr<const ChampionFailure>> champion_failure_; // written by the watcher thread only
     SlidingWindowLimit anonymous_budget_;
     std::mutex wake_mutex_;
