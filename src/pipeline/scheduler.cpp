@@ -277,8 +277,7 @@ struct Scheduler::Active {
 };
 
 Scheduler::Scheduler(SchedulerOptions options, std::vector<PipelineSpec> pipelines)
-    : options_(std::move(options)), pipelines_(std::move(pipelines)),
-      store_(store::open_store(options_.db_url, options_.home)) {
+    : options_(std::move(options)), pipelines_(std::move(pipelines)) {
     if (options_.owner.empty()) options_.owner = default_owner();
 }
 
@@ -319,6 +318,11 @@ void Scheduler::recover_abandoned(store::Store& store, const PipelineSpec& spec)
 std::vector<std::int64_t> Scheduler::poll_once() {
     std::vector<std::int64_t> started;
     std::lock_guard lock(mutex_);
+    // Opened here, not at construction, and replaced when the database restarted: a scheduler outlives outages.
+    if (!store_ || !store_->healthy()) {
+        store_.reset();
+        store_ = store::open_store(options_.db_url, options_.home);
+    }
     for (auto it = active_.begin(); it != active_.end();)
         it = it->second->done ? active_.erase(it) : std::next(it); // the jthread joins as it goes
     const std::int64_t now = clock_ms();

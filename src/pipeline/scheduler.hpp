@@ -80,7 +80,8 @@ class Scheduler {
     /// Queues due scheduled runs and starts queued ones whose lease this process gets, each on its own thread,
     /// until `stop`; then asks runs in flight to stop and waits for them.
     void run(std::stop_token stop);
-    /// One pass of run(): queue what is due, renew leases, start what is claimable. Returns the runs started.
+    /// One pass of run(): queue what is due, renew leases, start what is claimable. Returns the runs started;
+    /// Unavailable while the store cannot be reached (run() logs it and tries again at the next poll).
     std::vector<std::int64_t> poll_once();
     /// Waits for every run this scheduler started. For tests and `btcml pipeline run`.
     void wait_idle();
@@ -92,7 +93,7 @@ class Scheduler {
 
     SchedulerOptions options_;
     std::vector<PipelineSpec> pipelines_;
-    std::unique_ptr<store::Store> store_; // the polling thread's connection
+    std::unique_ptr<store::Store> store_; // the polling thread's connection, opened by poll_once
     std::mutex mutex_;
     std::map<std::string, std::shared_ptr<Active>> active_; // pipeline name -> run in flight here
     std::stop_source stopping_;
