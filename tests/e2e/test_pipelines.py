@@ -245,3 +245,26 @@ def test_the_api_lists_and_queues_runs_that_serve_scheduler_runs(trained):
         else:
             assert reload["status"] == "skipped"
         assert server.terminate() == 0
+
+
+@pytest.mark.timeout(300)
+def test_a_task_past_its_timeout_is_stopped_and_recorded_failed(btcml):
+    # Training checks its stop token after every epoch: a 1 s timeout ends a retrain of 500 epochs (the champion's
+    # patience of 100 keeps early stopping out of the way) after an epoch or two.
+    trained = btcml
+    trained.json("ingest", "synthetic:7")
+    trained.json("train", "--symbol", SYMBOL, "--window", "24", "--hidden", "16", "--layers", "1", "--epochs", "1",
+                 "--samples-per-epoch", "2048", "--patience", "100")
+    write_config(trained, retrain_timeout="1s", attempts=1, epochs=500)
+    started = time.monotonic()
+    proc = trained.run("pipeline", "run", RETRAIN, "--reason", "too slow", "--wait", "--json", check=False)
+    assert proc.returncode == 5, proc.stderr
+    assert time.monotonic() - started < 120
+    run = json.loads(proc.stdout)["run"]
+    assert run["status"] == "failed" and "task train failed after 1 attempt(s): timed out after 1s" in run["error"]
+    assert [(t["task"], t["status"]) for t in run["tasks"]] == [("train", "failed")]
+    # The stopped training is tracked as KILLED, and no version was published.
+    runs = trained.json("tracking", "runs")["runs"]
+    assert [r["status"] for r in runs] == ["KILLED", "FINISHED"], runs
+    versions = trained.json("models", "list")["models"][0]["versions"]
+    assert [v["version"] for v in versions] == [1]
