@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Serving while the built-in scheduler retrains: wrk on loopback against `btcml serve --scheduler`, first idle, then
-# while a retrain queued through POST /api/v1/pipelines/{name}/runs runs in the same process (nice 19, at most
+# while a retrain queued through POST /api/v1/pipelines/{name}/runs runs in the same process (SCHED_IDLE, at most
 # --train-threads cores). Prints requests/s idle and during the retrain, their ratio and the failed requests, for
 #   GET /api/v1/forecast (answered on the I/O thread from the cache) and
 #   POST /api/v1/predict (the model runs per request on a worker).

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 #include <omp.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -155,11 +156,16 @@ TrainRequest retrain_request(store::Store& store, const SchedulerOptions& option
     return request;
 }
 
-// A retrain shares the machine with request threads: it runs at the lowest priority, on at most `threads` cores.
-// Both are per thread on Linux and OpenMP's workers inherit them from the thread that starts them.
+// A retrain shares the machine with request threads: it runs under SCHED_IDLE (a request thread that wakes up
+// preempts it at once, where nice 19 would first let it finish its slice), else at nice 19, on at most `threads`
+// cores. All are per thread on Linux, and OpenMP's workers inherit them from the thread that starts them.
 void lower_priority(const SchedulerOptions& options) {
-    if (options.low_priority && setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19) != 0)
-        log::warn("could not lower the retrain thread's priority", {{"error.message", std::strerror(errno)}});
+    if (options.low_priority) {
+        const sched_param param{};
+        if (sched_setscheduler(0, SCHED_IDLE, &param) != 0 &&
+            setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19) != 0)
+            log::warn("could not lower the retrain thread's priority", {{"error.message", std::strerror(errno)}});
+    }
     if (options.train_threads > 0) omp_set_num_threads(options.train_threads);
 }
 

@@ -48,7 +48,7 @@ struct SchedulerOptions {
     std::chrono::milliseconds lease{30'000}; // a lease lasts this long; renewed every third of it while running
     bool schedule = true;                    // false: only run what is queued (btcml pipeline run)
     int train_threads = 0;                   // OpenMP threads of a retrain (0: every core)
-    bool low_priority = true;                // retrains run at nice 19, so request threads come first
+    bool low_priority = true; // retrains run under SCHED_IDLE (else nice 19), so request threads come first
     /// Called after a retrain promoted a new champion of `key` (the in-process server reloads it); may be empty.
     std::function<void(const SeriesKey&)> on_promoted;
 };
