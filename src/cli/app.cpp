@@ -20,8 +20,8 @@ using SetupFn = void (*)(CLI::App&, Context&);
 
 // The route table of the CLI: one line per command.
 constexpr SetupFn kCommands[] = {
-    setup_ingest,  setup_bars,   setup_series,   setup_train, setup_evaluate,
-    setup_predict, setup_models, setup_tracking, setup_serve,
+    setup_ingest, setup_bars,     setup_series, setup_train,    setup_evaluate,  setup_predict,
+    setup_models, setup_tracking, setup_serve,  setup_pipeline, setup_scheduler,
 };
 
 std::string one_line(std::string text) {

@@ -4,6 +4,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "pipeline/catalog.hpp"
+#include "pipeline/scheduler.hpp"
 #include "serve/api.hpp"
 #include "serve/http_server.hpp"
 #include "serve/service.hpp"
@@ -12,6 +13,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -26,6 +28,8 @@ struct ServeArgs {
     double write_timeout = 30;
     int poll_ms = 1000;
     int anonymous_predictions = serve::ServiceOptions{}.anonymous_predictions_per_hour;
+    std::optional<bool> scheduler;
+    int train_threads = -1; // -1: half the cores, so a retrain leaves the rest to request threads
 };
 
 /// Keys from --api-key, else from BTCML_API_KEY (comma-separated).
@@ -55,9 +59,11 @@ void run_serve(ServeArgs& args, Context& ctx) {
     if (const auto token = ctx.config.setting(args.alert_token, "BTCML_ALERT_TOKEN", "alert_token", ""); !token.empty())
         options.alert_tokens.push_back(token);
 
+    const bool scheduling =
+        args.scheduler.value_or(ctx.config.setting(std::nullopt, "BTCML_SCHEDULER", "scheduler", "false") == "true");
+    auto pipelines = pipeline::configured_pipelines(ctx.config);
     serve::Service service({ctx.config.home, ctx.config.db_url, resolve_tracking_uri(ctx, std::nullopt),
-                            std::chrono::milliseconds(args.poll_ms), args.anonymous_predictions,
-                            pipeline::configured_pipelines(ctx.config)});
+                            std::chrono::milliseconds(args.poll_ms), args.anonymous_predictions, pipelines});
     serve::HttpServer server(options, serve::make_routes(service), [&service](const serve::Exchange& e) {
         service.metrics().observe(e);
         // Access log: the route pattern, never the query string, headers or body (keys and data stay out of logs).
@@ -78,7 +84,25 @@ void run_serve(ServeArgs& args, Context& ctx) {
     // The one line on stdout: scripts (and tests started with --port 0) read the address from it.
     std::printf("btcml serving on %s (API docs: %s/docs)\n", url.c_str(), url.c_str());
     std::fflush(stdout);
+    // The scheduler runs beside the server; a promotion it makes is picked up at once. Stopped (and its runs asked
+    // to stop) before the service goes away.
+    std::optional<pipeline::Scheduler> scheduler;
+    std::jthread scheduler_thread;
+    if (scheduling) {
+        pipeline::SchedulerOptions so;
+        so.home = ctx.config.home;
+        so.db_url = ctx.config.db_url;
+        so.tracking_uri = resolve_tracking_uri(ctx, std::nullopt);
+        so.train_threads = args.train_threads >= 0
+                               ? args.train_threads
+                               : static_cast<int>(std::max(1U, std::thread::hardware_concurrency() / 2));
+        so.on_promoted = [&service](const SeriesKey&) { service.poke(); };
+        scheduler.emplace(so, std::move(pipelines));
+        scheduler_thread = std::jthread([&scheduler](std::stop_token stop) { scheduler->run(stop); });
+    }
     server.run();
+    scheduler_thread = {};
+    scheduler.reset();
     service.predictions().flush();
     log::info("stopped");
 }
@@ -129,6 +153,12 @@ void setup_serve(CLI::App& app, Context& ctx) {
                     "(more are answered, not stored)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1'000'000));
+    cmd->add_flag("--scheduler,!--no-scheduler", args.scheduler,
+                  "Run the built-in scheduler here too: the config file's pipelines (env BTCML_SCHEDULER, config key "
+                  "scheduler: true)");
+    cmd->add_option("--train-threads", args.train_threads,
+                    "Cores a scheduled retrain may use (default: half of them, so requests keep the rest)")
+        ->check(CLI::Range(0, 1024));
     cmd->callback([&args, &ctx] { run_serve(args, ctx); });
 }
 

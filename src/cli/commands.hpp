@@ -13,5 +13,7 @@ void setup_predict(CLI::App& app, Context& ctx);
 void setup_models(CLI::App& app, Context& ctx);
 void setup_tracking(CLI::App& app, Context& ctx);
 void setup_serve(CLI::App& app, Context& ctx);
+void setup_pipeline(CLI::App& app, Context& ctx);
+void setup_scheduler(CLI::App& app, Context& ctx);
 
 } // namespace btcml::cli

@@ -9,37 +9,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
-#include <random>
-#include <sstream>
 
 namespace btcml::cli {
-
-std::vector<Bar> load_series(store::Store& store, const SeriesKey& key, std::optional<std::int64_t> from,
-                             std::optional<std::int64_t> to) {
-    auto bars = store.load_bars({key, from, to, {}});
-    if (!bars.empty()) return bars;
-    std::string stored;
-    for (const auto& s : store.list_series())
-        stored += fmt::format("{}{} {}", stored.empty() ? "" : ", ", s.key.symbol, format_interval(s.key.interval));
-    throw NotFound(fmt::format("no {} {} bars stored{}; stored series: {}", key.symbol, format_interval(key.interval),
-                               from || to ? " in the requested period" : "",
-                               stored.empty() ? "none (run btcml ingest first)" : stored));
-}
-
-std::vector<int> parse_horizons(const std::string& text) {
-    std::vector<int> horizons;
-    std::stringstream in(text);
-    for (std::string item; std::getline(in, item, ',');) {
-        int h = 0;
-        const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), h);
-        if (ec != std::errc{} || end != item.data() + item.size())
-            throw UsageError(fmt::format("--horizons: '{}' is not a bar count (expected e.g. 1,6,24)", item));
-        horizons.push_back(h);
-    }
-    features::DatasetSpec{1, horizons}.validate();
-    return horizons;
-}
 
 std::string format_metrics_table(const nlohmann::json& metrics, const nlohmann::json& verdicts) {
     const auto cell = [](const nlohmann::json& v, const char* spec) {
@@ -114,13 +85,6 @@ int resolve_model_spec(store::Store& store, const Context& ctx, const std::strin
 
 std::string resolve_tracking_uri(const Context& ctx, const std::optional<std::string>& flag) {
     return ctx.config.setting(flag, "BTCML_TRACKING_URI", "tracking_uri", "");
-}
-
-std::string new_run_id() {
-    std::random_device device;
-    std::mt19937_64 rng((static_cast<std::uint64_t>(device()) << 32) ^ device() ^
-                        static_cast<std::uint64_t>(now_unix()));
-    return fmt::format("{:016x}{:016x}", rng(), rng());
 }
 
 } // namespace btcml::cli

@@ -1,7 +1,10 @@
 #pragma once
-// What train, evaluate and predict share: loading a series' bars and printing the metrics table.
+// What train, evaluate and predict share: loading a series' bars (pipeline::load_series), printing the metrics
+// table, the tracking URI and stopping on a signal.
 #include "cli/context.hpp"
+#include "cli/stop_signal.hpp"
 #include "core/bar.hpp"
+#include "pipeline/train.hpp"
 #include "store/store.hpp"
 
 #include <nlohmann/json.hpp>
@@ -12,13 +15,7 @@
 
 namespace btcml::cli {
 
-/// The stored bars of a series between from and to (inclusive, either open); NotFound naming the stored series
-/// when there are none.
-std::vector<Bar> load_series(store::Store& store, const SeriesKey& key, std::optional<std::int64_t> from,
-                             std::optional<std::int64_t> to);
-
-/// Parses `1,6,24` into ascending horizons; UsageError otherwise.
-std::vector<int> parse_horizons(const std::string& text);
+using pipeline::load_series;
 
 /// The human-readable form of a `metrics` object (and its verdicts), one block per horizon.
 std::string format_metrics_table(const nlohmann::json& metrics, const nlohmann::json& verdicts);
@@ -39,8 +36,5 @@ void add_series_options(CLI::App& command, SeriesOptions& series);
 std::string series_model_name(store::Store& store, const SeriesOptions& series, const std::string& name = {});
 /// The version `spec` names: a number, or an alias (champion, challenger, @alias) of the series' registered model.
 int resolve_model_spec(store::Store& store, const Context& ctx, const std::string& spec, const SeriesOptions& series);
-
-/// A fresh random run id: 32 hex digits, like MLflow's.
-std::string new_run_id();
 
 } // namespace btcml::cli

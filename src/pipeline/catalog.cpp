@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
 
 namespace btcml::pipeline {
 
@@ -27,7 +28,8 @@ std::vector<SeriesConfig> configured_series(const Config& config) {
     }
     if (!section || section.IsNull()) return out;
     if (!section.IsSequence())
-        throw InvalidInput(fmt::format("config file {}: 'series' must be a list of {{symbol, interval, source}}", where));
+        throw InvalidInput(
+            fmt::format("config file {}: 'series' must be a list of {{symbol, interval, source}}", where));
     for (std::size_t i = 0; i < section.size(); ++i) {
         const auto entry = section[i];
         const auto field = [&](const char* name) -> std::string {
@@ -38,8 +40,8 @@ std::vector<SeriesConfig> configured_series(const Config& config) {
             return node.as<std::string>();
         };
         if (!entry.IsMap())
-            throw InvalidInput(fmt::format("config file {}: series[{}] must be a mapping of symbol, interval, source",
-                                           where, i));
+            throw InvalidInput(
+                fmt::format("config file {}: series[{}] must be a mapping of symbol, interval, source", where, i));
         SeriesConfig series;
         series.key.symbol = field("symbol");
         if (series.key.symbol.empty())
@@ -47,8 +49,8 @@ std::vector<SeriesConfig> configured_series(const Config& config) {
         const auto interval = field("interval");
         const auto parsed = parse_interval(interval.empty() ? "1h" : interval);
         if (!parsed)
-            throw InvalidInput(
-                fmt::format("config file {}: series[{}].interval '{}' is not an interval (e.g. 1h)", where, i, interval));
+            throw InvalidInput(fmt::format("config file {}: series[{}].interval '{}' is not an interval (e.g. 1h)",
+                                           where, i, interval));
         series.key.interval = *parsed;
         series.source = field("source");
         if (std::any_of(out.begin(), out.end(), [&](const SeriesConfig& s) { return s.key == series.key; }))
@@ -59,13 +61,71 @@ std::vector<SeriesConfig> configured_series(const Config& config) {
     return out;
 }
 
+PipelineSettings configured_settings(const Config& config) {
+    PipelineSettings settings;
+    if (config.config_file.empty()) return settings;
+    const auto where = config.config_file.string();
+    YAML::Node section;
+    try {
+        section = YAML::LoadFile(where)["pipelines"];
+    } catch (const YAML::Exception& e) {
+        throw InvalidInput(fmt::format("config file {}: {}", where, e.what()));
+    }
+    if (!section || section.IsNull()) return settings;
+    if (!section.IsMap()) throw InvalidInput(fmt::format("config file {}: 'pipelines' must be a mapping", where));
+    for (const auto& item : section) {
+        const auto key = item.first.as<std::string>();
+        if (!item.second.IsScalar())
+            throw InvalidInput(fmt::format("config file {}: pipelines.{} must be a single value", where, key));
+        const auto text = item.second.as<std::string>();
+        const auto duration = [&] {
+            const auto seconds = parse_interval(text);
+            if (!seconds)
+                throw InvalidInput(fmt::format("config file {}: pipelines.{} '{}' is not a duration (e.g. 30s, 5m, 1d)",
+                                               where, key, text));
+            return std::chrono::seconds(*seconds);
+        };
+        const auto count = [&](int low, int high) {
+            int value = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+            if (ec != std::errc{} || end != text.data() + text.size() || value < low || value > high)
+                throw InvalidInput(fmt::format("config file {}: pipelines.{} '{}' must be a whole number from {} to {}",
+                                               where, key, text, low, high));
+            return value;
+        };
+        if (key == "tick_every")
+            settings.tick_every = duration();
+        else if (key == "retrain_every")
+            settings.retrain_every = text == "never" ? std::chrono::seconds(0) : duration();
+        else if (key == "attempts")
+            settings.attempts = count(1, 100);
+        else if (key == "backoff")
+            settings.backoff = duration();
+        else if (key == "tick_timeout")
+            settings.tick_timeout = duration();
+        else if (key == "retrain_timeout")
+            settings.retrain_timeout = duration();
+        else if (key == "epochs")
+            settings.epochs = count(1, 10'000);
+        else
+            throw InvalidInput(
+                fmt::format("config file {}: unknown key pipelines.{} (known: tick_every, retrain_every, "
+                            "attempts, backoff, tick_timeout, retrain_timeout, epochs)",
+                            where, key));
+    }
+    return settings;
+}
+
 std::vector<PipelineSpec> configured_pipelines(const Config& config) {
+    const auto settings = configured_settings(config);
     std::vector<PipelineSpec> out;
     for (const auto& series : configured_series(config)) {
         out.push_back({pipeline_name(PipelineKind::tick, series.key), PipelineKind::tick, series,
-                       std::chrono::seconds(series.key.interval)});
+                       settings.tick_every.value_or(std::chrono::seconds(series.key.interval)), settings.attempts,
+                       settings.backoff, settings.tick_timeout, 0});
         out.push_back({pipeline_name(PipelineKind::retrain, series.key), PipelineKind::retrain, series,
-                       std::chrono::hours(24)});
+                       settings.retrain_every, settings.attempts, settings.backoff, settings.retrain_timeout,
+                       settings.epochs});
     }
     return out;
 }

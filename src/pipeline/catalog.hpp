@@ -21,12 +21,28 @@ struct SeriesConfig {
     std::string source; // an ingest SOURCE (e.g. binance:BTCUSDT, replay:PATH); empty: bars arrive another way
 };
 
+/// How every pipeline runs: the `pipelines:` section of the config file (docs/configuration.md).
+struct PipelineSettings {
+    std::optional<std::chrono::seconds> tick_every;              // default: the series' interval
+    std::chrono::seconds retrain_every{std::chrono::hours(24)};  // 0 (`never`): on triggers only
+    int attempts = 3;                                            // per task, the first included
+    std::chrono::milliseconds backoff{1000};                     // before the second attempt; doubled for each next one
+    std::chrono::seconds tick_timeout{std::chrono::minutes(5)};  // per task of a tick
+    std::chrono::seconds retrain_timeout{std::chrono::hours(1)}; // per task of a retrain
+    int epochs = 0; // retrain epochs; 0: the champion's (else train's default)
+};
+
 /// One pipeline of one series.
 struct PipelineSpec {
     std::string name;
     PipelineKind kind = PipelineKind::tick;
     SeriesConfig series;
-    std::chrono::seconds every{0}; // how often the schedule runs it: tick, the series' interval; retrain, daily
+    std::chrono::seconds every{
+        0}; // how often the schedule runs it (tick: the series' interval; retrain: daily); 0: never
+    int attempts = 3;
+    std::chrono::milliseconds backoff{1000};
+    std::chrono::seconds timeout{0}; // per task
+    int epochs = 0;                  // retrain only
 };
 
 /// `tick-BTCUSD-1h`, `retrain-BTCUSD-1h`.
@@ -35,6 +51,9 @@ std::string pipeline_name(PipelineKind kind, const SeriesKey& key);
 /// The `series:` section of the config file (a list of {symbol, interval, source}); empty without one.
 /// InvalidInput naming the entry and field when it is malformed.
 std::vector<SeriesConfig> configured_series(const Config& config);
+
+/// The `pipelines:` section of the config file; defaults without one. InvalidInput naming the key when malformed.
+PipelineSettings configured_settings(const Config& config);
 
 /// Every pipeline of every configured series, in configuration order.
 std::vector<PipelineSpec> configured_pipelines(const Config& config);

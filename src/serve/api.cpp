@@ -4,6 +4,7 @@
 #include "core/time.hpp"
 #include "data/ingest.hpp"
 #include "model/artifact.hpp"
+#include "serve/api_pipelines.hpp"
 #include "serve/assets.hpp"
 #include "tracking/registry.hpp"
 #include "tracking/tracker.hpp"
@@ -16,7 +17,6 @@
 #include <fstream>
 
 namespace btcml::serve {
-namespace {
 
 // ---- request parsing -------------------------------------------------------------------------------------------
 
@@ -27,8 +27,6 @@ FieldError invalid(std::string field, const std::string& message) {
 FieldError bad_param(std::string field, const std::string& message) {
     return {ErrorKind::usage, std::move(field), message};
 }
-
-} // namespace
 
 nlohmann::json parse_json_body(const Request& request) {
     const auto type = request.header("Content-Type");
@@ -61,9 +59,13 @@ const nlohmann::json& member(const nlohmann::json& object, const char* name, nlo
     return *it;
 }
 
+} // namespace
+
 std::string string_member(const nlohmann::json& object, const char* name) {
     return member(object, name, nlohmann::json::value_t::string, name, "a string").get<std::string>();
 }
+
+namespace {
 
 std::int64_t interval_member(const nlohmann::json& object) {
     const auto text = string_member(object, "interval");
@@ -143,6 +145,8 @@ std::optional<std::int64_t> time_param(const Request& request, const char* name)
     return t;
 }
 
+} // namespace
+
 std::int64_t int_param(const Request& request, const char* name, std::int64_t fallback, std::int64_t lo,
                        std::int64_t hi) {
     const auto text = request.query_param(name);
@@ -153,6 +157,8 @@ std::int64_t int_param(const Request& request, const char* name, std::int64_t fa
         throw bad_param(name, fmt::format("{}: '{}' is not an integer from {} to {}", name, *text, lo, hi));
     return value;
 }
+
+namespace {
 
 std::optional<std::int64_t> interval_param(const Request& request) {
     const auto text = request.query_param("interval");
@@ -613,6 +619,9 @@ constexpr RouteRow kRoutes[] = {
     {{"POST", "/api/v1/models/{version}/promote", Access::write, Work::pool}, promote},
     {{"GET", "/api/v1/runs", Access::read, Work::pool}, list_runs},
     {{"POST", "/api/v1/alerts", Access::alert, Work::pool}, post_alerts},
+    {{"GET", "/api/v1/pipelines", Access::read, Work::pool}, list_pipelines},
+    {{"GET", "/api/v1/pipelines/{name}/runs", Access::read, Work::pool}, list_pipeline_runs},
+    {{"POST", "/api/v1/pipelines/{name}/runs", Access::write, Work::pool}, start_pipeline_run},
     {{"GET", "/metrics", Access::open, Work::io}, metrics},
     {{"GET", "/openapi.json", Access::open, Work::io}, openapi},
     {{"GET", "/docs", Access::open, Work::io}, docs},

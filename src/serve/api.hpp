@@ -1,5 +1,6 @@
 #pragma once
 // The HTTP API of btcml serve: the route table and its handlers.
+#include "core/error.hpp"
 #include "serve/http_server.hpp"
 #include "serve/service.hpp"
 
@@ -23,9 +24,18 @@ std::vector<RouteSpec> route_specs();
 /// The routes bound to `service` (which must outlive them).
 std::vector<Route> make_routes(Service& service);
 
-/// A request's JSON body as an object: UsageError (400) when it is not JSON or nests deeper than kMaxJsonDepth,
-/// InvalidInput (422) when it is not an object. For the handlers in api_*.cpp.
+// Request parsing shared by the handler files (api.cpp, api_pipelines.cpp, …).
+
+/// A 422-style field error (ErrorKind::invalid) and a 400 one (ErrorKind::usage) naming `field`.
+FieldError invalid(std::string field, const std::string& message);
+FieldError bad_param(std::string field, const std::string& message);
+/// The body as a JSON object: 400 when it is not JSON (or nests deeper than kMaxJsonDepth), 422 when not an object.
 nlohmann::json parse_json_body(const Request& request);
+/// A required string member of a body object; 422 naming it when missing or not a string.
+std::string string_member(const nlohmann::json& object, const char* name);
+/// An integer query parameter in [lo, hi]; `fallback` when absent, 400 naming it otherwise.
+std::int64_t int_param(const Request& request, const char* name, std::int64_t fallback, std::int64_t lo,
+                       std::int64_t hi);
 
 /// POST /api/v1/alerts, Alertmanager's webhook (api_alerts.cpp).
 Response post_alerts(Service& service, const Request& request);

@@ -113,7 +113,8 @@ struct ServiceOptions {
     /// Distinct POST /api/v1/predict forecasts stored in any 60 minutes for requests without a valid
     /// API key; beyond it they are answered but not stored (0: none are stored).
     int anonymous_predictions_per_hour = 100;
-    /// The configured pipelines (the config file's series: section): what POST /api/v1/alerts may queue.
+    /// The configured pipelines (the config file's series: section): what /api/v1/pipelines lists and triggers and
+    /// POST /api/v1/alerts may queue.
     std::vector<pipeline::PipelineSpec> pipelines;
 };
 
