@@ -278,7 +278,7 @@ nlohmann::json describe_pipelines(store::Store& store, const std::vector<Pipelin
 struct Scheduler::Active {
     std::int64_t run_id = 0;
     std::int64_t renewed_ms = 0;
-    std::atomic<bool> done = false;
+    std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
     std::jthread thread;
 };
 
@@ -330,7 +330,7 @@ std::vector<std::int64_t> Scheduler::poll_once() {
         store_ = store::open_store(options_.db_url, options_.home);
     }
     for (auto it = active_.begin(); it != active_.end();)
-        it = it->second->done ? active_.erase(it) : std::next(it); // the jthread joins as it goes
+        it = *it->second->done ? active_.erase(it) : std::next(it); // the jthread joins as it goes
     const std::int64_t now = clock_ms();
     for (const auto& spec : pipelines_) {
         const std::string lease = "pipeline:" + spec.name;
@@ -363,9 +363,10 @@ std::vector<std::int64_t> Scheduler::poll_once() {
         auto active = std::make_shared<Active>();
         active->run_id = run->id;
         active->renewed_ms = t;
-        active->thread = std::jthread([this, spec, run = *run, active, stop = stopping_.get_token()] {
+        // The thread holds only the flag: were it to hold `active`, it could end up destroying (joining) itself.
+        active->thread = std::jthread([this, spec, run = *run, done = active->done, stop = stopping_.get_token()] {
             execute(spec, run, stop);
-            active->done = true;
+            *done = true;
         });
         active_[spec.name] = active;
         started.push_back(run->id);
