@@ -8,6 +8,7 @@
 #include "export/mlflow_model.hpp"
 #include "model/artifact.hpp"
 #include "model/forecaster.hpp"
+#include "monitor/drift.hpp"
 #include "tracking/registry.hpp"
 #include "tracking/tracker.hpp"
 
@@ -166,6 +167,7 @@ TrainReport train_tracked(const TrainArgs& args, Context& ctx, store::Store& sto
          {"epochs", epochs},
          {"best_epoch", fitted.trained.best_epoch},
          {"baselines", fitted.baselines.to_json()},
+         {"feature_profile", monitor::feature_profile(table, split.train)},
          {"metrics", metrics},
          {"registered_model", model_name}});
     const int version = model::publish(ctx.config.home, card, forecaster.tensors());
