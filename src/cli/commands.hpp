@@ -13,5 +13,6 @@ void setup_predict(CLI::App& app, Context& ctx);
 void setup_models(CLI::App& app, Context& ctx);
 void setup_tracking(CLI::App& app, Context& ctx);
 void setup_serve(CLI::App& app, Context& ctx);
+void setup_monitor(CLI::App& app, Context& ctx);
 
 } // namespace btcml::cli
