@@ -393,6 +393,7 @@ ALTER TABLE predictions ADD COLUMN provenance TEXT NOT NULL DEFAULT 'client';
     // champion's input features.
     Migration{7, "live scores, live metrics and feature drift",
               R"sql(
+CREATE INDEX predictions_by_series ON predictions (symbol, interval_s, target_time);
 CREATE TABLE prediction_scores (
     prediction_id INTEGER PRIMARY KEY REFERENCES predictions(id),
     symbol TEXT NOT NULL,
@@ -438,6 +439,7 @@ CREATE TABLE feature_drift (
 );
 )sql",
               R"sql(
+CREATE INDEX predictions_by_series ON predictions (symbol, interval_s, target_time);
 CREATE TABLE prediction_scores (
     prediction_id BIGINT PRIMARY KEY REFERENCES predictions(id),
     symbol TEXT NOT NULL,

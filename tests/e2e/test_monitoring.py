@@ -5,7 +5,7 @@ import json
 import math
 import re
 import sqlite3
-import time
+import subprocess
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -113,6 +113,8 @@ def test_live_metrics_on_metrics_match_the_stored_forecasts(btcml):
                                 "btcml_live_baseline_pinball": base, "btcml_live_pinball_ratio": pin / base,
                                 "btcml_live_coverage_80": sum(r[4] for r in rows) / n}
     assert expected, "some scheduled forecasts fall in the windows"
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
     for name in expected[next(iter(expected))]:
         got = metric_samples(text, name)
         assert set(got) == set(expected), name  # client forecasts never count
