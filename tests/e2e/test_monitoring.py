@@ -3,48 +3,15 @@ drift and freshness on /metrics checked against values computed here from /api/v
 the replay source and clock."""
 import json
 import math
-import re
-import sqlite3
 import subprocess
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import _psql
+from monitoring import SYMBOL, TINY, iso, metric_samples, parse, replay_clock, store_forecasts
 from serving import Server
 
-SYMBOL = "BTCUSD-SYNTH"
-TINY = ["--symbol", SYMBOL, "--window", "24", "--hidden", "8", "--layers", "1", "--epochs", "1",
-        "--samples-per-epoch", "128", "--seed", "3"]
 QUANTILES = (0.1, 0.5, 0.9)
-
-
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-
-
-def sql(b, statement):
-    """SQL behind the binary's back: the scheduler that stores `scheduled` forecasts is another subsystem."""
-    if b.db:
-        _psql(b.db, statement)
-        return
-    with sqlite3.connect(b.home / "btcml.db") as db:
-        db.execute(statement)
-
-
-def metric_samples(text, name):
-    """{labels-dict-as-sorted-tuple: value} of one metric in the text exposition format."""
-    out = {}
-    for line in text.splitlines():
-        m = re.fullmatch(name + r"\{(.*)\} (\S+)", line)
-        if m:
-            labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(1))))
-            out[labels] = float(m.group(2))
-    return out
 
 
 def pinball(y, qs):
@@ -60,22 +27,8 @@ def test_live_metrics_on_metrics_match_the_stored_forecasts(btcml):
     assert len(card["feature_profile"]["features"]) == 8
     naive_band = dict(zip(card["baselines"]["horizons"], card["baselines"]["naive_band"]))
 
-    last = parse(b.json("series")["series"][0]["last_time"])
-    now = last + timedelta(hours=2)  # the replay clock: the latest bar closed an hour ago
-    clock = {"BTCML_REPLAY_SPEED": "1", "BTCML_REPLAY_START": iso(now)}
-    with Server(b, env=clock) as s:
-        bars = s.get("/api/v1/bars", params={"symbol": SYMBOL, "from": iso(last - timedelta(hours=80))}).json()["bars"]
-        origins = []
-        for end in range(30, 56, 5):  # windows ending 26 to 51 bars before the last: every target is stored
-            body = {"symbol": SYMBOL, "interval": "1h", "bars": bars[end - 25:end]}
-            r = s.post("/api/v1/predict", json=body)
-            assert r.status_code == 200, r.text
-            origins.append(r.json()["as_of"])
-        s.wait_for(lambda: len(s.get("/api/v1/predictions").json()["predictions"]) == 3 * len(origins),
-                   what="the predictions stored")
-    scheduled = origins[1::2]
-    sql(b, "UPDATE predictions SET provenance = 'scheduled' WHERE origin_time IN (%s)"
-        % ",".join(str(int(parse(o).timestamp())) for o in scheduled))
+    now, clock = replay_clock(b)
+    origins, scheduled = store_forecasts(b, clock)
 
     first = b.json("monitor", "score", env=clock)
     assert [(x["symbol"], x["scored"]) for x in first["series"]] == [(SYMBOL, 3 * len(origins))]
