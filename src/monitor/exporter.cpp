@@ -56,6 +56,10 @@ MonitorSnapshot read_snapshot(store::Store& store) {
     s.metrics = store.latest_live_metrics({});
     s.drift = store.latest_feature_drift({});
     const auto models = store.registered_models();
+    for (const auto& model : models) {
+        const auto aliases = store.aliases(model);
+        if (const auto it = aliases.find("champion"); it != aliases.end()) s.champions[model] = it->second;
+    }
     const std::set<std::string> registered(models.begin(), models.end());
     for (const auto& series : store.list_series())
         if (registered.contains(tracking::series_model_name(series.key.symbol, format_interval(series.key.interval))))
@@ -85,12 +89,20 @@ void render_snapshot(const MonitorSnapshot& snapshot, std::int64_t now, std::str
         {"btcml_live_scored_forecasts", "Scheduled forecasts scored in the window.",
          [](const store::LiveMetric& m) { return std::optional{static_cast<double>(m.scored)}; }},
     };
+    // `champion` tells the serving version's rows from those of versions it replaced, whose forecasts stay in the
+    // windows for a while: alert rules select champion="true" so that a replaced model does not keep firing.
+    const auto is_champion = [&](const store::LiveMetric& m) {
+        const auto it =
+            snapshot.champions.find(tracking::series_model_name(m.series.symbol, format_interval(m.series.interval)));
+        return it != snapshot.champions.end() && it->second == m.model_version;
+    };
     for (const auto& gauge : kLive) {
         header(out, gauge.name, gauge.help);
         for (const auto& m : snapshot.metrics)
             if (const auto v = gauge.value(m))
-                out += fmt::format("{}{{{},version=\"{}\",horizon=\"{}\",window=\"{}\"}} {}\n", gauge.name,
-                                   series_labels(m.series), m.model_version, m.horizon, window_label(m.window_s), *v);
+                out += fmt::format("{}{{{},version=\"{}\",champion=\"{}\",horizon=\"{}\",window=\"{}\"}} {}\n",
+                                   gauge.name, series_labels(m.series), m.model_version, is_champion(m), m.horizon,
+                                   window_label(m.window_s), *v);
     }
     header(out, "btcml_feature_psi",
            "Population stability index of an input feature over the latest bars against the champion's training "
@@ -127,19 +139,19 @@ void Exporter::render(std::string& out) const { render_snapshot(*snapshot_.load(
 
 void Exporter::run() {
     std::unique_ptr<store::Store> store;
-    std::string failing; // logged once per outage, not on every poll
+    bool failing = false; // an outage is logged when it starts and when it ends, not on every poll
     std::unique_lock lock(mutex_);
     while (!stopping_) {
         lock.unlock();
         try {
             if (!store || !store->healthy()) store = store::open_store(db_url_, home_);
             snapshot_.store(std::make_shared<const MonitorSnapshot>(read_snapshot(*store)));
-            if (!failing.empty()) log::info("reading the live metrics works again");
-            failing.clear();
+            if (failing) log::info("reading the live metrics works again");
+            failing = false;
         } catch (const std::exception& e) {
             store.reset();
-            if (failing != e.what()) log::warn("reading the live metrics failed", {{"error.message", e.what()}});
-            failing = e.what();
+            if (!failing) log::warn("reading the live metrics failed", {{"error.message", e.what()}});
+            failing = true;
         }
         lock.lock();
         wake_.wait_for(lock, poll_, [this] { return stopping_; });

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,6 +24,7 @@ struct MonitorSnapshot {
         std::int64_t last_bar = 0; // open time of the latest stored bar
     };
     std::vector<store::LiveMetric> metrics; // the latest pass of each series
+    std::map<std::string, int> champions;   // series_model_name → the champion's version now
     std::vector<store::FeatureDrift> drift; // the latest measurement of each series
     std::vector<Freshness> freshness;
 };

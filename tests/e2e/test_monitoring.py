@@ -33,7 +33,9 @@ def test_live_metrics_on_metrics_match_the_stored_forecasts(btcml):
     first = b.json("monitor", "score", env=clock)
     assert [(x["symbol"], x["scored"]) for x in first["series"]] == [(SYMBOL, 3 * len(origins))]
     assert len(first["series"][0]["feature_psi"]) == 8
-    assert b.json("monitor", "score", env=clock)["series"][0]["scored"] == 0, "each forecast is scored once"
+    # Each process starts its own replay clock: a second later, so that the second pass is a row of its own.
+    later = dict(clock, BTCML_REPLAY_START=iso(now + timedelta(seconds=1)))
+    assert b.json("monitor", "score", env=later)["series"][0]["scored"] == 0, "each forecast is scored once"
 
     # The expected metrics, from the stored forecasts and their realised closes.
     with Server(b, env=clock) as s:
@@ -57,8 +59,8 @@ def test_live_metrics_on_metrics_match_the_stored_forecasts(btcml):
                 rows.append((abs(y - p["log_return"]), abs(y), pinball(y, qs), pinball(y, (low, 0, high)),
                              p["lower"] <= p["realised"] <= p["upper"]))
             n = len(rows)
-            labels = tuple(sorted({"symbol": SYMBOL, "interval": "1h", "version": "1", "horizon": str(h),
-                                   "window": window}.items()))
+            labels = tuple(sorted({"symbol": SYMBOL, "interval": "1h", "version": "1", "champion": "true",
+                                   "horizon": str(h), "window": window}.items()))
             mae, naive = sum(r[0] for r in rows) / n, sum(r[1] for r in rows) / n
             pin, base = sum(r[2] for r in rows) / n, sum(r[3] for r in rows) / n
             expected[labels] = {"btcml_live_scored_forecasts": n, "btcml_live_mae": mae, "btcml_live_naive_mae": naive,
@@ -83,6 +85,15 @@ def test_live_metrics_on_metrics_match_the_stored_forecasts(btcml):
 
     history = b.json("monitor", "history", "--symbol", SYMBOL, "--interval", "1h")["live_metrics"]
     assert len(history) == 2 * len(expected), "each pass appends its rows"
+
+    # Once another version is promoted, version 1's rows stay (its forecasts are still in the windows) but are no
+    # longer the champion's.
+    b.json("train", *TINY[:-1], "4", "--force-promote")
+    with Server(b, env=clock) as s:
+        s.wait_for(lambda: 'champion="false"' in s.get("/metrics").text, what="the champion label updated")
+        replaced = metric_samples(s.get("/metrics").text, "btcml_live_mae")
+    assert {dict(labels)["champion"] for labels in replaced} == {"false"}
+    assert {dict(labels)["version"] for labels in replaced} == {"1"}
 
 
 def test_wall_clock_makes_old_data_stale(btcml_sqlite):
