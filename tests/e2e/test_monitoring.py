@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from monitoring import SYMBOL, TINY, iso, metric_samples, parse, replay_clock, store_forecasts
+from monitoring import SYMBOL, TINY, iso, metric_samples, parse, replay_clock, sql, store_forecasts
 from serving import Server
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -138,3 +138,42 @@ def test_replay_source_reveals_bars_as_the_replay_clock_passes_their_close(btcml
     assert no_interval.returncode != 0 and "interval" in no_interval.stderr
     bad_speed = b.run("--replay-speed", "-3", "--replay-start", "2024-01-01", "series", check=False)
     assert bad_speed.returncode != 0 and "--replay-speed" in bad_speed.stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_replayed_series_scores_its_forecast_once_the_target_bars_are_revealed(btcml, tmp_path):
+    b = btcml
+    source = type(b)(tmp_path / "source-home", None)
+    source.json("ingest", "synthetic:7")
+    path = tmp_path / "bars.csv"
+    path.write_text(source.run("bars", "--symbol", SYMBOL, "--interval", "1h").stdout)
+
+    t1 = datetime(2023, 6, 1, tzinfo=timezone.utc)
+
+    def at(t):
+        return {"BTCML_REPLAY_SPEED": "1", "BTCML_REPLAY_START": iso(t)}
+
+    def reveal(t):
+        return b.json("ingest", f"replay:{path}", "--symbol", SYMBOL, "--interval", "1h", env=at(t))
+
+    assert reveal(t1)["last_time"] == "2023-05-31T23:00:00Z"
+    b.json("train", *TINY)
+    with Server(b, env=at(t1)) as s:
+        forecast = s.get("/api/v1/forecast").json()
+        assert forecast["as_of"] == "2023-05-31T23:00:00Z"
+        s.wait_for(lambda: len(s.get("/api/v1/predictions").json()["predictions"]) == 3, what="the forecast stored")
+    sql(b, "UPDATE predictions SET provenance = 'scheduled'")
+
+    pending = b.json("monitor", "score", env=at(t1))["series"][0]
+    assert pending["scored"] == 0 and pending["live_metrics"] == [], "no target bar is stored yet"
+    assert reveal(t1 + timedelta(hours=6, minutes=30))["rows_inserted"] == 6
+    partial = b.json("monitor", "score", env=at(t1 + timedelta(hours=6, minutes=30)))["series"][0]
+    assert partial["scored"] == 2, "horizons 1 and 6 have matured, 24 has not"
+    assert reveal(t1 + timedelta(hours=30))["rows_inserted"] == 24
+    done = b.json("monitor", "score", env=at(t1 + timedelta(hours=30)))["series"][0]
+    assert done["scored"] == 1
+    # At 2023-06-02T06:00 the target bars of horizons 1 and 6 closed more than 24 h ago (01:00 and 06:00 the day
+    # before); all three are within 7 d.
+    windows = {w: sorted(m["horizon"] for m in done["live_metrics"] if m["window"] == w) for w in ("24h", "7d")}
+    assert windows == {"24h": [24], "7d": [1, 6, 24]}
+    assert all(m["scored"] == 1 for m in done["live_metrics"])
