@@ -65,7 +65,7 @@ void run_serve(ServeArgs& args, Context& ctx) {
     });
     service.metrics().count_in_flight_with([&server] { return server.in_flight(); });
     service.metrics().count_server_with([&server] { return server.stats(); });
-    const monitor::Exporter exporter(ctx.config.db_url, ctx.config.home, std::chrono::milliseconds(args.poll_ms));
+    monitor::Exporter exporter(ctx.config.db_url, ctx.config.home, std::chrono::milliseconds(args.poll_ms));
     service.metrics().append_with([&exporter](std::string& out) { exporter.render(out); });
     const auto url = fmt::format("http://{}:{}", options.host, server.port());
     log::info("listening", {{"url.full", url},

@@ -137,6 +137,14 @@ Exporter::~Exporter() {
 
 void Exporter::render(std::string& out) const { render_snapshot(*snapshot_.load(), now_unix(), out); }
 
+void Exporter::poke() {
+    {
+        const std::lock_guard lock(mutex_);
+        poked_ = true;
+    }
+    wake_.notify_all();
+}
+
 void Exporter::run() {
     std::unique_ptr<store::Store> store;
     bool failing = false; // an outage is logged when it starts and when it ends, not on every poll
@@ -154,7 +162,8 @@ void Exporter::run() {
             failing = true;
         }
         lock.lock();
-        wake_.wait_for(lock, poll_, [this] { return stopping_; });
+        wake_.wait_for(lock, poll_, [this] { return stopping_ || poked_; });
+        poked_ = false;
     }
 }
 

@@ -51,6 +51,8 @@ class Exporter {
 
     /// Appends the metrics of the latest snapshot; ages as of now (process clock).
     void render(std::string& out) const;
+    /// Reads the store now rather than at the next poll (after a scoring pass in this process), without waiting.
+    void poke();
 
   private:
     void run();
@@ -62,6 +64,7 @@ class Exporter {
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;
+    bool poked_ = false;
     std::thread thread_;
 };
 

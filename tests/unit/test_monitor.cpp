@@ -1,13 +1,19 @@
 // Live scoring, live metrics and feature drift on hand-made forecasts, scores and distributions.
 #include "core/error.hpp"
+#include "core/time.hpp"
 #include "features/dataset.hpp"
 #include "monitor/drift.hpp"
+#include "monitor/exporter.hpp"
 #include "monitor/scoring.hpp"
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <random>
+#include <thread>
+#include <unistd.h>
 
 namespace btcml::monitor {
 namespace {
@@ -256,6 +262,64 @@ TEST(Drift, TheProfileHasDecileBinsAndFlagsAVolatilityShift) {
     const auto shifted = features::compute_features(walk(4000, 3000, 5), 3600);
     EXPECT_GT(population_stability_index(expected, live_shares(shifted)), 0.25);
     EXPECT_THROW(feature_profile(calm, {}), InvalidInput);
+}
+
+TEST(Exporter, RendersWhatTheStoreHoldsOnAPokeWithoutWaitingForThePoll) {
+    const auto dir = std::filesystem::temp_directory_path() / ("btcml_exporter_test_" + std::to_string(getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    const std::string url = "sqlite:" + (dir / "test.db").string();
+    auto store = store::open_store(url, dir);
+    Exporter exporter(url, dir, std::chrono::hours(1)); // a poll far beyond the test
+
+    const std::int64_t last_open = now_unix() / 3600 * 3600 - 4 * 3600; // closed three hours ago: stale
+    const std::vector<Bar> bars{{last_open, 1, 1, 1, 1, 1, true}};
+    store->insert_bars(kKey, bars, "test");
+    store->save_model_version({3, "btcml-BTCUSD-1h", "run", 0, "{}", ""});
+    store->set_alias({"btcml-BTCUSD-1h", "champion", 3, std::nullopt, 0, "test"});
+    store::LiveMetric m;
+    m.computed_ms = 1;
+    m.series = kKey;
+    m.model_version = 3;
+    m.horizon = 1;
+    m.window_s = kDaySeconds;
+    m.scored = 4;
+    m.mae = 0.5;
+    m.naive_mae = 0.25;
+    m.pinball = 0.125;
+    m.coverage_80 = 0.75;
+    const std::vector<store::LiveMetric> rows{m};
+    store->insert_live_metrics(rows);
+    const std::vector<store::FeatureDrift> drift{{1, kKey, 3, "volume", 0.3, 500}};
+    store->insert_feature_drift(drift);
+
+    exporter.poke();
+    const std::string labels = R"(symbol="BTCUSD",interval="1h",version="3",champion="true",horizon="1",window="24h")";
+    std::string text;
+    for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+         std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(std::chrono::milliseconds(5))) {
+        text.clear();
+        exporter.render(text);
+        if (text.find("btcml_live_mae{") != std::string::npos) break;
+    }
+    EXPECT_NE(text.find("btcml_live_mae{" + labels + "} 0.5\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("btcml_live_mae_ratio{" + labels + "} 2\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("btcml_live_scored_forecasts{" + labels + "} 4\n"), std::string::npos) << text;
+    EXPECT_EQ(text.find("btcml_live_pinball_ratio{"), std::string::npos) << "no baseline, no ratio";
+    EXPECT_EQ(text.find("btcml_live_direction_accuracy{"), std::string::npos) << "no direction called";
+    EXPECT_NE(text.find(R"(btcml_feature_psi{symbol="BTCUSD",interval="1h",version="3",feature="volume"} 0.3)"),
+              std::string::npos);
+    EXPECT_NE(text.find(R"(btcml_data_stale{symbol="BTCUSD",interval="1h"} 1)"), std::string::npos) << text;
+    EXPECT_NE(text.find(R"(btcml_data_age_seconds{symbol="BTCUSD",interval="1h"} )"), std::string::npos);
+    std::filesystem::remove_all(dir);
+}
+
+TEST(Exporter, WindowLabelsReadAsHoursOrDays) {
+    EXPECT_EQ(window_label(kDaySeconds), "24h");
+    EXPECT_EQ(window_label(kWeekSeconds), "7d");
+    EXPECT_EQ(window_label(30 * kDaySeconds), "30d");
+    EXPECT_EQ(window_label(36 * 3600), "36h");
+    EXPECT_EQ(window_label(90 * 60), "90m");
 }
 
 } // namespace
