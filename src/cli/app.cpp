@@ -20,8 +20,8 @@ using SetupFn = void (*)(CLI::App&, Context&);
 
 // The route table of the CLI: one line per command.
 constexpr SetupFn kCommands[] = {
-    setup_ingest, setup_bars,     setup_series, setup_train,    setup_evaluate,  setup_predict,
-    setup_models, setup_tracking, setup_serve,  setup_pipeline, setup_scheduler,
+    setup_ingest, setup_bars,     setup_series, setup_train,    setup_evaluate,  setup_predict, setup_models,
+    setup_tracking, setup_serve, setup_pipeline, setup_scheduler, setup_monitor,
 };
 
 std::string one_line(std::string text) {
@@ -80,6 +80,11 @@ int run(int argc, char** argv) {
     app.add_option("--config", ctx.flags.config_file, "YAML config file (env BTCML_CONFIG, default HOME/config.yaml)");
     app.add_option("--log-format", ctx.flags.log_format, "text or json (env BTCML_LOG_FORMAT)");
     app.add_option("--log-level", ctx.flags.log_level, "debug, info, warn or error (env BTCML_LOG_LEVEL)");
+    app.add_option("--replay-speed", ctx.flags.replay_speed,
+                   "Replay mode: the process clock runs this many market seconds per second (env "
+                   "BTCML_REPLAY_SPEED, config replay_speed; 3600: an hour per second)");
+    app.add_option("--replay-start", ctx.flags.replay_start,
+                   "Replay mode: the market time the clock starts at (env BTCML_REPLAY_START, config replay_start)");
     // Settings resolve before any command's callback runs.
     app.parse_complete_callback([&ctx] { ctx.resolve(); });
     for (const SetupFn setup : kCommands)

@@ -23,10 +23,7 @@ struct PipelineArgs {
 };
 
 pipeline::SchedulerOptions scheduler_options(const Context& ctx, const PipelineArgs& args) {
-    pipeline::SchedulerOptions options;
-    options.home = ctx.config.home;
-    options.db_url = ctx.config.db_url;
-    options.tracking_uri = resolve_tracking_uri(ctx, std::nullopt);
+    auto options = pipeline::SchedulerOptions::from_config(ctx.config, resolve_tracking_uri(ctx, std::nullopt));
     options.poll = std::chrono::milliseconds(args.poll_ms);
     options.train_threads = args.train_threads;
     return options;

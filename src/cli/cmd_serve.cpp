@@ -3,6 +3,7 @@
 #include "cli/forecast_common.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "monitor/exporter.hpp"
 #include "pipeline/catalog.hpp"
 #include "pipeline/scheduler.hpp"
 #include "serve/api.hpp"
@@ -75,6 +76,8 @@ void run_serve(ServeArgs& args, Context& ctx) {
     });
     service.metrics().count_in_flight_with([&server] { return server.in_flight(); });
     service.metrics().count_server_with([&server] { return server.stats(); });
+    monitor::Exporter exporter(ctx.config.db_url, ctx.config.home, std::chrono::milliseconds(args.poll_ms));
+    service.metrics().append_with([&exporter](std::string& out) { exporter.render(out); });
     const auto url = fmt::format("http://{}:{}", options.host, server.port());
     log::info("listening", {{"url.full", url},
                             {"server.port", server.port()},
@@ -89,14 +92,12 @@ void run_serve(ServeArgs& args, Context& ctx) {
     std::optional<pipeline::Scheduler> scheduler;
     std::jthread scheduler_thread;
     if (scheduling) {
-        pipeline::SchedulerOptions so;
-        so.home = ctx.config.home;
-        so.db_url = ctx.config.db_url;
-        so.tracking_uri = resolve_tracking_uri(ctx, std::nullopt);
+        auto so = pipeline::SchedulerOptions::from_config(ctx.config, resolve_tracking_uri(ctx, std::nullopt));
         so.train_threads = args.train_threads >= 0
                                ? args.train_threads
                                : static_cast<int>(std::max(1U, std::thread::hardware_concurrency() / 2));
         so.on_promoted = [&service](const SeriesKey&) { service.poke(); };
+        so.on_scored = [&exporter](const SeriesKey&) { exporter.poke(); };
         scheduler.emplace(so, std::move(pipelines));
         scheduler_thread = std::jthread([&scheduler](std::stop_token stop) { scheduler->run(stop); });
     }

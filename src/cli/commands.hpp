@@ -15,5 +15,6 @@ void setup_tracking(CLI::App& app, Context& ctx);
 void setup_serve(CLI::App& app, Context& ctx);
 void setup_pipeline(CLI::App& app, Context& ctx);
 void setup_scheduler(CLI::App& app, Context& ctx);
+void setup_monitor(CLI::App& app, Context& ctx);
 
 } // namespace btcml::cli

@@ -18,6 +18,8 @@ struct GlobalFlags {
     std::optional<std::string> config_file;
     std::optional<std::string> log_format;
     std::optional<std::string> log_level;
+    std::optional<std::string> replay_speed; // market seconds per wall second: the process clock replays
+    std::optional<std::string> replay_start; // where the replay clock starts
 };
 
 /// Resolved settings. A value type: copy freely.

@@ -2,8 +2,10 @@
 
 #include "core/error.hpp"
 
+#include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <fast_float/fast_float.h>
 #include <fmt/format.h>
 
@@ -169,9 +171,42 @@ std::int64_t parse_interval_arg(std::string_view text, std::string_view what) {
                                  text, (kTimeEnd - kTimeBegin) / 86400));
 }
 
-std::int64_t now_unix() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+namespace {
+
+std::int64_t wall_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
+
+// Set once at startup, before other threads start (start_replay_clock), so relaxed loads suffice.
+std::atomic<double> replay_speed{0}; // 0: wall time
+std::atomic<std::int64_t> replay_start_ms{0};
+std::atomic<std::int64_t> replay_wall_anchor_ms{0};
+
+} // namespace
+
+std::int64_t now_ms() {
+    const double speed = replay_speed.load(std::memory_order_relaxed);
+    const std::int64_t wall = wall_ms();
+    if (speed == 0) return wall;
+    const auto elapsed = static_cast<double>(wall - replay_wall_anchor_ms.load(std::memory_order_relaxed));
+    return replay_start_ms.load(std::memory_order_relaxed) + static_cast<std::int64_t>(elapsed * speed);
+}
+
+std::int64_t now_unix() { return now_ms() / 1000; }
+
+std::int64_t wall_unix() { return wall_ms() / 1000; }
+
+void start_replay_clock(std::int64_t start_unix, double speed) {
+    if (!(speed > 0) || !std::isfinite(speed))
+        throw UsageError(fmt::format("--replay-speed: {} is not a positive number (3600: an hour per second)", speed));
+    if (!in_time_range(start_unix))
+        throw UsageError(fmt::format("--replay-start: {} is outside 1970-01-01 to 2099-12-31", start_unix));
+    replay_start_ms.store(start_unix * 1000, std::memory_order_relaxed);
+    replay_wall_anchor_ms.store(wall_ms(), std::memory_order_relaxed);
+    replay_speed.store(speed, std::memory_order_relaxed);
+}
+
+bool replay_clock_running() { return replay_speed.load(std::memory_order_relaxed) != 0; }
 
 } // namespace btcml

@@ -45,7 +45,21 @@ std::string format_interval(std::int64_t seconds);
 /// Parses an interval argument or throws UsageError naming `what`.
 std::int64_t parse_interval_arg(std::string_view text, std::string_view what);
 
-/// The current unix time in seconds.
+/// The process clock: what "now" means to forecasting, ingest (future bars), staleness and the scheduler's ticks.
+/// Wall time by default; in replay mode (start_replay_clock) market time that starts at the replay's start and runs
+/// `speed` times faster than wall time. Thread-safe.
 std::int64_t now_unix();
+/// The process clock in unix milliseconds.
+std::int64_t now_ms();
+/// Wall time in unix seconds, whatever the process clock: when something happened on this machine (run start and
+/// end, migrations), comparable with heartbeats. Thread-safe.
+std::int64_t wall_unix();
+
+/// Switches the process clock to replay mode: from this call on it reads `start_unix` plus `speed` times the wall
+/// time elapsed (speed 3600: one hour of market time per second). UsageError unless speed is positive and finite
+/// and the start in the valid time range. Call once at startup, before other threads read the clock.
+void start_replay_clock(std::int64_t start_unix, double speed);
+/// Whether the process clock is a replay clock.
+bool replay_clock_running();
 
 } // namespace btcml

@@ -353,12 +353,25 @@ struct SourceKind {
 
 void read_path(std::string_view spec, SourceContext& ctx) { read_file(std::filesystem::path(spec), ctx); }
 
+// A replay reveals a bar once it has closed by the process clock (core/time.hpp), so that each ingest of the same
+// file stores the bars that closed since the previous one; later rows are skipped, not rejected.
+std::int64_t replay_until(std::string_view spec, const IngestOptions& options) {
+    if (spec.empty()) throw UsageError("replay: needs a file (replay:PATH)");
+    if (!options.interval && !options.resample)
+        throw UsageError("replay: needs the series' interval (--interval) to tell when a bar has closed");
+    const std::int64_t now = now_unix();
+    const std::int64_t until =
+        options.resample ? now / *options.resample * *options.resample - 1 : now - *options.interval;
+    return options.to ? std::min(*options.to, until) : until;
+}
+
 // The route table of sources: SOURCE is matched by its prefix before the first ':'.
 constexpr SourceKind kSources[] = {
     {"synthetic", read_synthetic, "BTCUSD-SYNTH", 3600, "42"},
     {"kaggle", read_kaggle, "BTCUSD", 0, "mczielinski/bitcoin-historical-data"},
     {"bitstamp", read_bitstamp, "BTCUSD", 3600, "btcusd"},
     {"binance", read_binance, "BTCUSD", 3600, "BTCUSDT"},
+    {"replay", read_path, "BTCUSD", 0, ""},
 };
 
 std::pair<const SourceKind*, std::string_view> find_source(std::string_view source) {
@@ -383,6 +396,7 @@ IngestSummary ingest(store::Store& store, const std::string& source_in, const In
     IngestOptions options = options_in;
     if (options.symbol.empty()) options.symbol = std::string(kind->default_symbol);
     if (!options.interval && kind->default_interval > 0) options.interval = kind->default_interval;
+    if (kind->prefix == "replay") options.to = replay_until(spec, options);
     return ingest_records(
         store, source, options, [&](SourceContext& ctx) { kind->read(spec, ctx); }, progress);
 }
@@ -393,7 +407,7 @@ IngestSummary ingest_records(store::Store& store, const std::string& source, con
     store::IngestRun run;
     run.source = source;
     run.symbol = options.symbol;
-    run.started_at = now_unix();
+    run.started_at = wall_unix();
     store::sweep_abandoned_runs(store);
     run.id = store.create_ingest_run(run);
     const store::Heartbeat heartbeat(store, store::RunKind::ingest, std::to_string(run.id));
@@ -422,7 +436,7 @@ IngestSummary ingest_records(store::Store& store, const std::string& source, con
         run.status = "failed";
         run.error = e.what();
         run.format = summary.format;
-        run.finished_at = now_unix();
+        run.finished_at = wall_unix();
         // The store may be what failed (PostgreSQL gone, a full disk): recording the failure must not replace the
         // error that ended the run.
         try {
@@ -437,7 +451,7 @@ IngestSummary ingest_records(store::Store& store, const std::string& source, con
     run.status = "succeeded";
     run.format = summary.format;
     run.interval = summary.interval;
-    run.finished_at = now_unix();
+    run.finished_at = wall_unix();
     static_cast<store::IngestCounts&>(run) = summary;
     run.summary_json = to_json(summary).dump();
     store.finish_ingest_run(run);

@@ -116,9 +116,9 @@ struct SourceContext {
     const ProgressFn& progress;
 };
 
-/// Runs one ingest of SOURCE (a file path or `-` for standard input, `kaggle:…`, `bitstamp:…`, `binance:…`, `synthetic[:SEED]`):
-/// records the run, writes all of it in one transaction, and on failure rolls back and records the error
-/// before rethrowing.
+/// Runs one ingest of SOURCE (a file path or `-` for standard input, `kaggle:…`, `bitstamp:…`, `binance:…`,
+/// `synthetic[:SEED]`, `replay:PATH`: a file revealed bar by bar as the process clock passes each bar's close): records
+/// the run, writes all of it in one transaction, and on failure rolls back and records the error before rethrowing.
 IngestSummary ingest(store::Store& store, const std::string& source, const IngestOptions& options,
                      const ProgressFn& progress = {});
 

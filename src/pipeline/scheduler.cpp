@@ -7,6 +7,7 @@
 #include "features/dataset.hpp"
 #include "model/forecaster.hpp"
 #include "monitor/scoring.hpp"
+#include "pipeline/forecast.hpp"
 #include "pipeline/train.hpp"
 #include "tracking/registry.hpp"
 #include "tracking/tracker.hpp"
@@ -27,7 +28,6 @@ namespace btcml::pipeline {
 namespace {
 
 // The schedule's "now": the process clock (seconds), which a replay clock may drive.
-std::int64_t clock_ms() { return now_unix() * 1000; }
 
 // When tasks start and end: wall time with milliseconds, for durations.
 std::int64_t wall_ms() {
@@ -132,11 +132,7 @@ nlohmann::json forecast_task(store::Store& store, const SchedulerOptions& option
     const std::int64_t span = static_cast<std::int64_t>(loaded.forecaster.spec().window) * key.interval;
     const auto bars = store.load_bars({key, *newest - span, *newest, {}});
     const auto forecast = model::forecast_latest(loaded.forecaster, bars, key.interval);
-    const std::string hash = features::hash_bars(bars);
-    std::vector<store::Prediction> rows;
-    for (const auto& h : forecast.horizons)
-        rows.push_back({*version, key.symbol, key.interval, forecast.as_of, h.horizon, h.target_time, h.price, h.lower,
-                        h.upper, h.log_return, hash, now_unix(), "scheduled", std::nullopt});
+    const auto rows = prediction_rows(*version, key, forecast, bars, "scheduled");
     const auto stored = store.insert_predictions(rows);
     return {{"model_version", *version}, {"as_of", format_iso8601(forecast.as_of)}, {"stored", stored}};
 }
@@ -170,6 +166,15 @@ void lower_priority(const SchedulerOptions& options) {
 }
 
 } // namespace
+
+SchedulerOptions SchedulerOptions::from_config(const Config& config, std::string tracking_uri) {
+    SchedulerOptions options;
+    options.home = config.home;
+    options.db_url = config.db_url;
+    options.tracking_uri = std::move(tracking_uri);
+    options.monitor = monitor::MonitorOptions::from_config(config);
+    return options;
+}
 
 std::int64_t slot_start(std::int64_t now_ms, std::chrono::seconds every) {
     const std::int64_t span = std::max<std::int64_t>(1, every.count()) * 1000;
@@ -248,7 +253,7 @@ nlohmann::json to_json(const store::PipelineRun& run, const std::vector<store::P
 }
 
 nlohmann::json describe_pipelines(store::Store& store, const std::vector<PipelineSpec>& pipelines) {
-    const std::int64_t now = clock_ms();
+    const std::int64_t now = now_ms();
     nlohmann::json out = nlohmann::json::array();
     for (const auto& spec : pipelines) {
         const auto newest = store.pipeline_runs(spec.name, 1);
@@ -331,7 +336,7 @@ std::vector<std::int64_t> Scheduler::poll_once() {
     }
     for (auto it = active_.begin(); it != active_.end();)
         it = *it->second->done ? active_.erase(it) : std::next(it); // the jthread joins as it goes
-    const std::int64_t now = clock_ms();
+    const std::int64_t now = now_ms();
     for (const auto& spec : pipelines_) {
         const std::string lease = "pipeline:" + spec.name;
         if (const auto it = active_.find(spec.name); it != active_.end()) {
@@ -406,7 +411,8 @@ void Scheduler::execute(const PipelineSpec& spec, store::PipelineRun run, std::s
             step("ingest", [&](std::stop_token) { return ingest_task(*store, options_, spec.series); });
             step("forecast", [&](std::stop_token) { return forecast_task(*store, options_, key); });
             step("score", [&](std::stop_token) {
-                const auto summary = monitor::score_matured(*store, key, clock_ms());
+                const auto summary = monitor::score_matured(*store, key, now_ms(), options_.monitor);
+                if (options_.on_scored) options_.on_scored(key);
                 return nlohmann::json{{"scored", summary.scored}};
             });
         } else {

@@ -3,6 +3,7 @@
 // --scheduler` or alone as `btcml scheduler`. Triggers (the schedule, the API, the CLI, alerts) only queue runs in
 // the store; a scheduler claims a queued run under the pipeline's lease, so that one run of a pipeline runs at a
 // time across every process sharing the store. See src/pipeline/README.md.
+#include "monitor/scoring.hpp"
 #include "pipeline/catalog.hpp"
 #include "store/store.hpp"
 
@@ -51,6 +52,13 @@ struct SchedulerOptions {
     bool low_priority = true; // retrains run under SCHED_IDLE (else nice 19), so request threads come first
     /// Called after a retrain promoted a new champion of `key` (the in-process server reloads it); may be empty.
     std::function<void(const SeriesKey&)> on_promoted;
+    /// Called after a tick scored the matured forecasts of `key` (the in-process /metrics exporter refreshes); may
+    /// be empty.
+    std::function<void(const SeriesKey&)> on_scored;
+    monitor::MonitorOptions monitor; // live windows and drift bars of the tick's scoring
+
+    /// The settings every scheduler reads from the configuration: home, store, tracking URI, monitor options.
+    static SchedulerOptions from_config(const Config& config, std::string tracking_uri);
 };
 
 /// `host:pid`.

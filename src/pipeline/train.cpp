@@ -6,6 +6,7 @@
 #include "evaluate/scoreboard.hpp"
 #include "export/mlflow_model.hpp"
 #include "model/artifact.hpp"
+#include "monitor/drift.hpp"
 #include "tracking/registry.hpp"
 #include "tracking/tracker.hpp"
 
@@ -130,6 +131,7 @@ TrainResult train_tracked(const TrainRequest& request, const std::filesystem::pa
          {"epochs", epochs},
          {"best_epoch", fitted.trained.best_epoch},
          {"baselines", fitted.baselines.to_json()},
+         {"feature_profile", monitor::feature_profile(table, split.train)},
          {"metrics", metrics},
          {"registered_model", model_name}});
     const int version = model::publish(home, card, forecaster.tensors());

@@ -121,6 +121,8 @@ void Metrics::count_in_flight_with(std::function<int()> in_flight) { in_flight_ 
 
 void Metrics::count_server_with(std::function<ServerStats()> stats) { server_stats_ = std::move(stats); }
 
+void Metrics::append_with(std::function<void(std::string&)> render) { append_ = std::move(render); }
+
 std::string Metrics::render() const {
     std::string out;
     out.reserve(8192);
@@ -235,6 +237,7 @@ std::string Metrics::render() const {
     out += fmt::format("btcml_process_open_fds {}\n", p.open_fds);
     header(out, "btcml_process_start_time_seconds", "gauge", "When the server process started (unix time).");
     out += fmt::format("btcml_process_start_time_seconds {}\n", p.start_time);
+    if (append_) append_(out);
     return out;
 }
 

@@ -42,6 +42,8 @@ class Metrics {
     void count_in_flight_with(std::function<int()> in_flight);
     /// Where the server's refusal and failure counters read from. Not thread-safe: call before serving.
     void count_server_with(std::function<ServerStats()> stats);
+    /// What renders the monitor's metrics (monitor::Exporter), appended last. Not thread-safe: call before serving.
+    void append_with(std::function<void(std::string&)> render);
 
     /// Everything in the text format.
     [[nodiscard]] std::string render() const;
@@ -59,6 +61,7 @@ class Metrics {
 
     std::function<int()> in_flight_;
     std::function<ServerStats()> server_stats_;
+    std::function<void(std::string&)> append_;
     mutable std::mutex mutex_;
     std::map<Key, Series> requests_;
     // What the model-version metrics say about one served series (labels symbol, interval).

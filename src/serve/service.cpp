@@ -5,6 +5,7 @@
 #include "core/time.hpp"
 #include "features/dataset.hpp"
 #include "model/artifact.hpp"
+#include "pipeline/forecast.hpp"
 #include "tracking/registry.hpp"
 
 #include <Eigen/Core>
@@ -323,13 +324,7 @@ void Service::check_champion(ServedSeries& series, int version) {
 }
 
 void Service::record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars, bool anonymous) {
-    const auto& series = model.loaded.series;
-    const std::string hash = features::hash_bars(bars);
-    const std::int64_t now = now_unix();
-    std::vector<store::Prediction> rows;
-    for (const auto& h : forecast.horizons)
-        rows.push_back({model.loaded.version, series.symbol, series.interval, forecast.as_of, h.horizon, h.target_time,
-                        h.price, h.lower, h.upper, h.log_return, hash, now, "client", std::nullopt});
+    auto rows = pipeline::prediction_rows(model.loaded.version, model.loaded.series, forecast, bars, "client");
     const auto count = static_cast<std::int64_t>(rows.size());
     // Only anonymous forecasts spend the budget; the admission check runs after the repeat check, under its lock.
     const auto within_budget = [&] {

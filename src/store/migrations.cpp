@@ -388,6 +388,101 @@ ALTER TABLE predictions ADD COLUMN provenance TEXT NOT NULL DEFAULT 'client';
 )sql",
               R"sql(
 ALTER TABLE predictions ADD COLUMN provenance TEXT NOT NULL DEFAULT 'client';
+)sql"}, // Live scoring (src/monitor): one score per stored forecast once its target bar is stored, the rolling live
+    // metrics computed from them (appended on every pass: the history the dashboard reads) and the drift of the
+    // champion's input features.
+    Migration{7, "live scores, live metrics and feature drift",
+              R"sql(
+CREATE INDEX predictions_by_series ON predictions (symbol, interval_s, target_time);
+CREATE TABLE prediction_scores (
+    prediction_id INTEGER PRIMARY KEY REFERENCES predictions(id),
+    symbol TEXT NOT NULL,
+    interval_s INTEGER NOT NULL,
+    model_version INTEGER NOT NULL,
+    horizon INTEGER NOT NULL,
+    provenance TEXT NOT NULL,
+    target_time INTEGER NOT NULL,
+    realised_log_return REAL NOT NULL,
+    error REAL NOT NULL,
+    inside INTEGER NOT NULL,
+    pinball REAL NOT NULL,
+    baseline_pinball REAL,
+    direction_hit INTEGER,
+    scored_ms INTEGER NOT NULL
+);
+CREATE INDEX prediction_scores_by_series ON prediction_scores (symbol, interval_s, target_time);
+CREATE TABLE live_metrics (
+    computed_ms INTEGER NOT NULL,
+    symbol TEXT NOT NULL,
+    interval_s INTEGER NOT NULL,
+    model_version INTEGER NOT NULL,
+    horizon INTEGER NOT NULL,
+    window_s INTEGER NOT NULL,
+    scored INTEGER NOT NULL,
+    mae REAL NOT NULL,
+    naive_mae REAL NOT NULL,
+    pinball REAL NOT NULL,
+    baseline_pinball REAL,
+    coverage_80 REAL NOT NULL,
+    direction_accuracy REAL,
+    PRIMARY KEY (symbol, interval_s, computed_ms, model_version, horizon, window_s)
+);
+CREATE TABLE feature_drift (
+    computed_ms INTEGER NOT NULL,
+    symbol TEXT NOT NULL,
+    interval_s INTEGER NOT NULL,
+    model_version INTEGER NOT NULL,
+    feature TEXT NOT NULL,
+    psi REAL NOT NULL,
+    bars INTEGER NOT NULL,
+    PRIMARY KEY (symbol, interval_s, computed_ms, feature)
+);
+)sql",
+              R"sql(
+CREATE INDEX predictions_by_series ON predictions (symbol, interval_s, target_time);
+CREATE TABLE prediction_scores (
+    prediction_id BIGINT PRIMARY KEY REFERENCES predictions(id),
+    symbol TEXT NOT NULL,
+    interval_s BIGINT NOT NULL,
+    model_version BIGINT NOT NULL,
+    horizon BIGINT NOT NULL,
+    provenance TEXT NOT NULL,
+    target_time BIGINT NOT NULL,
+    realised_log_return DOUBLE PRECISION NOT NULL,
+    error DOUBLE PRECISION NOT NULL,
+    inside BIGINT NOT NULL,
+    pinball DOUBLE PRECISION NOT NULL,
+    baseline_pinball DOUBLE PRECISION,
+    direction_hit BIGINT,
+    scored_ms BIGINT NOT NULL
+);
+CREATE INDEX prediction_scores_by_series ON prediction_scores (symbol, interval_s, target_time);
+CREATE TABLE live_metrics (
+    computed_ms BIGINT NOT NULL,
+    symbol TEXT NOT NULL,
+    interval_s BIGINT NOT NULL,
+    model_version BIGINT NOT NULL,
+    horizon BIGINT NOT NULL,
+    window_s BIGINT NOT NULL,
+    scored BIGINT NOT NULL,
+    mae DOUBLE PRECISION NOT NULL,
+    naive_mae DOUBLE PRECISION NOT NULL,
+    pinball DOUBLE PRECISION NOT NULL,
+    baseline_pinball DOUBLE PRECISION,
+    coverage_80 DOUBLE PRECISION NOT NULL,
+    direction_accuracy DOUBLE PRECISION,
+    PRIMARY KEY (symbol, interval_s, computed_ms, model_version, horizon, window_s)
+);
+CREATE TABLE feature_drift (
+    computed_ms BIGINT NOT NULL,
+    symbol TEXT NOT NULL,
+    interval_s BIGINT NOT NULL,
+    model_version BIGINT NOT NULL,
+    feature TEXT NOT NULL,
+    psi DOUBLE PRECISION NOT NULL,
+    bars BIGINT NOT NULL,
+    PRIMARY KEY (symbol, interval_s, computed_ms, feature)
+);
 )sql"},
 };
 

@@ -247,7 +247,7 @@ void SqlStore::migrate() {
             check_not_newer(version);
             if (version < m.version) {
                 exec(sqlite ? m.sqlite_sql : m.postgres_sql);
-                const std::array<SqlParam, 3> params{std::int64_t{m.version}, std::string_view(m.name), now_unix()};
+                const std::array<SqlParam, 3> params{std::int64_t{m.version}, std::string_view(m.name), wall_unix()};
                 query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", params, {});
             }
             commit();
@@ -260,7 +260,7 @@ void SqlStore::migrate() {
 
 std::int64_t SqlStore::create_ingest_run(const IngestRun& run) {
     require_no_transaction("create_ingest_run");
-    const auto params = run_params(run, run.started_at != 0 ? run.started_at : now_unix(), std::nullopt);
+    const auto params = run_params(run, run.started_at != 0 ? run.started_at : wall_unix(), std::nullopt);
     std::int64_t id = 0;
     query(fmt::format("INSERT INTO ingest_runs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
                       "$14, $15, $16) RETURNING id",
@@ -271,8 +271,8 @@ std::int64_t SqlStore::create_ingest_run(const IngestRun& run) {
 
 void SqlStore::finish_ingest_run(const IngestRun& run) {
     require_no_transaction("finish_ingest_run");
-    const auto fields = run_params(run, run.started_at != 0 ? run.started_at : now_unix(),
-                                   run.finished_at != 0 ? run.finished_at : now_unix());
+    const auto fields = run_params(run, run.started_at != 0 ? run.started_at : wall_unix(),
+                                   run.finished_at != 0 ? run.finished_at : wall_unix());
     std::vector<SqlParam> params(fields.begin(), fields.end());
     params.emplace_back(run.id);
     const auto changed = query("UPDATE ingest_runs SET source = $1, format = $2, symbol = $3, interval_s = $4, "

@@ -60,6 +60,16 @@ class SqlStore : public Store {
     std::vector<Prediction> load_predictions(const PredictionQuery& query) override;
     std::int64_t count_predictions() override;
 
+    std::vector<MaturedPrediction> unscored_predictions(const SeriesKey& key, std::int64_t limit) override;
+    std::int64_t insert_prediction_scores(std::span<const PredictionScore> scores) override;
+    std::vector<PredictionScore> prediction_scores(const SeriesKey& key, const std::string& provenance,
+                                                   std::int64_t from_target_time) override;
+    void insert_live_metrics(std::span<const LiveMetric> metrics) override;
+    std::vector<LiveMetric> latest_live_metrics(const SeriesKey& key) override;
+    std::vector<LiveMetric> live_metrics_history(const SeriesKey& key, std::int64_t limit) override;
+    void insert_feature_drift(std::span<const FeatureDrift> drift) override;
+    std::vector<FeatureDrift> latest_feature_drift(const SeriesKey& key) override;
+
     std::pair<PipelineRun, bool> enqueue_pipeline_run(const PipelineRun& run) override;
     std::optional<PipelineRun> claim_pipeline_run(const std::string& pipeline, const std::string& owner,
                                                   std::int64_t now_ms) override;

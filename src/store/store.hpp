@@ -8,8 +8,8 @@
 #include <memory>
 #include <optional>
 #include <span>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace btcml::store {
@@ -161,6 +161,50 @@ struct PredictionQuery {
     std::int64_t limit = 1000;
 };
 
+/// A stored forecast whose target bar is stored (`prediction.realised` is set), with its row id.
+struct MaturedPrediction {
+    std::int64_t id = 0;
+    Prediction prediction;
+};
+
+/// The live score of one stored forecast (src/monitor/scoring.hpp says how each field is computed).
+struct PredictionScore {
+    std::int64_t prediction_id = 0;
+    SeriesKey series;
+    int model_version = 0;
+    int horizon = 0;
+    std::string provenance;
+    std::int64_t target_time = 0;
+    double realised_log_return = 0, error = 0, pinball = 0;
+    bool inside = false;                    // the realised close lies inside the 80 % interval
+    std::optional<double> baseline_pinball; // the unconditional-quantile baseline's; absent without a model card
+    std::optional<bool> direction_hit;      // absent when the forecast or the outcome has no direction
+    std::int64_t scored_ms = 0;
+};
+
+/// Rolling live metrics of one series, model version and horizon over one window, as computed at `computed_ms`.
+struct LiveMetric {
+    std::int64_t computed_ms = 0;
+    SeriesKey series;
+    int model_version = 0;
+    int horizon = 0;
+    std::int64_t window_s = 0;
+    std::int64_t scored = 0; // forecasts in the window
+    double mae = 0, naive_mae = 0, pinball = 0, coverage_80 = 0;
+    std::optional<double> baseline_pinball;   // absent unless every forecast in the window has one
+    std::optional<double> direction_accuracy; // absent when no forecast in the window had a direction
+};
+
+/// The population stability index of one input feature of a series' champion over the latest bars.
+struct FeatureDrift {
+    std::int64_t computed_ms = 0;
+    SeriesKey series;
+    int model_version = 0;
+    std::string feature;
+    double psi = 0;
+    std::int64_t bars = 0;
+};
+
 /// Which table a run lives in: ingest_runs or tracked_runs.
 enum class RunKind { ingest, training };
 
@@ -200,7 +244,7 @@ struct AlertNotification {
     std::string alertname;
     std::string labels_json = "{}";
     std::int64_t received_ms = 0;
-    std::string outcome;         // what btcml did about it
+    std::string outcome;                // what btcml did about it
     std::optional<std::int64_t> run_id; // the pipeline run it started or joined
 };
 
@@ -299,6 +343,27 @@ class Store {
     virtual std::vector<Prediction> load_predictions(const PredictionQuery& query) = 0;
     virtual std::int64_t count_predictions() = 0;
 
+    // Live monitoring (src/monitor). Writes outside a transaction are atomic on their own.
+    /// Forecasts of `key` whose target bar is stored and that have no score yet, oldest target first, at most
+    /// `limit`.
+    virtual std::vector<MaturedPrediction> unscored_predictions(const SeriesKey& key, std::int64_t limit) = 0;
+    /// Stores scores, skipping forecasts already scored (by another process); returns how many were new.
+    virtual std::int64_t insert_prediction_scores(std::span<const PredictionScore> scores) = 0;
+    /// Scores of `key`'s forecasts with the given provenance (any when empty) whose target time is at or after
+    /// `from_target_time`, by target time.
+    virtual std::vector<PredictionScore> prediction_scores(const SeriesKey& key, const std::string& provenance,
+                                                           std::int64_t from_target_time) = 0;
+    /// Appends rows to the live metrics history.
+    virtual void insert_live_metrics(std::span<const LiveMetric> metrics) = 0;
+    /// The newest pass's rows of every series (all series when `key` has an empty symbol).
+    virtual std::vector<LiveMetric> latest_live_metrics(const SeriesKey& key) = 0;
+    /// The history of one series, newest first, at most `limit` rows.
+    virtual std::vector<LiveMetric> live_metrics_history(const SeriesKey& key, std::int64_t limit) = 0;
+    /// Appends one drift measurement per feature.
+    virtual void insert_feature_drift(std::span<const FeatureDrift> drift) = 0;
+    /// The newest drift measurement of every series (all series when `key` has an empty symbol).
+    virtual std::vector<FeatureDrift> latest_feature_drift(const SeriesKey& key) = 0;
+
     // Pipelines. Writes outside a transaction are atomic on their own.
     /// Queues a run (its status is ignored: queued) unless the pipeline already has a queued or running one, in
     /// any process: then nothing is written. Returns the run now active and whether this call created it.
@@ -327,6 +392,9 @@ class Store {
     virtual void set_alert_outcome(const AlertNotification& alert) = 0;
     /// The newest alerts first, at most `limit`.
     virtual std::vector<AlertNotification> alerts(std::int64_t limit) = 0;
+
+    /// The home folder it was opened with (model artifacts live under it).
+    [[nodiscard]] const std::filesystem::path& home() const noexcept { return home_; }
 
   private:
     friend std::unique_ptr<Store> open_store(const std::string& url, const std::filesystem::path& home);

@@ -637,6 +637,109 @@ TEST_P(StoreTest, RegistryChangesOfTwoConnectionsDoNotInterleave) {
     EXPECT_EQ(first->aliases("btcml-X-1h"), (std::map<std::string, int>{{"challenger", 1}, {"champion", 1}}));
 }
 
+TEST_P(StoreTest, ScoresLiveMetricsAndDriftRoundTrip) {
+    auto store = open();
+    store->insert_bars(kKey, make_bars(0, 3), "test"); // closes 100, 100.25, 100.5 at 0, 3600, 7200
+    auto prediction = [](std::int64_t target, const char* provenance) {
+        Prediction p;
+        p.model_version = 2;
+        p.symbol = kKey.symbol;
+        p.interval = kKey.interval;
+        p.origin_time = target - 3600;
+        p.horizon = 1;
+        p.target_time = target;
+        p.price = 101;
+        p.lower = 99;
+        p.upper = 103;
+        p.input_hash = provenance;
+        p.provenance = provenance;
+        return p;
+    };
+    const std::vector<Prediction> predictions{prediction(3600, "scheduled"), prediction(7200, "client"),
+                                              prediction(10800, "scheduled")}; // the last target is not stored
+    ASSERT_EQ(store->insert_predictions(predictions), 3);
+
+    const auto matured = store->unscored_predictions(kKey, 100);
+    ASSERT_EQ(matured.size(), 2U);
+    EXPECT_EQ(matured[0].prediction.target_time, 3600);
+    EXPECT_EQ(*matured[0].prediction.realised, 100.25);
+    EXPECT_EQ(matured[1].prediction.provenance, "client");
+    EXPECT_TRUE(store->unscored_predictions({"ETHUSD", 3600}, 100).empty());
+
+    std::vector<PredictionScore> scores;
+    for (const auto& m : matured) {
+        PredictionScore s;
+        s.prediction_id = m.id;
+        s.series = kKey;
+        s.model_version = 2;
+        s.horizon = 1;
+        s.provenance = m.prediction.provenance;
+        s.target_time = m.prediction.target_time;
+        s.realised_log_return = 0.25;
+        s.error = -0.5;
+        s.pinball = 0.125;
+        s.inside = true;
+        s.scored_ms = 5;
+        scores.push_back(s);
+    }
+    scores[0].baseline_pinball = 0.0625;
+    scores[0].direction_hit = false;
+    EXPECT_EQ(store->insert_prediction_scores(scores), 2);
+    EXPECT_EQ(store->insert_prediction_scores(scores), 0); // scored once, whoever comes second
+    EXPECT_TRUE(store->unscored_predictions(kKey, 100).empty());
+    const auto scheduled = store->prediction_scores(kKey, "scheduled", 0);
+    ASSERT_EQ(scheduled.size(), 1U);
+    EXPECT_EQ(scheduled[0].prediction_id, matured[0].id);
+    EXPECT_EQ(scheduled[0].baseline_pinball, 0.0625);
+    EXPECT_EQ(scheduled[0].direction_hit, false);
+    EXPECT_TRUE(scheduled[0].inside);
+    EXPECT_EQ(scheduled[0].error, -0.5);
+    const auto all = store->prediction_scores(kKey, "", 0);
+    ASSERT_EQ(all.size(), 2U);
+    EXPECT_FALSE(all[1].baseline_pinball);
+    EXPECT_FALSE(all[1].direction_hit);
+    EXPECT_TRUE(store->prediction_scores(kKey, "", 3601).size() == 1);
+
+    LiveMetric m;
+    m.series = kKey;
+    m.model_version = 2;
+    m.horizon = 1;
+    m.window_s = 86400;
+    m.scored = 1;
+    m.mae = 0.5;
+    m.naive_mae = 0.25;
+    m.pinball = 0.125;
+    m.coverage_80 = 1;
+    for (const std::int64_t at : {1000, 2000}) {
+        m.computed_ms = at;
+        m.direction_accuracy = at == 2000 ? std::optional<double>{0.75} : std::nullopt;
+        const std::vector<LiveMetric> rows{m};
+        store->insert_live_metrics(rows);
+    }
+    const auto latest = store->latest_live_metrics({});
+    ASSERT_EQ(latest.size(), 1U);
+    EXPECT_EQ(latest[0].computed_ms, 2000);
+    EXPECT_EQ(latest[0].direction_accuracy, 0.75);
+    EXPECT_FALSE(latest[0].baseline_pinball);
+    EXPECT_EQ(latest[0].series, kKey);
+    EXPECT_TRUE(store->latest_live_metrics({"ETHUSD", 3600}).empty());
+    const auto history = store->live_metrics_history(kKey, 10);
+    ASSERT_EQ(history.size(), 2U);
+    EXPECT_EQ(history[1].computed_ms, 1000);
+    EXPECT_FALSE(history[1].direction_accuracy);
+
+    const std::vector<FeatureDrift> old_drift{{1000, kKey, 2, "log_return", 0.5, 400}};
+    const std::vector<FeatureDrift> new_drift{{2000, kKey, 2, "log_return", 0.05, 500},
+                                              {2000, kKey, 2, "volume", 0.3, 500}};
+    store->insert_feature_drift(old_drift);
+    store->insert_feature_drift(new_drift);
+    const auto drift = store->latest_feature_drift(kKey);
+    ASSERT_EQ(drift.size(), 2U);
+    EXPECT_EQ(drift[0].feature, "log_return");
+    EXPECT_EQ(drift[0].psi, 0.05);
+    EXPECT_EQ(drift[1].bars, 500);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::sqlite, Backend::postgresql),
                          [](const ::testing::TestParamInfo<Backend>& info) {
                              return info.param == Backend::sqlite ? "sqlite" : "postgresql";
@@ -721,7 +824,6 @@ TEST(StoreText, SanitizesOnlyWhatPostgresqlRefuses) {
               "\\xE2\\x82A\\xC3");
 }
 
-
 TEST_P(StoreTest, OnePipelineRunIsActiveAtATimeAcrossConnections) {
     auto a = open();
     auto b = open();
@@ -748,7 +850,7 @@ TEST_P(StoreTest, OnePipelineRunIsActiveAtATimeAcrossConnections) {
     EXPECT_EQ(claimed->status, "running");
     EXPECT_EQ(claimed->owner, "host:1");
     EXPECT_FALSE(a->claim_pipeline_run("retrain-BTCUSD-1h", "host:2", 2001)); // nothing queued any more
-    EXPECT_FALSE(a->enqueue_pipeline_run(run).second);                      // running counts as active
+    EXPECT_FALSE(a->enqueue_pipeline_run(run).second);                        // running counts as active
 
     a->save_pipeline_task({claimed->id, "train", 1, "failed", "boom", 2100, 2200, "{}"});
     a->save_pipeline_task({claimed->id, "train", 2, "running", "", 2300, 0, "{}"});

@@ -1,6 +1,13 @@
 #include "core/time.hpp"
 
+#include "core/error.hpp"
+
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <limits>
+#include <thread>
 
 namespace btcml {
 namespace {
@@ -53,8 +60,8 @@ TEST(Time, RefusesTimesOutsideTheValidRange) {
         {"9999-12-31T23:59:59Z", std::nullopt},
         {"4102444799", 4102444799},
         {"4102444800", std::nullopt},
-        {"99999999999", std::nullopt},     // seconds past 2100, below the milliseconds threshold
-        {"4102444800000", std::nullopt},   // 2100 in milliseconds
+        {"99999999999", std::nullopt},    // seconds past 2100, below the milliseconds threshold
+        {"4102444800000", std::nullopt},  // 2100 in milliseconds
         {"4102444799999999", 4102444799}, // the last second in microseconds
         {"1e300", std::nullopt},
         {"inf", std::nullopt},
@@ -98,7 +105,7 @@ TEST(Time, RefusesIntervalsThatOverflowOrOutlastTheTimeRange) {
         {"9223372036854775807w", std::nullopt},
         {"5124095576030432h", std::nullopt}, // n * 3600 wraps to 3584
         {"30500568904944w", std::nullopt},   // n * 604800 wraps to 579584
-        {"4102444800s", 4102444800},           // the whole range
+        {"4102444800s", 4102444800},         // the whole range
         {"4102444801s", std::nullopt},
         {"47482d", 47482 * 86400LL},
         {"47483d", std::nullopt},
@@ -111,6 +118,41 @@ TEST(Time, RefusesIntervalsThatOverflowOrOutlastTheTimeRange) {
     };
     for (const auto& c : cases)
         EXPECT_EQ(parse_interval(c.text), c.expected) << c.text;
+}
+
+TEST(ProcessClock, IsWallTimeByDefault) {
+    EXPECT_FALSE(replay_clock_running());
+    const auto wall =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    EXPECT_NEAR(static_cast<double>(now_ms()), static_cast<double>(wall), 1000);
+    EXPECT_NEAR(static_cast<double>(now_unix()), static_cast<double>(wall_unix()), 1);
+}
+
+// The replay clock is process-wide: each case runs in a child process (a death test) so that it leaves this one's
+// clock alone.
+TEST(ProcessClockDeathTest, ReplayStartsAtItsStartAndRunsAtItsSpeed) {
+    EXPECT_EXIT(
+        {
+            const std::int64_t start = 1'704'067'200; // 2024-01-01
+            start_replay_clock(start, 3600);
+            const auto first = now_ms();
+            std::this_thread::sleep_for(std::chrono::milliseconds(50)); // lets the clock move: no synchronisation
+            const auto second = now_ms();
+            // At 3600x, 50 ms or more of wall time is at least 180 s of market time; an hour of wall time bounds it.
+            const bool ok = replay_clock_running() && first >= start * 1000 && first < start * 1000 + 3'600'000 &&
+                            second - first >= 180'000 && now_unix() < start + 3600 * 3600 && wall_unix() > start + 3600;
+            std::exit(ok ? 0 : 1);
+        },
+        ::testing::ExitedWithCode(0), "");
+}
+
+TEST(ProcessClock, ReplaySettingsAreChecked) {
+    EXPECT_THROW(start_replay_clock(0, 0), UsageError);
+    EXPECT_THROW(start_replay_clock(0, -1), UsageError);
+    EXPECT_THROW(start_replay_clock(0, std::numeric_limits<double>::infinity()), UsageError);
+    EXPECT_THROW(start_replay_clock(kTimeEnd, 1), UsageError);
+    EXPECT_FALSE(replay_clock_running()) << "a refused setting changes nothing";
 }
 
 } // namespace
