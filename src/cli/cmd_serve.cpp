@@ -29,7 +29,7 @@ struct ServeArgs {
     double write_timeout = 30;
     int poll_ms = 1000;
     int anonymous_predictions = serve::ServiceOptions{}.anonymous_predictions_per_hour;
-    std::optional<bool> scheduler;
+    bool scheduler = false, no_scheduler = false; // neither: BTCML_SCHEDULER, else the config key
     int train_threads = -1; // -1: half the cores, so a retrain leaves the rest to request threads
 };
 
@@ -61,7 +61,8 @@ void run_serve(ServeArgs& args, Context& ctx) {
         options.alert_tokens.push_back(token);
 
     const bool scheduling =
-        args.scheduler.value_or(ctx.config.setting(std::nullopt, "BTCML_SCHEDULER", "scheduler", "false") == "true");
+        args.scheduler ||
+        (!args.no_scheduler && ctx.config.setting(std::nullopt, "BTCML_SCHEDULER", "scheduler", "false") == "true");
     auto pipelines = pipeline::configured_pipelines(ctx.config);
     serve::Service service({ctx.config.home, ctx.config.db_url, resolve_tracking_uri(ctx, std::nullopt),
                             std::chrono::milliseconds(args.poll_ms), args.anonymous_predictions, pipelines});
@@ -98,6 +99,7 @@ void run_serve(ServeArgs& args, Context& ctx) {
                                : static_cast<int>(std::max(1U, std::thread::hardware_concurrency() / 2));
         so.on_promoted = [&service](const SeriesKey&) { service.poke(); };
         so.on_scored = [&exporter](const SeriesKey&) { exporter.poke(); };
+        so.poll = std::chrono::milliseconds(args.poll_ms);
         scheduler.emplace(so, std::move(pipelines));
         scheduler_thread = std::jthread([&scheduler](std::stop_token stop) { scheduler->run(stop); });
     }
@@ -146,7 +148,8 @@ void setup_serve(CLI::App& app, Context& ctx) {
         ->capture_default_str()
         ->check(CLI::Range(1, 1'000'000));
     cmd->add_option("--poll-ms", args.poll_ms,
-                    "How often to look for a new champion of any series, or new bars, in milliseconds")
+                    "How often to look for a new champion of any series, new bars, live metrics and (with --scheduler) due or "
+                    "queued pipeline runs, in milliseconds")
         ->capture_default_str()
         ->check(CLI::Range(50, 3'600'000));
     cmd->add_option("--anonymous-predictions", args.anonymous_predictions,
@@ -154,9 +157,11 @@ void setup_serve(CLI::App& app, Context& ctx) {
                     "(more are answered, not stored)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1'000'000));
-    cmd->add_flag("--scheduler,!--no-scheduler", args.scheduler,
+    cmd->add_flag("--scheduler", args.scheduler,
                   "Run the built-in scheduler here too: the config file's pipelines (env BTCML_SCHEDULER, config key "
                   "scheduler: true)");
+    cmd->add_flag("--no-scheduler", args.no_scheduler, "Do not run the scheduler, whatever env or config say")
+        ->excludes("--scheduler");
     cmd->add_option("--train-threads", args.train_threads,
                     "Cores a scheduled retrain may use (default: half of them, so requests keep the rest)")
         ->check(CLI::Range(0, 1024));

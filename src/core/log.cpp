@@ -1,5 +1,7 @@
 #include "core/log.hpp"
 
+#include "core/time.hpp"
+
 #include <chrono>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -42,16 +44,10 @@ const char* level_name(LogLevel level) {
     return "info";
 }
 
-// UTC with milliseconds, computed from the calendar rather than with fmt's chrono formatting: fmt 9 (Debian
-// bookworm) formats system_clock time points in the local time zone.
 std::string timestamp() {
-    const auto now = std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now());
-    const auto day = std::chrono::floor<std::chrono::days>(now);
-    const std::chrono::year_month_day ymd{day};
-    const std::chrono::hh_mm_ss hms{now - day};
-    return fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:03d}Z", static_cast<int>(ymd.year()),
-                       static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), hms.hours().count(),
-                       hms.minutes().count(), hms.seconds().count(), hms.subseconds().count());
+    return format_iso8601_ms(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
 }
 
 } // namespace

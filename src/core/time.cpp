@@ -119,15 +119,22 @@ std::optional<std::int64_t> parse_time(std::string_view text) noexcept {
     return parse_unix_time(text);
 }
 
+// From the calendar rather than with fmt's chrono formatting: fmt 9 (Debian bookworm) formats system_clock time
+// points in the local time zone.
 std::string format_iso8601(std::int64_t unix_seconds) {
+    const auto ms = format_iso8601_ms(unix_seconds * 1000);
+    return ms.substr(0, ms.size() - 5) + "Z";
+}
+
+std::string format_iso8601_ms(std::int64_t unix_ms) {
     using namespace std::chrono;
-    const sys_seconds tp{seconds{unix_seconds}};
+    const sys_time<milliseconds> tp{milliseconds{unix_ms}};
     const auto day_point = floor<days>(tp);
     const year_month_day ymd{day_point};
     const hh_mm_ss hms{tp - day_point};
-    return fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z", static_cast<int>(ymd.year()),
+    return fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:03d}Z", static_cast<int>(ymd.year()),
                        static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), hms.hours().count(),
-                       hms.minutes().count(), hms.seconds().count());
+                       hms.minutes().count(), hms.seconds().count(), hms.subseconds().count());
 }
 
 std::int64_t parse_time_arg(std::string_view text, std::string_view what) {

@@ -31,6 +31,8 @@ std::optional<std::int64_t> parse_time(std::string_view text) noexcept;
 
 /// `2024-01-02T03:04:05Z`.
 std::string format_iso8601(std::int64_t unix_seconds);
+/// `2024-01-02T03:04:05.678Z`.
+std::string format_iso8601_ms(std::int64_t unix_ms);
 
 /// Parses a user-supplied time (ISO 8601 or unix seconds) or throws UsageError naming `what`.
 std::int64_t parse_time_arg(std::string_view text, std::string_view what);

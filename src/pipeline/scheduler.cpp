@@ -215,12 +215,13 @@ std::pair<store::PipelineRun, bool> enqueue(store::Store& store, const std::vect
     run.trigger = trigger;
     run.reason = reason;
     run.queued_ms = wall_ms();
+    run.clock_ms = now_ms();
     return store.enqueue_pipeline_run(run);
 }
 
 nlohmann::json to_json(const store::PipelineRun& run, const std::vector<store::PipelineTask>* tasks) {
     const auto time = [](std::int64_t ms) -> nlohmann::json {
-        return ms == 0 ? nlohmann::json(nullptr) : nlohmann::json(format_iso8601(ms / 1000));
+        return ms == 0 ? nlohmann::json(nullptr) : nlohmann::json(format_iso8601_ms(ms));
     };
     nlohmann::json out{{"id", run.id},
                        {"pipeline", run.pipeline},
@@ -260,7 +261,7 @@ nlohmann::json describe_pipelines(store::Store& store, const std::vector<Pipelin
         nlohmann::json next = nullptr;
         if (spec.every.count() > 0) {
             const std::int64_t slot = slot_start(now, spec.every);
-            const bool ran = !newest.empty() && newest.front().queued_ms >= slot;
+            const bool ran = !newest.empty() && newest.front().clock_ms >= slot;
             next = format_iso8601((ran ? slot + spec.every.count() * 1000 : now) / 1000);
         }
         out.push_back({{"name", spec.name},
@@ -348,7 +349,7 @@ std::vector<std::int64_t> Scheduler::poll_once() {
         }
         const auto newest = store_->pipeline_runs(spec.name, 1);
         const std::optional<std::int64_t> last =
-            newest.empty() ? std::nullopt : std::optional(newest.front().queued_ms);
+            newest.empty() ? std::nullopt : std::optional(newest.front().clock_ms);
         if (options_.schedule && schedule_due(last, now, spec.every))
             enqueue(*store_, pipelines_, spec.name, "schedule",
                     fmt::format("schedule: every {}, slot {}", format_interval(spec.every.count()),

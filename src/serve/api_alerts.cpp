@@ -123,6 +123,7 @@ Outcome act_on(store::Store& store, const ServiceOptions& options, ReceivedAlert
     run.reason = fmt::format("alert {} firing since {}{}{} (fingerprint {})", rec.alertname, rec.starts_at,
                              alert.summary.empty() ? "" : ": ", alert.summary, rec.fingerprint);
     run.queued_ms = rec.received_ms;
+    run.clock_ms = now_ms();
     const auto [active, created] = store.enqueue_pipeline_run(run);
     rec.run_id = active.id;
     out.acted = true;

@@ -300,6 +300,7 @@ CREATE TABLE pipeline_runs (
     error TEXT NOT NULL DEFAULT '',
     owner TEXT NOT NULL DEFAULT '',
     queued_ms INTEGER NOT NULL,
+    clock_ms INTEGER NOT NULL,
     started_ms INTEGER,
     finished_ms INTEGER,
     result_json TEXT NOT NULL DEFAULT '{}'
@@ -345,6 +346,7 @@ CREATE TABLE pipeline_runs (
     error TEXT NOT NULL DEFAULT '',
     owner TEXT NOT NULL DEFAULT '',
     queued_ms BIGINT NOT NULL,
+    clock_ms BIGINT NOT NULL,
     started_ms BIGINT,
     finished_ms BIGINT,
     result_json TEXT NOT NULL DEFAULT '{}'

@@ -12,7 +12,7 @@ namespace btcml::store {
 namespace {
 
 constexpr const char* kRunColumns = "id, pipeline, trigger_kind, reason, status, error, owner, queued_ms, started_ms, "
-                                    "finished_ms, result_json";
+                                    "finished_ms, result_json, clock_ms";
 
 PipelineRun read_run(const SqlRow& row) {
     PipelineRun r;
@@ -27,6 +27,7 @@ PipelineRun read_run(const SqlRow& row) {
     r.started_ms = row.is_null(8) ? 0 : row.get_int(8);
     r.finished_ms = row.is_null(9) ? 0 : row.get_int(9);
     r.result_json = row.get_text(10);
+    r.clock_ms = row.get_int(11);
     return r;
 }
 
@@ -42,10 +43,10 @@ std::pair<PipelineRun, bool> SqlStore::enqueue_pipeline_run(const PipelineRun& r
     // may end between the insert and the read, hence the loop (a handful of rounds at most, in practice one).
     for (int round = 0; round < 100; ++round) {
         std::optional<PipelineRun> created;
-        const std::array<SqlParam, 4> params{std::string_view(run.pipeline), std::string_view(run.trigger),
-                                             std::string_view(run.reason), run.queued_ms};
-        query(fmt::format("INSERT INTO pipeline_runs (pipeline, trigger_kind, reason, status, queued_ms) VALUES ($1, "
-                          "$2, $3, 'queued', $4) ON CONFLICT DO NOTHING RETURNING {}",
+        const std::array<SqlParam, 5> params{std::string_view(run.pipeline), std::string_view(run.trigger),
+                                             std::string_view(run.reason), run.queued_ms, run.clock_ms};
+        query(fmt::format("INSERT INTO pipeline_runs (pipeline, trigger_kind, reason, status, queued_ms, clock_ms) "
+                          "VALUES ($1, $2, $3, 'queued', $4, $5) ON CONFLICT DO NOTHING RETURNING {}",
                           kRunColumns),
               params, [&](const SqlRow& row) { created = read_run(row); });
         if (created) return {*created, true};

@@ -217,7 +217,8 @@ struct PipelineRun {
     std::string status = "queued"; // queued | running | succeeded | failed | cancelled
     std::string error;
     std::string owner;            // the scheduler that claimed it (host:pid)
-    std::int64_t queued_ms = 0;   // unix milliseconds
+    std::int64_t queued_ms = 0;   // unix milliseconds (wall time)
+    std::int64_t clock_ms = 0;    // the process clock when queued (market time in replay mode): what schedules read
     std::int64_t started_ms = 0;  // 0: not yet
     std::int64_t finished_ms = 0; // 0: not yet
     std::string result_json = "{}";

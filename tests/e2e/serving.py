@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import requests
@@ -70,3 +71,45 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class Hammer:
+    """Threads that each keep GETting one series' forecast over a keep-alive connection until stopped."""
+
+    def __init__(self, server, symbol, threads=2):
+        self.server, self.symbol = server, symbol
+        self.stop = threading.Event()
+        self.failures, self.versions, self.count = [], set(), 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
+
+    def run(self):
+        session = requests.Session()
+        while not self.stop.is_set():
+            try:
+                r = session.get(self.server.url + "/api/v1/forecast", params={"symbol": self.symbol,
+                                                                               "interval": "1h"}, timeout=30)
+                ok, version = r.status_code == 200, r.json().get("model_version")
+            except requests.RequestException as e:
+                ok, version, r = False, None, e
+            with self.lock:
+                self.count += 1
+                self.versions.add(version)
+                if not ok:
+                    self.failures.append(str(r))
+
+    def wait_for_more(self, more=20):
+        """Until `more` further requests were answered: a count rather than a time, so on any CPU speed."""
+        with self.lock:
+            target = self.count + more
+        self.server.wait_for(lambda: self.count >= target, what=f"{more} more {self.symbol} forecasts")
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join()

@@ -2,11 +2,15 @@
 Alertmanager calls POST /api/v1/alerts with the alert token, and btcml queues the retrain pipeline of the alert's
 series with the alert as the run's reason. Rules come from deploy/prometheus with `for:` cut to seconds; see
 alerting.py."""
+import math
+import random
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from alerting import Alertmanager, Prometheus, always_firing_retrain, store_rows, wait_until, write_series_config
 from mlflow_server import free_port
-from serving import Server
+from serving import Hammer, Server
 
 TOKEN = "closed-loop-token"
 
@@ -59,26 +63,103 @@ def test_a_firing_retrain_alert_reaches_btcml_through_alertmanager_and_queues_on
                    if e.get("url.path") == "/api/v1/alerts")
 
 
+def write_bars(path, start, sigmas, seed):
+    """Hourly bars from `start` (a generic CSV layout): a random walk whose hourly log-return volatility is
+    sigmas[i] for bar i."""
+    rng = random.Random(seed)
+    close = 40_000.0
+    lines = ["time,open,high,low,close,volume"]
+    for i, sigma in enumerate(sigmas):
+        open_ = close
+        close = open_ * math.exp(rng.gauss(0, sigma))
+        wick = abs(rng.gauss(0, sigma)) * open_
+        t = start + timedelta(hours=i)
+        lines.append(f"{t:%Y-%m-%dT%H:%M:%SZ},{open_:.2f},{max(open_, close) + wick:.2f},"
+                     f"{min(open_, close) - wick:.2f},{close:.2f},{rng.uniform(5, 50):.4f}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def champion(server, symbol):
+    models = server.get("/api/v1/models").json()["registered_models"]
+    return next(m["aliases"].get("champion") for m in models if m["symbol"] == symbol)
+
+
+def predictions(server, symbol):
+    rows = server.get("/api/v1/predictions", params={"symbol": symbol, "limit": 10000}).json()["predictions"]
+    return {(p["model_version"], p["origin_time"], p["horizon"]) for p in rows}
+
+
 @pytest.mark.timeout(600)
 def test_regime_shift_retrains_and_serves_the_new_champion(btcml_sqlite, tmp_path):
-    """The full loop of issue 9. Needs the branches that land with it: the scheduler (runs queued retrains), live
-    scoring and drift metrics (btcml_live_*, btcml_feature_psi), the replay source and clock, and per-series
-    champions. Outline, each step to fill in once they are merged:
+    """The whole loop, offline: two replayed series, each with a champion trained on calm bars. BTCUSD's replay
+    turns five times as volatile from the moment it starts; its scheduled forecasts are scored as the replay reveals
+    their targets, live coverage collapses, the deploy rules fire, Alertmanager calls btcml, the scheduler retrains
+    on data that includes the new regime and the gate decides; a promotion is served with no failed request, and
+    ETHUSD keeps its champion and its forecasts throughout."""
+    b = btcml_sqlite
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    calm_bars = 900
+    shift = start + timedelta(hours=calm_bars)  # the replay starts here, in the new regime
+    btc, eth = tmp_path / "btc.csv", tmp_path / "eth.csv"
+    write_bars(btc, start, [0.004] * calm_bars + [0.02] * 300, seed=1)
+    write_bars(eth, start, [0.004] * (calm_bars + 300), seed=2)
+    cutoff = (shift - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tiny = ["--interval", "1h", "--window", "24", "--horizons", "1", "--hidden", "8", "--layers", "1",
+            "--epochs", "2", "--samples-per-epoch", "256", "--seed", "5"]
+    for symbol, path in (("BTCUSD", btc), ("ETHUSD", eth)):
+        b.json("ingest", str(path), "--symbol", symbol, "--interval", "1h", "--to", cutoff)
+        assert b.json("train", "--symbol", symbol, *tiny)["promoted"]
+    (b.home / "config.yaml").write_text(f"""series:
+  - {{symbol: BTCUSD, interval: 1h, source: "replay:{btc}"}}
+  - {{symbol: ETHUSD, interval: 1h, source: "replay:{eth}"}}
+pipelines:
+  retrain_every: never
+  epochs: 2
+scheduler: true
+replay_speed: 1800
+replay_start: {shift:%Y-%m-%dT%H:%M:%SZ}
+""")
+    retrain_runs = lambda: s.get("/api/v1/pipelines/retrain-BTCUSD-1h/runs").json()["runs"]  # noqa: E731
+    with Server(b, "--alert-token", TOKEN) as s, \
+            Alertmanager(tmp_path / "alertmanager", s.url, TOKEN) as am, \
+            Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{s.port}"], am) as prom, \
+            Hammer(s, "BTCUSD") as btc_load, Hammer(s, "ETHUSD", threads=1) as eth_load:
+        eth_champion, btc_champion = champion(s, "ETHUSD"), champion(s, "BTCUSD")
+        # The ticks reveal the new regime bar by bar, forecast each with the champion and score the matured ones.
+        wait_until(lambda: prom.query('btcml_live_scored_forecasts{symbol="BTCUSD",window="24h"} >= 24'), 240,
+                   "24 scored BTCUSD forecasts in the 24h window")
+        eth_seen = predictions(s, "ETHUSD")
+        assert eth_seen, "ETHUSD's ticks store scheduled forecasts too"
 
-    1. Home with two series in config.yaml (write_series_config(..., extra="scheduler: true\\nreplay_speed: ...")):
-       BTCUSD 1h with source replay:<file whose volatility x5 from bar N on> and a second series (ETHUSD 1h,
-       synthetic). Train and promote a champion of each (btcml train / models promote --symbol --interval).
-    2. Server(btcml, "--alert-token", TOKEN, "--scheduler"), then Alertmanager(...) and Prometheus(..., for_seconds=2)
-       with the deploy rules only (no extra_rules). Hammer GET /api/v1/forecast?symbol=BTCUSD&interval=1h in a
-       thread for the whole test, counting non-200 answers; record the ETHUSD champion version and forecasts.
-    3. As the replay passes bar N: wait_until BtcmlLiveCoverageOutOfBand or BtcmlLivePinballRatioHigh is firing in
-       prom.alerts("firing") for BTCUSD (the window the rules read is window="24h": make the replay's live window
-       small enough, or add a rules override, so that >= 24 scored forecasts exist within minutes).
-    4. wait_until a run of retrain-BTCUSD-1h with trigger_kind "alert" and the alert's name in its reason, then
-       until it succeeded (GET /api/v1/pipelines/retrain-BTCUSD-1h/runs), its train task on bars past N.
-    5. If the gate promoted: GET /api/v1/models lists the new BTCUSD champion and /api/v1/forecast serves it; the
-       hammer saw zero failures. ETHUSD's champion and stored forecasts are unchanged.
-    6. Live metrics on /metrics equal values computed here from GET /api/v1/predictions and GET /api/v1/bars.
-    """
-    pytest.skip("the full loop needs the scheduler, live scoring and per-series champions (issue 9's other "
-                "branches); the lead completes it after merging them")
+        firing = wait_until(lambda: [a for a in prom.alerts("firing") if a["labels"].get("action") == "retrain"
+                                     and a["labels"]["symbol"] == "BTCUSD"], 120, "a retrain alert for BTCUSD")
+        names = {a["labels"]["alertname"] for a in firing}
+        assert names & {"BtcmlLiveCoverageOutOfBand", "BtcmlLivePinballRatioHigh", "BtcmlFeatureDrift"}, names
+
+        run = wait_until(lambda: next((r for r in retrain_runs() if r["trigger"] == "alert"), None), 60,
+                         f"a retrain queued by Alertmanager (log: {am.log_path})")
+        assert run["reason"].startswith("alert Btcml"), run["reason"]
+        done = wait_until(lambda: next((r for r in retrain_runs() if r["id"] == run["id"]
+                                        and r["status"] in ("succeeded", "failed")), None), 240, "the retrain")
+        assert done["status"] == "succeeded", done
+        tasks = {t["task"]: t for t in done["tasks"]}
+        assert [tasks[name]["status"] for name in ("train", "gate")] == ["succeeded"] * 2, done["tasks"]
+        new_version = tasks["train"]["detail"]["model_version"]
+        trained_to = b.json("models", "show", str(new_version))["data"]["to"]
+        assert trained_to >= shift.strftime("%Y-%m-%dT%H:%M:%SZ"), "the retrain saw the new regime"
+        promoted = tasks["gate"]["detail"]["promoted"]
+        assert tasks["reload"]["status"] == ("succeeded" if promoted else "skipped"), tasks["reload"]
+        if promoted:
+            s.wait_for(lambda: champion(s, "BTCUSD") == new_version, 30, "the new champion")
+            btc_load.wait_for_more(50)
+            assert new_version in btc_load.versions, "the new champion is served"
+        else:
+            assert champion(s, "BTCUSD") == btc_champion
+        eth_load.wait_for_more(20)
+
+        # ETHUSD: same champion, served throughout, and every forecast it had is still stored.
+        assert champion(s, "ETHUSD") == eth_champion
+        assert eth_load.versions == {eth_champion}
+        assert eth_seen <= predictions(s, "ETHUSD")
+        assert not [r for r in s.get("/api/v1/pipelines/retrain-ETHUSD-1h/runs").json()["runs"]]
+    assert btc_load.failures == [] and eth_load.failures == []

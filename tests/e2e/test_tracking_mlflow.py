@@ -273,7 +273,7 @@ def test_bad_input_gives_clear_errors(trained, tmp_path):
     unknown = home.run("models", "show", "@nope", check=False)
     assert unknown.returncode != 0 and "no alias 'nope'" in unknown.stderr and "champion=v1" in unknown.stderr
     missing = home.run("models", "show", "99", check=False)
-    assert missing.returncode != 0 and "model version 99 is not in the registry" in missing.stderr
+    assert missing.returncode != 0 and "model version 99 does not exist (versions 1 to 2)" in missing.stderr
 
     web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotMlflow)
     threading.Thread(target=web.serve_forever, daemon=True).start()

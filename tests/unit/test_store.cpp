@@ -832,6 +832,7 @@ TEST_P(StoreTest, OnePipelineRunIsActiveAtATimeAcrossConnections) {
     run.trigger = "alert";
     run.reason = "first";
     run.queued_ms = 1000;
+    run.clock_ms = 1000;
     const auto [first, created] = a->enqueue_pipeline_run(run);
     EXPECT_TRUE(created);
     EXPECT_EQ(first.status, "queued");
