@@ -74,10 +74,16 @@ class Server:
 
 
 class Hammer:
-    """Threads that each keep GETting one series' forecast over a keep-alive connection until stopped."""
+    """Threads that each keep one keep-alive connection busy until stopped: GET /api/v1/forecast (of `symbol` 1h
+    when given) and, with `predict_body`, POST /api/v1/predict too. Counts requests, the versions that answered and
+    the failures."""
 
-    def __init__(self, server, symbol, threads=2):
-        self.server, self.symbol = server, symbol
+    def __init__(self, server, symbol=None, threads=2, predict_body=None):
+        self.server, self.symbol = server, symbol or "the default series"
+        params = {"symbol": symbol, "interval": "1h"} if symbol else {}
+        self.calls = [("GET", "/api/v1/forecast", {"params": params})]
+        if predict_body is not None:
+            self.calls.append(("POST", "/api/v1/predict", {"json": predict_body}))
         self.stop = threading.Event()
         self.failures, self.versions, self.count = [], set(), 0
         self.lock = threading.Lock()
@@ -86,23 +92,25 @@ class Hammer:
     def run(self):
         session = requests.Session()
         while not self.stop.is_set():
-            try:
-                r = session.get(self.server.url + "/api/v1/forecast", params={"symbol": self.symbol,
-                                                                               "interval": "1h"}, timeout=30)
-                ok, version = r.status_code == 200, r.json().get("model_version")
-            except requests.RequestException as e:
-                ok, version, r = False, None, e
-            with self.lock:
-                self.count += 1
-                self.versions.add(version)
-                if not ok:
-                    self.failures.append(str(r))
+            for method, path, kw in self.calls:
+                try:
+                    r = session.request(method, self.server.url + path, timeout=30, **kw)
+                    ok = r.status_code == 200
+                    version = r.json().get("model_version") if ok else None
+                except requests.RequestException as e:
+                    ok, version, r = False, None, e
+                with self.lock:
+                    self.count += 1
+                    if ok:
+                        self.versions.add(version)
+                    else:
+                        self.failures.append(getattr(r, "text", str(r)))
 
     def wait_for_more(self, more=20):
         """Until `more` further requests were answered: a count rather than a time, so on any CPU speed."""
         with self.lock:
             target = self.count + more
-        self.server.wait_for(lambda: self.count >= target, what=f"{more} more {self.symbol} forecasts")
+        self.server.wait_for(lambda: self.count >= target, what=f"{more} more requests for {self.symbol}")
 
     def __enter__(self):
         for t in self.threads:

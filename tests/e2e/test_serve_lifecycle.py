@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from conftest import Btcml
-from serving import Server
+from serving import Hammer, Server
 from test_serve import KEY, MODEL, SYMBOL, home, iso, parse, trained_home, window  # noqa: F401 (fixtures)
 
 
@@ -27,63 +27,19 @@ def point_champion_at_unloadable(home: Btcml, version: int):
                    (version, MODEL))
 
 
-class Load:
-    """Threads that each keep one keep-alive connection busy with forecasts and predictions until stopped."""
-
-    def __init__(self, server, body, threads=4):
-        self.server, self.body = server, body
-        self.stop = threading.Event()
-        self.failures, self.versions, self.count = [], set(), 0
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
-
-    def run(self):
-        session = requests.Session()
-        while not self.stop.is_set():
-            for method, path, kw in (("GET", "/api/v1/forecast", {}), ("POST", "/api/v1/predict", {"json": self.body})):
-                try:
-                    r = session.request(method, self.server.url + path, timeout=30, **kw)
-                    ok = r.status_code == 200
-                    version = r.json().get("model_version") if ok else None
-                except requests.RequestException as e:
-                    ok, version, r = False, None, e
-                with self.lock:
-                    self.count += 1
-                    if ok:
-                        self.versions.add(version)
-                    else:
-                        self.failures.append(getattr(r, "text", str(r)))
-
-    def wait_for_more(self, server, more=20):
-        """Until the load has made `more` requests again: a count rather than a time, so on any CPU speed."""
-        with self.lock:
-            target = self.count + more
-        server.wait_for(lambda: self.count >= target, what=f"{more} more requests under load")
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join()
-
-
 def test_hot_reload_under_load_fails_no_request(home):
     with Server(home, "--api-key", KEY) as s:
         body = window(s)
-        with Load(s, body) as load:
+        with Hammer(s, threads=4, predict_body=body) as load:
             for i in range(6):
-                load.wait_for_more(s)
+                load.wait_for_more()
                 if i % 2 == 0:
                     home.json("models", "promote", "1")  # another process: the CLI
                     s.wait_for(lambda: serving(s) == 1, what="reload to 1")
                 else:
                     assert s.post("/api/v1/models/2/promote", headers={"X-API-Key": KEY}).status_code == 200
                     s.wait_for(lambda: serving(s) == 2, what="reload to 2")
-            load.wait_for_more(s)
+            load.wait_for_more()
         assert load.failures == []
         assert load.versions == {1, 2} and load.count > 50
         swaps = [line for line in s.log_lines() if line["message"] == "serving model"]
