@@ -6,6 +6,8 @@
 #include <sqlite3.h>
 
 #include <array>
+#include <chrono>
+#include <thread>
 #include <cctype>
 #include <sys/stat.h>
 #include <type_traits>
@@ -108,7 +110,8 @@ SqliteStore::SqliteStore(const std::string& path) : path_(path) {
         sqlite3_busy_timeout(db_, kBusyTimeoutMs);
         // WAL lets readers (the server) run beside a writer (an ingest); NORMAL is durable enough under WAL
         // (a power cut may lose the last commits, never corrupt) and much faster for bulk loads.
-        exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
+        set_journal_mode_wal();
+        exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
         migrate();
     } catch (...) {
         statements_.clear();
@@ -116,6 +119,20 @@ SqliteStore::SqliteStore(const std::string& path) : path_(path) {
         throw;
     }
     file_ = file_identity(path);
+}
+
+void SqliteStore::set_journal_mode_wal() {
+    // Switching a new file to WAL takes an exclusive lock, and SQLite does not call the busy handler for it:
+    // two processes opening the same new home at once would see "database is locked". Retry until the usual
+    // busy timeout instead.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+    for (;;) {
+        const int rc = sqlite3_exec(db_, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr);
+        if (rc == SQLITE_OK) return;
+        if ((rc & 0xFF) != SQLITE_BUSY && (rc & 0xFF) != SQLITE_LOCKED) fail(rc, "PRAGMA journal_mode = WAL");
+        if (std::chrono::steady_clock::now() >= deadline) fail(rc, "PRAGMA journal_mode = WAL");
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
 }
 
 bool SqliteStore::healthy() {

@@ -47,6 +47,7 @@ class SqliteStore final : public SqlStore {
     /// Runs a statement that returns no rows; returns the rows it changed.
     std::int64_t step_done(sqlite3_stmt* statement);
     [[noreturn]] void fail(int rc, std::string_view what) const;
+    void set_journal_mode_wal();
 
     std::string path_;
     std::optional<std::pair<dev_t, ino_t>> file_; // the file opened (none for :memory: and the like)
