@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <optional>
 #include <utility>
 
 namespace btcml::store {
@@ -154,15 +155,38 @@ void SqlStore::insert_live_metrics(std::span<const LiveMetric> metrics) {
     transaction.commit();
 }
 
+std::vector<std::pair<SeriesKey, std::int64_t>> SqlStore::latest_passes(const char* table, const SeriesKey& key) {
+    // Both tables keep one row per pass for ever, keyed (symbol, interval_s, computed_ms, ...). A DISTINCT or a
+    // correlated MAX over them reads the whole history on every /metrics refresh; stepping from one series to the
+    // next and asking each for its MAX are index seeks, so the cost follows the number of series, not of passes.
+    std::vector<std::pair<SeriesKey, std::int64_t>> out;
+    SeriesKey cursor{"", 0};
+    for (;;) {
+        std::optional<SeriesKey> next;
+        const std::array<SqlParam, 2> after{std::string_view(cursor.symbol), cursor.interval};
+        query(fmt::format("SELECT symbol, interval_s FROM {} WHERE (symbol, interval_s) > ($1, $2) ORDER BY symbol, "
+                          "interval_s LIMIT 1",
+                          table),
+              after, [&](const SqlRow& row) { next = SeriesKey{row.get_text(0), row.get_int(1)}; });
+        if (!next) return out;
+        cursor = *next;
+        if ((!key.symbol.empty() && cursor.symbol != key.symbol) || (key.interval != 0 && cursor.interval != key.interval))
+            continue;
+        const std::array<SqlParam, 2> series{std::string_view(cursor.symbol), cursor.interval};
+        query(fmt::format("SELECT MAX(computed_ms) FROM {} WHERE symbol = $1 AND interval_s = $2", table), series,
+              [&](const SqlRow& row) { out.emplace_back(cursor, row.get_int(0)); });
+    }
+}
+
 std::vector<LiveMetric> SqlStore::latest_live_metrics(const SeriesKey& key) {
-    const std::array<SqlParam, 2> params{std::string_view(key.symbol), key.interval};
     std::vector<LiveMetric> out;
-    query(fmt::format("SELECT {} FROM live_metrics l WHERE ($1 = '' OR l.symbol = $1) AND ($2 = 0 OR l.interval_s = "
-                      "$2) AND l.computed_ms = (SELECT MAX(m.computed_ms) FROM live_metrics m WHERE m.symbol = "
-                      "l.symbol AND m.interval_s = l.interval_s) ORDER BY symbol, interval_s, model_version, horizon, "
-                      "window_s",
-                      kLiveColumns),
-          params, [&](const SqlRow& row) { out.push_back(read_live(row)); });
+    for (const auto& [series, computed_ms] : latest_passes("live_metrics", key)) {
+        const std::array<SqlParam, 3> params{std::string_view(series.symbol), series.interval, computed_ms};
+        query(fmt::format("SELECT {} FROM live_metrics WHERE symbol = $1 AND interval_s = $2 AND computed_ms = $3 "
+                          "ORDER BY model_version, horizon, window_s",
+                          kLiveColumns),
+              params, [&](const SqlRow& row) { out.push_back(read_live(row)); });
+    }
     return out;
 }
 
@@ -194,20 +218,20 @@ void SqlStore::insert_feature_drift(std::span<const FeatureDrift> drift) {
 }
 
 std::vector<FeatureDrift> SqlStore::latest_feature_drift(const SeriesKey& key) {
-    const std::array<SqlParam, 2> params{std::string_view(key.symbol), key.interval};
     std::vector<FeatureDrift> out;
-    query("SELECT computed_ms, symbol, interval_s, model_version, feature, psi, bars FROM feature_drift d "
-          "WHERE ($1 = '' OR d.symbol = $1) AND ($2 = 0 OR d.interval_s = $2) AND d.computed_ms = (SELECT "
-          "MAX(m.computed_ms) FROM feature_drift m WHERE m.symbol = d.symbol AND m.interval_s = d.interval_s) "
-          "ORDER BY symbol, interval_s, feature",
-          params, [&](const SqlRow& row) {
-              out.push_back({row.get_int(0),
-                             {row.get_text(1), row.get_int(2)},
-                             static_cast<int>(row.get_int(3)),
-                             row.get_text(4),
-                             row.get_double(5),
-                             row.get_int(6)});
-          });
+    for (const auto& [series, computed_ms] : latest_passes("feature_drift", key)) {
+        const std::array<SqlParam, 3> params{std::string_view(series.symbol), series.interval, computed_ms};
+        query("SELECT computed_ms, symbol, interval_s, model_version, feature, psi, bars FROM feature_drift "
+              "WHERE symbol = $1 AND interval_s = $2 AND computed_ms = $3 ORDER BY feature",
+              params, [&](const SqlRow& row) {
+                  out.push_back({row.get_int(0),
+                                 {row.get_text(1), row.get_int(2)},
+                                 static_cast<int>(row.get_int(3)),
+                                 row.get_text(4),
+                                 row.get_double(5),
+                                 row.get_int(6)});
+              });
+    }
     return out;
 }
 

@@ -144,6 +144,9 @@ class SqlStore : public Store {
     /// then returns false without running it.
     bool try_write(const std::function<void()>& body);
     std::int64_t query_version();
+    /// The series of a monitoring history table (live_metrics, feature_drift) matching `key` (an empty symbol or a
+    /// zero interval matches any), with the time of each one's newest pass.
+    std::vector<std::pair<SeriesKey, std::int64_t>> latest_passes(const char* table, const SeriesKey& key);
 
     bool in_transaction_ = false;
 };

@@ -723,6 +723,22 @@ TEST_P(StoreTest, ScoresLiveMetricsAndDriftRoundTrip) {
     EXPECT_FALSE(latest[0].baseline_pinball);
     EXPECT_EQ(latest[0].series, kKey);
     EXPECT_TRUE(store->latest_live_metrics({"ETHUSD", 3600}).empty());
+    // Each series has its own newest pass; a key selects one series.
+    for (const auto& [symbol, at] : std::vector<std::pair<std::string, std::int64_t>>{{"ETHUSD", 1500}, {"ADAUSD", 500}}) {
+        m.series = {symbol, 3600};
+        m.computed_ms = at;
+        const std::vector<LiveMetric> rows{m};
+        store->insert_live_metrics(rows);
+    }
+    const auto all_series = store->latest_live_metrics({});
+    ASSERT_EQ(all_series.size(), 3U);
+    EXPECT_EQ(all_series[0].series.symbol, "ADAUSD");
+    EXPECT_EQ(all_series[0].computed_ms, 500);
+    EXPECT_EQ(all_series[1].series, kKey);
+    EXPECT_EQ(all_series[1].computed_ms, 2000);
+    EXPECT_EQ(all_series[2].computed_ms, 1500);
+    ASSERT_EQ(store->latest_live_metrics({"ETHUSD", 3600}).size(), 1U);
+    EXPECT_TRUE(store->latest_live_metrics({"ETHUSD", 60}).empty());
     const auto history = store->live_metrics_history(kKey, 10);
     ASSERT_EQ(history.size(), 2U);
     EXPECT_EQ(history[1].computed_ms, 1000);
