@@ -54,7 +54,10 @@ void run_score(const MonitorArgs& args, Context& ctx) {
     const auto options = monitor::MonitorOptions::from_config(ctx.config);
     auto store = ctx.open_store();
     nlohmann::json out = {{"as_of", format_iso8601(now_unix())}, {"series", nlohmann::json::array()}};
-    for (const auto& key : series_to_score(args, *store)) {
+    const auto series = series_to_score(args, *store);
+    if (series.empty() && !ctx.json)
+        std::cout << "no stored series has a registered model yet: nothing to score (btcml train makes one)\n";
+    for (const auto& key : series) {
         const auto summary = monitor::score_matured(*store, key, now_ms(), options);
         nlohmann::json metrics = nlohmann::json::array();
         for (const auto& m : summary.metrics)

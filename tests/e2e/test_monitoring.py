@@ -177,3 +177,11 @@ def test_a_replayed_series_scores_its_forecast_once_the_target_bars_are_revealed
     windows = {w: sorted(m["horizon"] for m in done["live_metrics"] if m["window"] == w) for w in ("24h", "7d")}
     assert windows == {"24h": [24], "7d": [1, 6, 24]}
     assert all(m["scored"] == 1 for m in done["live_metrics"])
+
+
+def test_scoring_a_home_without_models_says_there_is_nothing_to_score(btcml_sqlite):
+    b = btcml_sqlite
+    b.json("ingest", "synthetic:2")
+    text = b.run("monitor", "score")
+    assert "nothing to score" in text.stdout
+    assert b.json("monitor", "score")["series"] == []
