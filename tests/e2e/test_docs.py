@@ -150,3 +150,16 @@ def btcml_bin():
     path = os.environ.get("BTCML_BIN", str(ROOT / "build" / "btcml"))
     assert Path(path).exists(), f"{path} is not built"
     return path
+
+
+def test_the_architecture_diagram_is_the_rendering_of_its_source():
+    import os
+    built = Path(os.environ.get("BTCML_BUILD_DIR", ROOT / "build")) / "docs" / "architecture.svg"
+    assert built.exists(), f"{built} is missing: the build renders docs/architecture.dot with Graphviz (dot)"
+
+    def drawing(path):
+        # Graphviz stamps its version in a comment; the drawing is the rest.
+        return re.sub(r"<!--.*?-->", "", path.read_text(), flags=re.S)
+
+    assert drawing(built) == drawing(ROOT / "docs/img/architecture.svg"), (
+        "docs/img/architecture.svg is stale: copy build/docs/architecture.svg over it")
