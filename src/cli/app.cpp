@@ -21,7 +21,7 @@ using SetupFn = void (*)(CLI::App&, Context&);
 // The route table of the CLI: one line per command.
 constexpr SetupFn kCommands[] = {
     setup_ingest, setup_bars,     setup_series, setup_train,    setup_evaluate,  setup_predict, setup_models,
-    setup_tracking, setup_serve, setup_pipeline, setup_scheduler, setup_monitor,
+    setup_tracking, setup_serve, setup_pipeline, setup_scheduler, setup_monitor, setup_config,
 };
 
 std::string one_line(std::string text) {
@@ -73,18 +73,13 @@ int run(int argc, char** argv) {
     app.require_subcommand(1);
     app.fallthrough();
     Context ctx;
-    app.add_option("--db", ctx.flags.db, "Store URL: sqlite:PATH or postgresql://USER@HOST:PORT/DB (env BTCML_DB)");
-    app.add_option("--home", ctx.flags.home,
-                   "Home folder for the default SQLite file, models and artifacts (env "
-                   "BTCML_HOME, default ~/.btcml)");
-    app.add_option("--config", ctx.flags.config_file, "YAML config file (env BTCML_CONFIG, default HOME/config.yaml)");
-    app.add_option("--log-format", ctx.flags.log_format, "text or json (env BTCML_LOG_FORMAT)");
-    app.add_option("--log-level", ctx.flags.log_level, "debug, info, warn or error (env BTCML_LOG_LEVEL)");
-    app.add_option("--replay-speed", ctx.flags.replay_speed,
-                   "Replay mode: the process clock runs this many market seconds per second (env "
-                   "BTCML_REPLAY_SPEED, config replay_speed; 3600: an hour per second)");
-    app.add_option("--replay-start", ctx.flags.replay_start,
-                   "Replay mode: the market time the clock starts at (env BTCML_REPLAY_START, config replay_start)");
+    app.add_option("--db", ctx.flags.db, flag_help(Setting::db));
+    app.add_option("--home", ctx.flags.home, flag_help(Setting::home));
+    app.add_option("--config", ctx.flags.config_file, flag_help(Setting::config));
+    app.add_option("--log-format", ctx.flags.log_format, flag_help(Setting::log_format));
+    app.add_option("--log-level", ctx.flags.log_level, flag_help(Setting::log_level));
+    app.add_option("--replay-speed", ctx.flags.replay_speed, flag_help(Setting::replay_speed));
+    app.add_option("--replay-start", ctx.flags.replay_start, flag_help(Setting::replay_start));
     // Settings resolve before any command's callback runs.
     app.parse_complete_callback([&ctx] { ctx.resolve(); });
     for (const SetupFn setup : kCommands)

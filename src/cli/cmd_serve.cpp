@@ -38,7 +38,7 @@ std::vector<std::string> resolve_keys(const std::vector<std::string>& flags) {
     std::vector<std::string> keys;
     std::vector<std::string> sources = flags;
     if (sources.empty())
-        if (const char* env = std::getenv("BTCML_API_KEY")) sources.emplace_back(env);
+        if (const auto env = env_value(Setting::api_key)) sources.push_back(*env);
     for (const auto& source : sources) {
         std::stringstream in(source);
         for (std::string key; std::getline(in, key, ',');)
@@ -57,12 +57,12 @@ void run_serve(ServeArgs& args, Context& ctx) {
     if (options.threads < 1) options.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
     if (options.require_key_for_reads && options.api_keys.empty())
         throw UsageError("--require-key-for-reads needs at least one --api-key (or BTCML_API_KEY)");
-    if (const auto token = ctx.config.setting(args.alert_token, "BTCML_ALERT_TOKEN", "alert_token", ""); !token.empty())
+    if (const auto token = ctx.config.value(Setting::alert_token, args.alert_token); !token.empty())
         options.alert_tokens.push_back(token);
 
     const bool scheduling =
         args.scheduler ||
-        (!args.no_scheduler && ctx.config.setting(std::nullopt, "BTCML_SCHEDULER", "scheduler", "false") == "true");
+        (!args.no_scheduler && ctx.config.value(Setting::scheduler) == "true");
     auto pipelines = pipeline::configured_pipelines(ctx.config);
     serve::Service service({ctx.config.home, ctx.config.db_url, resolve_tracking_uri(ctx, std::nullopt),
                             std::chrono::milliseconds(args.poll_ms), args.anonymous_predictions, pipelines});
@@ -128,11 +128,8 @@ void setup_serve(CLI::App& app, Context& ctx) {
         ->capture_default_str()
         ->check(CLI::Range(0, 1'000'000));
     cmd->add_option("--api-key", args.api_keys,
-                    "API key for writes (repeatable, or comma-separated; env BTCML_API_KEY). Clients send it as "
-                    "X-API-Key or Authorization: Bearer");
-    cmd->add_option("--alert-token", args.alert_token,
-                    "Bearer token Alertmanager sends to POST /api/v1/alerts (env BTCML_ALERT_TOKEN, config "
-                    "alert_token; without one the route answers 401). API keys are not accepted there");
+                    flag_help(Setting::api_key) + ". Repeatable. Clients send it as X-API-Key or Authorization: Bearer");
+    cmd->add_option("--alert-token", args.alert_token, flag_help(Setting::alert_token));
     cmd->add_flag("--require-key-for-reads", args.server.require_key_for_reads,
                   "Require an API key on the read routes of /api/v1 too");
     cmd->add_option("--body-limit", args.server.body_limit, "Largest request body in bytes (larger: 413)")
@@ -157,9 +154,7 @@ void setup_serve(CLI::App& app, Context& ctx) {
                     "(more are answered, not stored)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1'000'000));
-    cmd->add_flag("--scheduler", args.scheduler,
-                  "Run the built-in scheduler here too: the config file's pipelines (env BTCML_SCHEDULER, config key "
-                  "scheduler: true)");
+    cmd->add_flag("--scheduler", args.scheduler, flag_help(Setting::scheduler));
     cmd->add_flag("--no-scheduler", args.no_scheduler, "Do not run the scheduler, whatever env or config say")
         ->excludes("--scheduler");
     cmd->add_option("--train-threads", args.train_threads,

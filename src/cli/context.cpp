@@ -18,13 +18,13 @@ namespace {
 // Replay mode (core/time.hpp): flag, env or config key; the start is required, since only the user knows where
 // the replayed data should begin to be revealed.
 void start_clock(const Config& config, const GlobalFlags& flags) {
-    const auto speed_text = config.setting(flags.replay_speed, "BTCML_REPLAY_SPEED", "replay_speed", "");
+    const auto speed_text = config.value(Setting::replay_speed, flags.replay_speed);
     if (speed_text.empty()) return;
     double speed = 0;
     const auto res = fast_float::from_chars(speed_text.data(), speed_text.data() + speed_text.size(), speed);
     if (res.ec != std::errc{} || res.ptr != speed_text.data() + speed_text.size())
         throw UsageError(fmt::format("--replay-speed: '{}' is not a number (3600: an hour per second)", speed_text));
-    const auto start_text = config.setting(flags.replay_start, "BTCML_REPLAY_START", "replay_start", "");
+    const auto start_text = config.value(Setting::replay_start, flags.replay_start);
     if (start_text.empty())
         throw UsageError("--replay-speed needs --replay-start TIME: the market time the replay clock starts at");
     start_replay_clock(parse_time_arg(start_text, "--replay-start"), speed);

@@ -50,9 +50,7 @@ std::string format_metrics_table(const nlohmann::json& metrics, const nlohmann::
 }
 
 void add_tracking_uri_option(CLI::App& command, std::optional<std::string>& uri) {
-    command.add_option("--tracking-uri", uri,
-                       "MLflow tracking server, http://HOST:PORT (env BTCML_TRACKING_URI; default: local tracking "
-                       "in the btcml store)");
+    command.add_option("--tracking-uri", uri, flag_help(Setting::tracking_uri) + "; without one: local tracking only");
 }
 
 void add_series_options(CLI::App& command, SeriesOptions& series) {
@@ -84,7 +82,7 @@ int resolve_model_spec(store::Store& store, const Context& ctx, const std::strin
 }
 
 std::string resolve_tracking_uri(const Context& ctx, const std::optional<std::string>& flag) {
-    return ctx.config.setting(flag, "BTCML_TRACKING_URI", "tracking_uri", "");
+    return ctx.config.value(Setting::tracking_uri, flag);
 }
 
 } // namespace btcml::cli

@@ -2,19 +2,13 @@
 
 #include "core/error.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 namespace btcml {
 namespace {
-
-std::optional<std::string> env(const char* name) {
-    if (name == nullptr) return std::nullopt;
-    const char* v = std::getenv(name);
-    if (v == nullptr || *v == '\0') return std::nullopt;
-    return std::string(v);
-}
 
 std::map<std::string, std::string> read_config_file(const std::filesystem::path& path) {
     std::map<std::string, std::string> values;
@@ -33,6 +27,11 @@ std::map<std::string, std::string> read_config_file(const std::filesystem::path&
         const auto key = item.first.as<std::string>();
         // Structured sections belong to the subsystem that reads them from config_file (src/pipeline).
         if (key == "series" || key == "pipelines") continue;
+        const auto settings = all_settings();
+        if (std::none_of(settings.begin(), settings.end(), [&](const SettingSpec& s) { return s.key == key; })) {
+            throw InvalidInput(fmt::format("config file {}: unknown key '{}' (known: {}; see docs/configuration.md)",
+                                           path.string(), key, known_keys("")));
+        }
         if (!item.second.IsScalar())
             throw InvalidInput(fmt::format("config file {}: '{}' must be a single value", path.string(), key));
         values[key] = item.second.as<std::string>();
@@ -41,7 +40,7 @@ std::map<std::string, std::string> read_config_file(const std::filesystem::path&
 }
 
 std::filesystem::path default_home() {
-    if (auto h = env("HOME")) return std::filesystem::path(*h) / ".btcml";
+    if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') return std::filesystem::path(h) / ".btcml";
     return std::filesystem::current_path() / ".btcml";
 }
 
@@ -61,32 +60,34 @@ LogLevel parse_log_level(const std::string& s) {
 
 } // namespace
 
-std::string Config::setting(const std::optional<std::string>& flag, const char* env_name, const std::string& file_key,
-                            const std::string& fallback) const {
-    if (flag) return *flag;
-    if (auto e = env(env_name)) return *e;
-    if (auto it = file_values.find(file_key); it != file_values.end()) return it->second;
-    return fallback;
+Config::Resolved Config::resolve(Setting setting, const std::optional<std::string>& flag) const {
+    if (flag) return {*flag, Source::flag};
+    if (auto e = env_value(setting)) return {*e, Source::env};
+    const auto& s = spec(setting);
+    if (!s.key.empty())
+        if (auto it = file_values.find(std::string(s.key)); it != file_values.end()) return {it->second, Source::file};
+    return {std::string(s.fallback), Source::fallback};
 }
 
 Config resolve_config(const GlobalFlags& flags) {
     Config config;
     // The file may name the home, so the home used to find the default file comes from flag/env/default only.
     const std::filesystem::path early_home =
-        flags.home ? *flags.home : env("BTCML_HOME").value_or(default_home().string());
+        flags.home ? *flags.home : env_value(Setting::home).value_or(default_home().string());
     if (flags.config_file) {
         config.config_file = *flags.config_file;
-    } else if (auto e = env("BTCML_CONFIG")) {
+    } else if (auto e = env_value(Setting::config)) {
         config.config_file = *e;
     } else if (std::filesystem::exists(early_home / "config.yaml")) {
         config.config_file = early_home / "config.yaml";
     }
     if (!config.config_file.empty()) config.file_values = read_config_file(config.config_file);
 
-    config.home = config.setting(flags.home, "BTCML_HOME", "home", default_home().string());
-    config.db_url = config.setting(flags.db, "BTCML_DB", "db", "");
-    config.log_format = parse_log_format(config.setting(flags.log_format, "BTCML_LOG_FORMAT", "log_format", "text"));
-    config.log_level = parse_log_level(config.setting(flags.log_level, "BTCML_LOG_LEVEL", "log_level", "info"));
+    const auto home = config.resolve(Setting::home, flags.home);
+    config.home = home.source == Config::Source::fallback ? default_home() : std::filesystem::path(home.value);
+    config.db_url = config.value(Setting::db, flags.db);
+    config.log_format = parse_log_format(config.value(Setting::log_format, flags.log_format));
+    config.log_level = parse_log_level(config.value(Setting::log_level, flags.log_level));
     return config;
 }
 

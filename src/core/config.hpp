@@ -1,6 +1,8 @@
 #pragma once
 // Configuration: every setting resolves with the precedence flag > environment variable > config file > default,
 // in this one place. See docs/configuration.md for the list.
+#include "core/settings.hpp"
+
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -31,10 +33,18 @@ struct Config {
     LogLevel log_level = LogLevel::info;
     std::map<std::string, std::string> file_values; // every scalar key of the config file
 
-    /// Resolves a setting that a command owns: `flag` if given, else env `env_name`, else the file's `file_key`,
-    /// else `fallback`.
-    [[nodiscard]] std::string setting(const std::optional<std::string>& flag, const char* env_name,
-                                      const std::string& file_key, const std::string& fallback) const;
+    /// Where a resolved value came from.
+    enum class Source { flag, env, file, fallback };
+    struct Resolved {
+        std::string value;
+        Source source = Source::fallback;
+    };
+    /// Resolves `setting` (core/settings.hpp): `flag` if given, else its environment variable, else its key in the
+    /// file, else its default. Thread-safe (const).
+    [[nodiscard]] Resolved resolve(Setting setting, const std::optional<std::string>& flag = std::nullopt) const;
+    [[nodiscard]] std::string value(Setting setting, const std::optional<std::string>& flag = std::nullopt) const {
+        return resolve(setting, flag).value;
+    }
 };
 
 /// Resolves the global settings. The config file is `--config`, else `BTCML_CONFIG`, else `<home>/config.yaml`

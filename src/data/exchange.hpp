@@ -1,6 +1,7 @@
 #pragma once
 // Private to the exchange sources (source_exchange.cpp) and their tests: one paging loop shared by every exchange,
 // with the per-exchange parts (URL, interval names, response shape) plugged in through ExchangeApi.
+#include "core/settings.hpp"
 #include "data/ingest.hpp"
 
 #include <cstdint>
@@ -23,8 +24,7 @@ struct Record {
 struct ExchangeApi {
     std::string_view name;             // for messages: "Bitstamp"
     std::string_view format;           // ctx.format: "bitstamp-api"
-    std::string_view default_base_url; // "https://www.bitstamp.net"
-    std::string_view base_url_env;     // "BTCML_BITSTAMP_URL"
+    Setting base_url;                  // Setting::bitstamp_url: its env variable and default (core/settings.hpp)
     std::string_view symbol_example;   // for messages: "btcusd"
     std::int64_t page_limit = 1000;    // the most candles one request may ask for
     /// The exchange's name for an interval in seconds; throws UsageError listing the allowed ones.

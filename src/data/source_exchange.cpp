@@ -203,8 +203,7 @@ std::vector<Record> parse_binance(std::string_view body, std::string_view url) {
 const ExchangeApi bitstamp = {
     .name = "Bitstamp",
     .format = "bitstamp-api",
-    .default_base_url = "https://www.bitstamp.net",
-    .base_url_env = "BTCML_BITSTAMP_URL",
+    .base_url = Setting::bitstamp_url,
     .symbol_example = "btcusd",
     .page_limit = 1000,
     .interval_name = bitstamp_interval,
@@ -215,8 +214,7 @@ const ExchangeApi bitstamp = {
 const ExchangeApi binance = {
     .name = "Binance",
     .format = "binance-api",
-    .default_base_url = "https://api.binance.com",
-    .base_url_env = "BTCML_BINANCE_URL",
+    .base_url = Setting::binance_url,
     .symbol_example = "BTCUSDT",
     .page_limit = 1000,
     .interval_name = binance_interval,
@@ -268,16 +266,6 @@ std::int64_t fetch_pages(const ExchangeApi& api, std::string_view base_url, std:
 
 namespace {
 
-std::string base_url(const exchange::ExchangeApi& api, const SourceContext& ctx) {
-    std::string base = ctx.options.base_url;
-    if (base.empty()) {
-        const char* env = std::getenv(std::string(api.base_url_env).c_str());
-        base = env != nullptr && *env != '\0' ? env : std::string(api.default_base_url);
-    }
-    while (base.ends_with('/'))
-        base.pop_back();
-    return base;
-}
 
 /// A failed page request as the user should read it: whose fault, what the exchange said, what to do.
 [[noreturn]] void throw_status(const exchange::ExchangeApi& api, std::string_view symbol, const std::string& url,
@@ -337,10 +325,18 @@ void read_exchange(const exchange::ExchangeApi& api, std::string_view symbol, So
                                  .volume = record.volume,
                                  .parse_error = record.parse_error});
     };
-    exchange::fetch_pages(api, base_url(api, ctx), symbol, plan, fetch, add, ctx.progress);
+    exchange::fetch_pages(api, source_base_url(ctx, api.base_url), symbol, plan, fetch, add, ctx.progress);
 }
 
 } // namespace
+
+std::string source_base_url(const SourceContext& ctx, Setting base_url_setting) {
+    std::string base = ctx.options.base_url;
+    if (base.empty()) base = env_value(base_url_setting).value_or(std::string(spec(base_url_setting).fallback));
+    while (base.ends_with('/'))
+        base.pop_back();
+    return base;
+}
 
 void read_bitstamp(std::string_view spec, SourceContext& ctx) { read_exchange(exchange::bitstamp, spec, ctx); }
 

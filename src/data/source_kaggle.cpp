@@ -21,7 +21,6 @@ namespace fs = std::filesystem;
 
 constexpr std::string_view default_owner = "mczielinski";
 constexpr std::string_view default_dataset = "bitcoin-historical-data";
-constexpr std::string_view default_base_url = "https://www.kaggle.com";
 
 struct KaggleSpec {
     std::string owner;
@@ -55,20 +54,18 @@ struct Credentials {
     std::string key;
 };
 
-std::string env(const char* name) {
-    const char* value = std::getenv(name);
-    return value != nullptr ? value : "";
-}
+std::string env(Setting setting) { return env_value(setting).value_or(""); }
 
 /// Where the Kaggle CLI keeps its token: $KAGGLE_CONFIG_DIR/kaggle.json, else ~/.kaggle/kaggle.json.
 fs::path credentials_file() {
-    if (const auto dir = env("KAGGLE_CONFIG_DIR"); !dir.empty()) return fs::path(dir) / "kaggle.json";
-    return fs::path(env("HOME")) / ".kaggle" / "kaggle.json";
+    if (const auto dir = env(Setting::kaggle_config_dir); !dir.empty()) return fs::path(dir) / "kaggle.json";
+    const char* home = std::getenv("HOME");
+    return fs::path(home != nullptr ? home : "") / ".kaggle" / "kaggle.json";
 }
 
 /// KAGGLE_USERNAME and KAGGLE_KEY when both are set, else the Kaggle CLI's kaggle.json.
 Credentials find_credentials() {
-    if (auto user = env("KAGGLE_USERNAME"), key = env("KAGGLE_KEY"); !user.empty() && !key.empty()) {
+    if (auto user = env(Setting::kaggle_username), key = env(Setting::kaggle_key); !user.empty() && !key.empty()) {
         return {std::move(user), std::move(key)};
     }
     const fs::path path = credentials_file();
@@ -132,11 +129,7 @@ struct RemoveOnExit {
 void read_kaggle(std::string_view spec_text, SourceContext& ctx) {
     const KaggleSpec spec = parse_spec(spec_text);
     const Credentials credentials = find_credentials();
-    std::string base = ctx.options.base_url;
-    if (base.empty()) base = env("BTCML_KAGGLE_URL");
-    if (base.empty()) base = default_base_url;
-    while (base.ends_with('/'))
-        base.pop_back();
+    const std::string base = source_base_url(ctx, Setting::kaggle_url);
 
     std::string url = fmt::format("{}/api/v1/datasets/download/{}/{}", base, net::url_escape(spec.owner),
                                   net::url_escape(spec.dataset));

@@ -75,16 +75,13 @@ std::vector<std::int64_t> MonitorOptions::windows() const {
 
 MonitorOptions MonitorOptions::from_config(const Config& config) {
     MonitorOptions options;
-    if (const auto it = config.file_values.find("live_window"); it != config.file_values.end())
-        options.live_window_s = parse_interval_arg(it->second, "config live_window");
-    if (const auto it = config.file_values.find("drift_bars"); it != config.file_values.end()) {
-        const auto& text = it->second;
-        std::int64_t n = 0;
-        const auto res = std::from_chars(text.data(), text.data() + text.size(), n);
-        if (res.ec != std::errc{} || res.ptr != text.data() + text.size() || n < 10 || n > 1'000'000)
-            throw UsageError(fmt::format("config drift_bars: '{}' is not a bar count from 10 to 1000000", text));
-        options.drift_bars = n;
-    }
+    options.live_window_s = parse_interval_arg(config.value(Setting::live_window), "config live_window");
+    const auto text = config.value(Setting::drift_bars);
+    std::int64_t n = 0;
+    const auto res = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (res.ec != std::errc{} || res.ptr != text.data() + text.size() || n < 10 || n > 1'000'000)
+        throw UsageError(fmt::format("config drift_bars: '{}' is not a bar count from 10 to 1000000", text));
+    options.drift_bars = n;
     return options;
 }
 

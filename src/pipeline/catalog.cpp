@@ -1,6 +1,7 @@
 #include "pipeline/catalog.hpp"
 
 #include "core/error.hpp"
+#include "core/settings.hpp"
 #include "core/time.hpp"
 
 #include <fmt/format.h>
@@ -108,10 +109,8 @@ PipelineSettings configured_settings(const Config& config) {
         else if (key == "epochs")
             settings.epochs = count(1, 10'000);
         else
-            throw InvalidInput(
-                fmt::format("config file {}: unknown key pipelines.{} (known: tick_every, retrain_every, "
-                            "attempts, backoff, tick_timeout, retrain_timeout, epochs)",
-                            where, key));
+            throw InvalidInput(fmt::format("config file {}: unknown key pipelines.{} (known: {})", where, key,
+                                           known_keys("pipelines")));
     }
     return settings;
 }

@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/settings.hpp"
 
 #include <fmt/format.h>
 
@@ -23,8 +24,8 @@ std::int64_t now_ms() {
 } // namespace
 
 std::chrono::milliseconds heartbeat_period() {
-    const char* text = std::getenv("BTCML_HEARTBEAT_SECONDS");
-    if (text == nullptr || *text == '\0') return std::chrono::seconds(10);
+    const auto value = env_value(Setting::heartbeat_seconds).value_or(std::string(spec(Setting::heartbeat_seconds).fallback));
+    const char* text = value.c_str();
     char* end = nullptr;
     const double seconds = std::strtod(text, &end);
     if (*end != '\0' || !std::isfinite(seconds) || seconds < 0.01 || seconds > 3600)

@@ -2,6 +2,7 @@
 #include "core/error.hpp"
 
 #include <cstdlib>
+#include <set>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
@@ -43,8 +44,48 @@ TEST_F(ConfigTest, FlagsBeatEnvBeatFileBeatDefaults) {
     flags.db = "sqlite:/from/flag.db";
     c = resolve_config(flags);
     EXPECT_EQ(c.db_url, "sqlite:/from/flag.db");
-    EXPECT_EQ(c.setting(std::nullopt, "BTCML_TRACKING_URI", "tracking_uri", "local"), "http://file");
-    EXPECT_EQ(c.setting(std::nullopt, "BTCML_NOT_SET", "not_in_file", "local"), "local");
+    EXPECT_EQ(c.value(Setting::tracking_uri), "http://file");
+    EXPECT_EQ(c.resolve(Setting::tracking_uri).source, Config::Source::file);
+    EXPECT_EQ(c.value(Setting::tracking_uri, "http://flag"), "http://flag");
+    EXPECT_EQ(c.value(Setting::live_window), "30d");
+    EXPECT_EQ(c.resolve(Setting::live_window).source, Config::Source::fallback);
+    setenv("BTCML_TRACKING_URI", "http://env", 1);
+    EXPECT_EQ(c.resolve(Setting::tracking_uri).value, "http://env");
+    EXPECT_EQ(c.resolve(Setting::tracking_uri).source, Config::Source::env);
+    unsetenv("BTCML_TRACKING_URI");
+}
+
+TEST_F(ConfigTest, EverySettingIsDefinedOnceAtItsOwnPlace) {
+    std::set<std::string_view> keys;
+    std::set<std::string_view> envs;
+    for (const auto& s : all_settings()) {
+        EXPECT_EQ(&spec(s.id), &s);
+        EXPECT_FALSE(s.meaning.empty());
+        EXPECT_FALSE(s.key.empty() && s.env.empty()) << s.meaning;
+        if (!s.key.empty()) EXPECT_TRUE(keys.insert(s.key).second) << s.key;
+        if (!s.env.empty()) EXPECT_TRUE(envs.insert(s.env).second) << s.env;
+    }
+    EXPECT_EQ(known_keys("pipelines"), "tick_every, retrain_every, attempts, backoff, tick_timeout, retrain_timeout, epochs");
+    const auto reference = settings_reference_markdown();
+    for (const auto& s : all_settings())
+        EXPECT_NE(reference.find(std::string(s.meaning)), std::string::npos) << s.meaning;
+}
+
+TEST_F(ConfigTest, AnUnknownKeyInTheFileIsNamed) {
+    std::ofstream(file_) << "db: sqlite:/x.db\ntracking_url: http://typo\n";
+    GlobalFlags flags;
+    flags.config_file = file_.string();
+    try {
+        resolve_config(flags);
+        FAIL();
+    } catch (const InvalidInput& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("unknown key 'tracking_url'"), std::string::npos) << what;
+        EXPECT_NE(what.find("tracking_uri"), std::string::npos) << what; // the known keys are listed
+    }
+    // An environment-only setting (a secret that belongs in no file) is unknown to the file too.
+    std::ofstream(file_) << "BTCML_API_KEY: k\n";
+    EXPECT_THROW(resolve_config(flags), InvalidInput);
 }
 
 TEST_F(ConfigTest, HomeConfigFileIsFoundByDefault) {
