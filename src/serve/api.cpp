@@ -591,7 +591,8 @@ Response docs_file(Service&, const Request& request) {
         {"favicon-32x32.png", "image/png"},
     };
     for (const auto& [name, type] : kFiles)
-        if (request.params.at(0) == name) return asset_response(request, name, std::string(type), "public, max-age=3600");
+        if (request.params.at(0) == name)
+            return asset_response(request, name, std::string(type), "public, max-age=3600");
     throw NotFound(fmt::format("no file {} under /docs", request.params.at(0)));
 }
 

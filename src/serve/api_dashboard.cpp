@@ -215,20 +215,20 @@ Response show_run(Service& service, const Request& request) {
     // MLflow's own page of the run, when it reached a server.
     nlohmann::json mlflow_url;
     if (!run->tracking_uri.empty() && !run->remote_id.empty())
-        mlflow_url = fmt::format("{}/#/experiments/{}/runs/{}", run->tracking_uri, run->remote_experiment_id,
-                                 run->remote_id);
-    return json_response({{"run_id", run->id},
-                          {"experiment", run->experiment},
-                          {"name", run->name},
-                          {"status", run->status},
-                          {"started_at", time_or_null(run->start_ms)},
-                          {"ended_at", run->end_ms ? time_or_null(*run->end_ms) : nlohmann::json()},
-                          {"seconds", run->end_ms ? nlohmann::json((*run->end_ms - run->start_ms) / 1000.0)
-                                                  : nlohmann::json()},
-                          {"params", data.params},
-                          {"tags", data.tags},
-                          {"metrics", metrics},
-                          {"mlflow_url", mlflow_url}});
+        mlflow_url =
+            fmt::format("{}/#/experiments/{}/runs/{}", run->tracking_uri, run->remote_experiment_id, run->remote_id);
+    return json_response(
+        {{"run_id", run->id},
+         {"experiment", run->experiment},
+         {"name", run->name},
+         {"status", run->status},
+         {"started_at", time_or_null(run->start_ms)},
+         {"ended_at", run->end_ms ? time_or_null(*run->end_ms) : nlohmann::json()},
+         {"seconds", run->end_ms ? nlohmann::json((*run->end_ms - run->start_ms) / 1000.0) : nlohmann::json()},
+         {"params", data.params},
+         {"tags", data.tags},
+         {"metrics", metrics},
+         {"mlflow_url", mlflow_url}});
 }
 
 Response list_rejected(Service& service, const Request& request) {
