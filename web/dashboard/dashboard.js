@@ -266,7 +266,7 @@ const models = {
     const cards = await Promise.all(mine.map((m) => api(`/api/v1/models/${m.version}`)));
     const gates = new Map(promotions.versions.map((v) => [v.version, v.gate]));
     const rows = cards.map((c) => {
-      const horizons = Object.keys(c.metrics || {});
+      const horizons = Object.keys(c.metrics || {}).sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
       const summary = horizons.map((h) => {
         const byModel = c.metrics[h];
         const others = Object.keys(byModel).filter((k) => k !== 'model');
@@ -275,7 +275,8 @@ const models = {
       });
       const gate = gates.get(c.version);
       return el('tr', { testid: `model-${c.version}` }, el('td', {}, `v${c.version}`),
-                el('td', {}, c.champion ? el('strong', { class: 'good' }, 'champion') : (c.aliases || []).join(', ')),
+                el('td', { testid: 'alias' }, c.champion ? el('strong', { class: 'good' }, 'champion')
+                                                         : (c.aliases || []).join(', ')),
                 el('td', {}, shortTime(c.created_at)), el('td', {}, summary.map((s) => el('div', {}, s))),
                 el('td', { style: 'white-space:normal', title: gate ? gate.reason : '' },
                    gate && gate.decision ? `${gate.decision}${gate.forced ? ' (forced)' : ''}` : '–'),
@@ -335,7 +336,7 @@ const runs = {
     const params = Object.entries(modelCard.hyperparameters || {});
     this.details.replaceChildren(
       el('div', { class: 'cards' }, card('Epochs', `${epochs.length}`, 'epochs'),
-         card('Training time', `${seconds.toFixed(1)} s`, 'train-seconds'),
+         card('Training time', `${seconds.toFixed(2)} s`, 'train-seconds'),
          card('Run time', run && run.seconds !== null ? `${run.seconds.toFixed(1)} s` : '–', 'run-seconds'),
          card('MLflow', run && run.mlflow_url ? el('a', { href: run.mlflow_url, target: '_blank', rel: 'noopener' },
                                                   'open run') : 'not configured', 'mlflow')),
