@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from browser import browser  # noqa: F401 (the session's Chromium)
+from browser import SCREENSHOTS, browser  # noqa: F401 (browser: the session's Chromium)
 from alerting import wait_until
 from conftest import Btcml, copy_home
 from serving import Server
@@ -171,9 +171,9 @@ def test_every_view_loads_draws_and_shows_the_apis_numbers(browser, server):  # 
             assert 1 in latest, "the replay left no scored 1 h forecast"
             for h, r in latest.items():
                 assert number(shown(browser, f'[data-testid="live-h{h}"] [data-testid="mae"]')) == \
-                    pytest.approx(r["mae"], abs=0.006)
+                    pytest.approx(r["mae"], abs=6e-6)
                 assert number(shown(browser, f'[data-testid="live-h{h}"] [data-testid="pinball"]')) == \
-                    pytest.approx(r["pinball"], abs=0.006)
+                    pytest.approx(r["pinball"], abs=6e-6)
                 assert number(shown(browser, f'[data-testid="live-h{h}"] [data-testid="coverage"]')) == \
                     pytest.approx(100 * r["coverage_80"], abs=0.06)
             # Baselines are named by the API's fields, not by a list in the page.
@@ -294,10 +294,15 @@ def test_bundle_is_under_budget_and_first_paint_is_under_a_second(browser, serve
     assert all(a.status_code == 200 for a in assets)
     gzipped = sum(len(gzip.compress(a.content, 9)) for a in assets)
     assert "://" not in page.text, "the page loads nothing from another host"
-    open_view(browser, server, "overview")
-    fcp_ms = browser.eval("performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null")
-    assert fcp_ms is not None
-    report = {"bundle_gzip_bytes": gzipped, "first_contentful_paint_ms": round(fcp_ms, 1)}
+    # Three loads in fresh tabs; the median, so that one hiccup of a busy machine does not decide.
+    paints = []
+    for _ in range(3):
+        open_view(browser, server, "overview")
+        paints.append(browser.eval("performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"))
+        assert paints[-1] is not None, "no first contentful paint was recorded"
+    fcp_ms = sorted(paints)[1]
+    report = {"bundle_gzip_bytes": gzipped, "first_contentful_paint_ms": [round(p, 1) for p in paints]}
+    (SCREENSHOTS.parent / "dashboard-budget.json").write_text(json.dumps(report) + "\n")
     print("dashboard budget:", json.dumps(report))
     assert gzipped < 300_000, report
     assert fcp_ms < 1000, report

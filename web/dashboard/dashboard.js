@@ -8,6 +8,8 @@ const POLL_MS = 2000;
 const BARS_SHOWN = 300;
 const COLORS = ['#2962ff', '#ff6d00', '#00897b', '#8e24aa', '#c62828', '#6d4c41', '#546e7a'];
 const KEY_STORE = 'btcml.apiKey';
+// Live errors are fractions of the price (log returns): they need more digits than prices.
+const SMALL = { type: 'price', precision: 5, minMove: 0.00001 };
 
 const state = { series: [], current: null, view: null, charts: [], busy: false };
 
@@ -179,7 +181,7 @@ function metricLines(chart, rows, metric, existing) {
   names.sort((a, b) => (a === metric ? -1 : b === metric ? 1 : a.localeCompare(b)));
   const entries = [];
   names.forEach((name, i) => {
-    if (!existing.has(name)) existing.set(name, line(chart, COLORS[i % COLORS.length]));
+    if (!existing.has(name)) existing.set(name, line(chart, COLORS[i % COLORS.length], { priceFormat: SMALL }));
     existing.get(name).setData(points(rows.map((r) => ({ time: unix(r.computed_at), value: r[name] }))));
     entries.push([name === metric ? `model ${metric}` : name.replace(`_${metric}`, ` ${metric}`),
                   COLORS[i % COLORS.length]]);
@@ -228,8 +230,8 @@ const accuracy = {
     this.latest.replaceChildren(table(['horizon', 'forecasts', 'MAE', 'naive MAE', 'pinball', 'baseline pinball',
                                        'coverage 80 %', 'direction'],
       [...newest.values()].map((r) => el('tr', { testid: `live-h${r.horizon}` }, el('td', {}, `${r.horizon}`),
-        el('td', {}, `${r.scored}`), el('td', { testid: 'mae' }, num(r.mae, 2)), el('td', {}, num(r.naive_mae, 2)),
-        el('td', { testid: 'pinball' }, num(r.pinball, 2)), el('td', {}, num(r.baseline_pinball, 2)),
+        el('td', {}, `${r.scored}`), el('td', { testid: 'mae' }, num(r.mae, 5)), el('td', {}, num(r.naive_mae, 5)),
+        el('td', { testid: 'pinball' }, num(r.pinball, 5)), el('td', {}, num(r.baseline_pinball, 5)),
         el('td', { testid: 'coverage' }, pct(r.coverage_80)), el('td', {}, pct(r.direction_accuracy)))), 'live-table'));
     this.drift.replaceChildren(table(['feature', 'PSI', 'bars', 'model', 'measured'],
       m.drift.map((d) => el('tr', {}, el('td', {}, d.feature), el('td', { class: d.psi > 0.2 ? 'bad' : '' }, num(d.psi, 3)),
