@@ -209,6 +209,12 @@ Response show_run(Service& service, const Request& request) {
         if (run) data = store->run_data(id, false);
     }
     if (!run) throw NotFound(fmt::format("no training run {}", id));
+    const auto object = [](const store::KeyValues& pairs) {
+        nlohmann::json out = nlohmann::json::object();
+        for (const auto& [key, value] : pairs)
+            out[key] = value;
+        return out;
+    };
     nlohmann::json metrics = nlohmann::json::object();
     for (const auto& m : data.metrics)
         metrics[m.key].push_back({{"step", m.step}, {"value", m.value}, {"time", format_iso8601_ms(m.timestamp_ms)}});
@@ -225,8 +231,8 @@ Response show_run(Service& service, const Request& request) {
          {"started_at", time_or_null(run->start_ms)},
          {"ended_at", run->end_ms ? time_or_null(*run->end_ms) : nlohmann::json()},
          {"seconds", run->end_ms ? nlohmann::json((*run->end_ms - run->start_ms) / 1000.0) : nlohmann::json()},
-         {"params", data.params},
-         {"tags", data.tags},
+         {"params", object(data.params)},
+         {"tags", object(data.tags)},
          {"metrics", metrics},
          {"mlflow_url", mlflow_url}});
 }

@@ -322,6 +322,18 @@ def test_assets_carry_etags_and_answer_304_when_unchanged(server):
     assert missing.status_code == 404 and "other.js" in missing.json()["detail"]
 
 
+def test_a_training_runs_curves_and_parameters(server):
+    for run in server.get("/api/v1/runs").json()["training_runs"]:
+        card = server.get(f"/api/v1/models/{run['model_version']}").json()
+        detail = server.get(f"/api/v1/runs/{run['run_id']}").json()
+        assert detail["run_id"] == run["run_id"] and detail["status"] == "FINISHED" and detail["seconds"] > 0
+        assert detail["params"]["hidden"] == str(card["hyperparameters"]["hidden"])
+        assert [p["value"] for p in detail["metrics"]["train_loss"]] == \
+            pytest.approx([e["train_loss"] for e in card["epochs"]])
+        assert [p["step"] for p in detail["metrics"]["validation_loss"]] == [e["epoch"] for e in card["epochs"]]
+        assert detail["mlflow_url"] is None  # no tracking server configured
+
+
 def test_gap_and_rejected_row_apis(server):
     last = newest_bar(server)
     first = next_bar(last, 0)
