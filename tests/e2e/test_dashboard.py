@@ -352,3 +352,34 @@ def test_gap_and_rejected_row_apis(server):
     assert server.get("/api/v1/ingest-runs/999/rejected").status_code == 404
     assert server.get("/api/v1/ingest-runs/x/rejected").status_code == 400
     assert server.get("/api/v1/runs/nope").status_code == 404
+
+
+def test_the_dashboards_read_apis_on_both_backends(btcml, tmp_path):
+    """Without a model: the views' APIs answer from the store alone, on SQLite and PostgreSQL alike."""
+    csv = tmp_path / "bars.csv"
+    write_bars(csv, START, [0.004] * 48, seed=4)
+    lines = csv.read_text().splitlines()
+    del lines[11:13]  # 10:00 and 11:00 are missing
+    lines.insert(20, lines[20].rsplit(",", 2)[0] + ",-1,5")  # a bad row (negative close) at line 21
+    csv.write_text("\n".join(lines) + "\n")
+    btcml.json("ingest", str(csv), "--symbol", "GAPUSD", "--interval", "1h")
+    query = {"symbol": "GAPUSD", "interval": "1h"}
+    with Server(btcml) as s:
+        series = s.get("/api/v1/series").json()["series"]
+        assert len(series) == 1 and series[0]["bars"] == 46 and series[0]["model_version"] is None
+        assert series[0]["first_time"] == iso(START) and series[0]["last_time"] == iso(START + timedelta(hours=47))
+        assert series[0]["age_seconds"] > 0
+        gaps = s.get("/api/v1/gaps", params=query).json()
+        assert gaps["missing_bars"] == 2 and gaps["gaps"] == [
+            {"after": iso(START + timedelta(hours=9)), "before": iso(START + timedelta(hours=12)), "missing_bars": 2}]
+        run = s.get("/api/v1/runs").json()["ingest_runs"][0]
+        rejected = s.get(f"/api/v1/ingest-runs/{run['id']}/rejected").json()
+        assert rejected["by_reason"] == {"non_positive_price": 1} and rejected["rows"][0]["line"] == 21
+        assert s.get("/api/v1/monitoring", params=query).json() == {**query, "live_metrics": [], "drift": []}
+        assert s.get("/api/v1/promotions", params=query).json() == {
+            "registered_model": "btcml-GAPUSD-1h", "versions": [], "champion_history": []}
+        assert s.get("/api/v1/alerts").json() == {"open": 0, "alerts": []}
+        # With no model serving, a series must be named.
+        r = s.get("/api/v1/gaps")
+        assert r.status_code == 400 and r.json()["errors"][0]["field"] == "symbol"
+        assert s.get("/").status_code == 200

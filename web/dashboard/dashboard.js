@@ -11,7 +11,7 @@ const KEY_STORE = 'btcml.apiKey';
 // Live errors are fractions of the price (log returns): they need more digits than prices.
 const SMALL = { type: 'price', precision: 5, minMove: 0.00001 };
 
-const state = { series: [], current: null, view: null, charts: [], busy: false };
+const state = { series: [], current: null, view: null, charts: [], busy: false, again: false };
 
 // ---- helpers -------------------------------------------------------------------------------------------------
 
@@ -469,8 +469,12 @@ function show(name) {
 }
 
 async function refresh() {
-  if (state.busy) return;
+  if (state.busy) {
+    state.again = true; // a view change or an action while a refresh runs: refresh once more right after it
+    return;
+  }
   state.busy = true;
+  state.again = false;
   const view = state.view;
   try {
     await loadSeries();
@@ -486,6 +490,7 @@ async function refresh() {
     setStatus(`could not load: ${e.message}`, true);
   } finally {
     state.busy = false;
+    if (state.again) refresh();
   }
 }
 
