@@ -5,7 +5,7 @@ import { CandlestickSeries, ColorType, LineSeries, LineStyle, createChart, creat
 import './dashboard.css';
 
 const POLL_MS = 2000;
-const BARS_SHOWN = 300;
+const BARS_SHOWN = 168; // a week of hourly bars: the forecast fan stays wide enough to read
 const COLORS = ['#2962ff', '#ff6d00', '#00897b', '#8e24aa', '#c62828', '#6d4c41', '#546e7a'];
 const KEY_STORE = 'btcml.apiKey';
 // Live errors are fractions of the price (log returns): they need more digits than prices.
@@ -83,7 +83,7 @@ function legend(entries) {
 
 const chartLayout = {
   autoSize: true,
-  layout: { background: { type: ColorType.Solid, color: '#ffffff' }, textColor: '#1c2330', attributionLogo: false },
+  layout: { background: { type: ColorType.Solid, color: '#ffffff' }, textColor: '#1c2330' },
   grid: { vertLines: { color: '#eef1f5' }, horzLines: { color: '#eef1f5' } },
 };
 
@@ -141,9 +141,15 @@ const overview = {
       api('/api/v1/alerts?limit=20'),
     ]);
     const last = bars.bars[bars.bars.length - 1];
-    this.candles.setData(bars.bars.map((b) => ({ time: unix(b.time), open: b.open, high: b.high, low: b.low,
-                                                 close: b.close })));
     const fc = forecast ? forecast.forecasts : [];
+    // The time scale gives each time one slot: empty slots for the bars to come keep the fan's horizons to scale.
+    const step = intervalSeconds(s.interval);
+    const future = [];
+    if (last && fc.length)
+      for (let t = unix(last.time) + step; t <= Math.max(...fc.map((f) => unix(f.target_time))); t += step)
+        future.push({ time: t });
+    this.candles.setData(bars.bars.map((b) => ({ time: unix(b.time), open: b.open, high: b.high, low: b.low,
+                                                 close: b.close })).concat(future));
     const start = forecast && { time: unix(forecast.as_of), value: last && last.time === forecast.as_of ? last.close : null };
     const fan = (key) => (start && start.value !== null ? [start] : []).concat(
       fc.map((f) => ({ time: unix(f.target_time), value: f[key] })));
