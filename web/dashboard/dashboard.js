@@ -367,7 +367,7 @@ const pipelines = {
       const trigger = p.kind === 'retrain'
         ? el('button', { testid: `trigger-${p.name}`, onclick: () => this.trigger(p.name) }, 'Retrain now') : '';
       return el('div', {}, el('h2', {}, `${p.name} `, el('span', { class: 'muted' },
-                                                         `(${p.kind}, every ${p.every ?? '–'}) `), trigger),
+                                                         `(${p.kind}, ${p.every && p.every !== 'never' ? `every ${p.every}` : 'on triggers only'}) `), trigger),
         table(['run', 'trigger', 'reason', 'status', 'queued', 'seconds', 'tasks'],
               list.map((r) => el('tr', {}, el('td', {}, `${r.id}`), el('td', {}, r.trigger),
                                  el('td', { style: 'white-space:normal' }, r.reason),
@@ -415,7 +415,7 @@ const data = {
                                card('Last bar', shortTime(s.last_time)), card('Data age', age(s.age_seconds)),
                                card('Missing bars', `${gaps.missing_bars}`, 'missing-bars', gaps.missing_bars ? 'bad' : ''));
     this.runs.replaceChildren(table(['run', 'source', 'status', 'started', 'read', 'inserted', 'duplicate', 'rejected'],
-      mine.map((r) => el('tr', { testid: `ingest-${r.id}` }, el('td', {}, `${r.id}`), el('td', {}, r.source),
+      mine.slice(0, 20).map((r) => el('tr', { testid: `ingest-${r.id}` }, el('td', {}, `${r.id}`), el('td', {}, r.source),
                          el('td', { class: r.status === 'failed' ? 'bad' : '' }, r.status + (r.error ? `: ${r.error}` : '')),
                          el('td', {}, shortTime(r.started_at)), el('td', {}, `${r.rows_read}`),
                          el('td', {}, `${r.rows_inserted}`), el('td', {}, `${r.rows_duplicate}`),
