@@ -48,12 +48,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$status" -eq 0 ] || exit "$status"
 fi
 
-# Swagger UI, pinned by web/package-lock.json.
+# Swagger UI, the dashboard's libraries and its bundler, pinned by web/package-lock.json.
 if [ ! -f web/node_modules/.package-lock.json ] || ! cmp -s web/package-lock.json web/node_modules/.btcml-lock; then
     # --ignore-scripts: the packages need no build step, and scarf (a dependency) would phone home.
     (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
     cp web/package-lock.json web/node_modules/.btcml-lock
 fi
+scripts/install-browser.sh # Debian's chromium for the dashboard's browser tests
 
 # Python tools for tests and benchmark baselines, pinned (see requirements-dev.txt).
 if [ ! -x .venv/bin/python ] || ! cmp -s requirements-dev.txt .venv/.requirements 2>/dev/null; then

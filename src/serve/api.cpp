@@ -4,6 +4,7 @@
 #include "core/time.hpp"
 #include "data/ingest.hpp"
 #include "model/artifact.hpp"
+#include "serve/api_dashboard.hpp"
 #include "serve/api_pipelines.hpp"
 #include "serve/assets.hpp"
 #include "tracking/registry.hpp"
@@ -189,6 +190,8 @@ std::shared_ptr<ServedSeries> served_param(const Request& request, const Service
     }
 }
 
+} // namespace
+
 /// The series of ?symbol=&interval= (any stored series); what is not given is the default served series' (the only
 /// one served, else BTCUSD 1h).
 SeriesKey series_param(const Request& request, const Service& service) {
@@ -207,6 +210,8 @@ SeriesKey series_param(const Request& request, const Service& service) {
     if (interval) key.interval = *interval;
     return key;
 }
+
+namespace {
 
 int version_param(const Request& request) {
     const auto text = request.params.at(0);
@@ -572,17 +577,12 @@ Response metrics(Service& service, const Request&) {
     return {200, "text/plain; version=0.0.4; charset=utf-8", service.metrics().render(), {}};
 }
 
-Response embedded(std::string_view name, std::string content_type) {
-    const auto file = asset(name);
-    if (!file)
-        throw Unavailable(fmt::format("{} was not embedded at build time: run scripts/install-deps.sh (npm ci in web/) "
-                                      "and rebuild",
-                                      name));
-    return {200, std::move(content_type), std::string(*file), {{"Cache-Control", "public, max-age=3600"}}};
+Response openapi(Service&, const Request& request) {
+    return asset_response(request, "openapi.json", "application/json", "public, max-age=3600");
 }
-
-Response openapi(Service&, const Request&) { return embedded("openapi.json", "application/json"); }
-Response docs(Service&, const Request&) { return embedded("docs.html", "text/html; charset=utf-8"); }
+Response docs(Service&, const Request& request) {
+    return asset_response(request, "docs.html", "text/html; charset=utf-8", "public, max-age=3600");
+}
 
 Response docs_file(Service&, const Request& request) {
     static constexpr std::pair<std::string_view, std::string_view> kFiles[] = {
@@ -591,7 +591,8 @@ Response docs_file(Service&, const Request& request) {
         {"favicon-32x32.png", "image/png"},
     };
     for (const auto& [name, type] : kFiles)
-        if (request.params.at(0) == name) return embedded(name, std::string(type));
+        if (request.params.at(0) == name)
+            return asset_response(request, name, std::string(type), "public, max-age=3600");
     throw NotFound(fmt::format("no file {} under /docs", request.params.at(0)));
 }
 
@@ -626,6 +627,15 @@ constexpr RouteRow kRoutes[] = {
     {{"GET", "/openapi.json", Access::open, Work::io}, openapi},
     {{"GET", "/docs", Access::open, Work::io}, docs},
     {{"GET", "/docs/{file}", Access::open, Work::io}, docs_file},
+    {{"GET", "/", Access::open, Work::io}, dashboard_page},
+    {{"GET", "/ui/{file}", Access::open, Work::io}, dashboard_file},
+    {{"GET", "/api/v1/series", Access::read, Work::pool}, list_series},
+    {{"GET", "/api/v1/monitoring", Access::read, Work::pool}, get_monitoring},
+    {{"GET", "/api/v1/alerts", Access::read, Work::pool}, list_alerts},
+    {{"GET", "/api/v1/promotions", Access::read, Work::pool}, list_promotions},
+    {{"GET", "/api/v1/runs/{run_id}", Access::read, Work::pool}, show_run},
+    {{"GET", "/api/v1/ingest-runs/{id}/rejected", Access::read, Work::pool}, list_rejected},
+    {{"GET", "/api/v1/gaps", Access::read, Work::pool}, list_gaps},
 };
 
 } // namespace

@@ -37,6 +37,10 @@ std::string string_member(const nlohmann::json& object, const char* name);
 std::int64_t int_param(const Request& request, const char* name, std::int64_t fallback, std::int64_t lo,
                        std::int64_t hi);
 
+/// The series of ?symbol=&interval= (any stored series); what is not given is the default served series' (the only
+/// one served, else BTCUSD 1h). 400 naming the parameter when neither can be resolved.
+SeriesKey series_param(const Request& request, const Service& service);
+
 /// POST /api/v1/alerts, Alertmanager's webhook (api_alerts.cpp).
 Response post_alerts(Service& service, const Request& request);
 
