@@ -69,6 +69,8 @@ class Airflow:
             "BTCML_BIN": str(BIN),
             # Retries stay on, their waits short.
             "BTCML_AIRFLOW_RETRY_DELAY": "2",
+            # Runs come from the tests alone: no cron slot falls inside a test session.
+            "BTCML_AIRFLOW_RETRAIN_CRON": "0 0 1 1 *",
             "PYTHONUNBUFFERED": "1",
         }
         # Each use says which btcml store its tasks work on (BTCML_DB, BTCML_HOME, BTCML_CONFIG).
