@@ -46,7 +46,12 @@ std::shared_ptr<AirflowRelay> airflow_relay_from_config(const Config& config) {
         throw UsageError(fmt::format("airflow_url is {} but BTCML_AIRFLOW_USERNAME or BTCML_AIRFLOW_PASSWORD is not "
                                      "set: credentials come from the environment only",
                                      settings.url));
-    return std::make_shared<AirflowRelay>(std::move(settings));
+    // The alert's store transaction waits for Airflow: fail fast (503) and let Alertmanager retry the notification.
+    net::ClientOptions client;
+    client.connect_timeout = std::chrono::seconds(5);
+    client.timeout = std::chrono::seconds(15);
+    client.retry.max_attempts = 2;
+    return std::make_shared<AirflowRelay>(std::move(settings), client);
 }
 
 std::string alert_dag_run_id(const std::string& group_key, const std::string& starts_at, const std::string& symbol,
