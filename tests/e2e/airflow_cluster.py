@@ -230,9 +230,10 @@ def airflow(tmp_path_factory, pg_base):
 
 
 def write_bars(path: Path, seed: int, bars: int = 1200, bad_every: int = 0):
-    """Hourly bars of a seeded random walk ending 2026-01-01; every `bad_every`-th row a negative price."""
+    """Hourly bars of a seeded random walk from 2025-11-01 (more bars: the same ones and later ones); every
+    `bad_every`-th row a negative price."""
     rng = random.Random(seed)
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc) - datetime.timedelta(hours=bars)
+    start = datetime.datetime(2025, 11, 1, tzinfo=datetime.timezone.utc)
     price = 100.0 * (1 + seed)
     lines = ["time,open,high,low,close,volume"]
     for i in range(bars):
@@ -251,6 +252,8 @@ class Store:
 
     def __init__(self, root: Path, pg_base: str | None, series: dict[str, int], bad: dict[str, int] | None = None):
         root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.seeds = series
         self.db_name = None
         self.pg_base = pg_base
         db = None

@@ -6,10 +6,11 @@ workers) gets btcml serve's relayed alert (once, however often the alert arrives
 series' tasks over both workers with the same models as the built-in scheduler trains. See docs/airflow.md."""
 import datetime
 import json
+import time
 
 import pytest
 
-from airflow_cluster import Store, airflow, cluster, pg_base, task_instances, wait_for_dag_run  # noqa: F401 (fixtures)
+from airflow_cluster import Store, airflow, write_bars, cluster, pg_base, task_instances, wait_for_dag_run  # noqa: F401 (fixtures)
 from conftest import Btcml
 from serving import Server
 
@@ -152,3 +153,44 @@ def test_celery_workers_share_the_series_and_match_the_builtin_scheduler(cluster
         assert mine["metrics"] == trained[symbol]["metrics"], symbol
         assert mine["hyperparameters"] == trained[symbol]["hyperparameters"]
         assert mine["data"] == trained[symbol]["data"]
+
+
+def xcom(af, run_id: str, task_id: str, map_index: int, dag_id: str = "btcml_retrain"):
+    r = af.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+               params={"map_index": map_index, "deserialize": True})
+    assert r.status_code == 200, r.text
+    return r.json()["value"]
+
+
+@pytest.mark.timeout(900)
+def test_new_bars_from_btcml_ingest_retrain_that_series_alone(cluster):
+    af, store = cluster.airflow, cluster.store
+    before = {"AAA": store.versions("AAA")}
+    # btcml_ingest's own schedule started a run with the cluster: the new bars must be this test's run's to ingest.
+    for scheduled in af.api("GET", "/dags/btcml_ingest/dagRuns", params={"limit": 100}).json()["dag_runs"]:
+        wait_for_dag_run(af, "btcml_ingest", scheduled["dag_run_id"], timeout=300)
+    runs = af.api("GET", "/dags/btcml_retrain/dagRuns", params={"limit": 100}).json()["dag_runs"]
+    known = {r["dag_run_id"] for r in runs}
+    write_bars(store.root / "AAA.csv", store.seeds["AAA"], bars=1224)  # 24 new hourly bars at AAA's source
+    run_id = "new-bars-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    r = af.api("POST", "/dags/btcml_ingest/dagRuns", json={"dag_run_id": run_id, "logical_date": None})
+    assert r.status_code == 200, r.text
+    assert wait_for_dag_run(af, "btcml_ingest", run_id, timeout=300)["state"] == "success"
+    assert xcom(af, run_id, "tick_series.announce", 0, "btcml_ingest") == 24
+    assert xcom(af, run_id, "tick_series.announce", 1, "btcml_ingest") == 0
+    # The asset event of AAA's new bars schedules btcml_retrain, for AAA alone.
+    deadline = time.monotonic() + 120
+    while True:
+        runs = af.api("GET", "/dags/btcml_retrain/dagRuns", params={"limit": 100}).json()["dag_runs"]
+        triggered = [r for r in runs if r["dag_run_id"] not in known and r["run_type"] == "asset_triggered"]
+        if triggered:
+            break
+        assert time.monotonic() < deadline, [(r["dag_run_id"], r["run_type"]) for r in runs]
+        time.sleep(1)
+    retrain_id = triggered[0]["dag_run_id"]
+    assert wait_for_dag_run(af, "btcml_retrain", retrain_id, timeout=600)["state"] == "success"
+    tis = task_instances(af, "btcml_retrain", retrain_id)
+    assert {t["map_index"] for t in tis if t["task_id"] == "retrain_series.train"} == {0}
+    trained = xcom(af, retrain_id, "retrain_series.train", 0)
+    assert trained["registry"]["name"] == "btcml-AAA-1h" and trained["splits"]["test"]["to"] > "2025-12-21"
+    assert trained["model_version"] in store.versions("AAA") and trained["model_version"] not in before["AAA"]
