@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from airflow_cluster import Store, airflow, write_bars, cluster, pg_base, task_instances, wait_for_dag_run  # noqa: F401 (fixtures)
+from airflow_cluster import Store, task_instances, wait_for_dag_run, write_bars
+from airflow_cluster import airflow, cluster, pg_base  # noqa: F401 (fixtures)
 from conftest import Btcml
 from serving import Server
 
@@ -76,7 +77,8 @@ def relaying_server(cluster, tmp_path, name: str) -> Server:
     """A btcml serve with its own store whose config names series ZZZ and Airflow's API server."""
     home = tmp_path / name
     home.mkdir()
-    (home / "config.yaml").write_text(f"series:\n  - symbol: ZZZ\n    interval: 1h\nairflow_url: {cluster.airflow.api_url}\n")
+    (home / "config.yaml").write_text(
+        f"series:\n  - symbol: ZZZ\n    interval: 1h\nairflow_url: {cluster.airflow.api_url}\n")
     return Server(Btcml(home, None), env={"BTCML_ALERT_TOKEN": ALERT_TOKEN, "BTCML_AIRFLOW_USERNAME": "btcml",
                                           "BTCML_AIRFLOW_PASSWORD": cluster.airflow.password})
 

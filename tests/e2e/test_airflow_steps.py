@@ -36,7 +36,8 @@ def test_quality_passes_clean_data_and_fails_too_many_rejects(btcml, tmp_path):
 def test_quality_fails_a_stale_source_and_a_series_without_bars(btcml, tmp_path):
     btcml.json("ingest", bars_csv(tmp_path / "good.csv", 100), "--symbol", "GOOD", "--interval", "1h")
     proc = btcml.run("quality", "--symbol", "GOOD", "--interval", "1h", "--max-age", "6h", check=False)
-    assert proc.returncode == 3 and "the source of GOOD 1h is stale: its newest bar (2023-11-19T01:00:00Z)" in proc.stderr
+    assert proc.returncode == 3
+    assert "the source of GOOD 1h is stale: its newest bar (2023-11-19T01:00:00Z)" in proc.stderr
     proc = btcml.run("quality", "--symbol", "NONE", "--interval", "1h", check=False)
     assert proc.returncode == 3 and "no bars of NONE 1h are stored" in proc.stderr
 
