@@ -47,11 +47,15 @@ def btcml_ingest():
 
     @task_group
     def tick_series(series):
-        ingest = BtcmlStep(task_id="ingest", env=series, bash_command=btcml('pipeline step "$BTCML_TICK_PIPELINE" ingest --json'))
+        ingest = BtcmlStep(
+            task_id="ingest", env=series, bash_command=btcml('pipeline step "$BTCML_TICK_PIPELINE" ingest --json')
+        )
         forecast = BtcmlStep(
             task_id="forecast", env=series, bash_command=btcml('pipeline step "$BTCML_TICK_PIPELINE" forecast --json')
         )
-        score = BtcmlStep(task_id="score", env=series, bash_command=btcml('pipeline step "$BTCML_TICK_PIPELINE" score --json'))
+        score = BtcmlStep(
+            task_id="score", env=series, bash_command=btcml('pipeline step "$BTCML_TICK_PIPELINE" score --json')
+        )
         ingest >> forecast >> score
         announce(series, ingest.output)
 

@@ -12,7 +12,6 @@ import json
 import os
 import time
 import urllib.request
-from datetime import datetime, timezone
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -23,8 +22,8 @@ CRON = os.environ.get("BTCML_AIRFLOW_RETRAIN_CRON", "0 3 * * *")
 
 @dag(
     dag_id="btcml_retrain",
+    # No start date: the first scheduled run is the next cron time, not one at once when the DAG is deployed.
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(CRON, timezone="UTC"), assets=BARS),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
@@ -65,7 +64,8 @@ def btcml_retrain():
     @task
     def gate(series: dict, trained: dict) -> dict:
         """The promotion gate's verdict (decided when the version was registered), and what evaluate needs."""
-        print(f"model version {trained['model_version']}: promoted={trained['promoted']}; {json.dumps(trained['gate'])}")
+        version, promoted = trained["model_version"], trained["promoted"]
+        print(f"model version {version}: promoted={promoted}; gate {json.dumps(trained['gate'])}")
         test = trained["splits"]["test"]
         return {
             **series,
@@ -79,7 +79,8 @@ def btcml_retrain():
     def promote(gated: dict) -> dict:
         """Promotes only what the gate passed: the registry made it champion then; otherwise the branch ends here."""
         if gated["BTCML_PROMOTED"] != "true":
-            raise AirflowSkipException(f"the gate kept the champion; version {gated['BTCML_MODEL_VERSION']} stays challenger")
+            version = gated["BTCML_MODEL_VERSION"]
+            raise AirflowSkipException(f"the gate kept the champion; version {version} stays challenger")
         return {"model_version": int(gated["BTCML_MODEL_VERSION"]), "champion": True}
 
     @task
@@ -100,7 +101,9 @@ def btcml_retrain():
 
     @task_group
     def retrain_series(series):
-        ingest = BtcmlStep(task_id="ingest", env=series, bash_command=btcml('pipeline step "$BTCML_TICK_PIPELINE" ingest --json'))
+        ingest = BtcmlStep(
+            task_id="ingest", env=series, bash_command=btcml('pipeline step "$BTCML_TICK_PIPELINE" ingest --json')
+        )
         quality = BtcmlStep(
             task_id="quality",
             env=series,
