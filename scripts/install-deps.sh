@@ -63,3 +63,6 @@ if [ ! -x .venv/bin/python ] || ! cmp -s requirements-dev.txt .venv/.requirement
     .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
     cp requirements-dev.txt .venv/.requirements
 fi
+
+# Apache Airflow (its own virtualenv) and redis-server: docs/airflow.md.
+scripts/install-airflow.sh

@@ -16,6 +16,7 @@ namespace {
 struct PipelineArgs {
     std::string name;
     std::string reason;
+    std::string task;
     bool wait = false;
     std::int64_t run_id = 0;
     int poll_ms = 1000;
@@ -98,6 +99,21 @@ void run_run(const PipelineArgs& args, Context& ctx) {
         throw Conflict(fmt::format("pipeline run {} {}", run.id, out["status"].get<std::string>()));
 }
 
+// One task of a pipeline on its own, for orchestrators that run each task as a process (Airflow): the same code as
+// the built-in scheduler's, so both produce the same results from the same bars.
+void run_pipeline_step(const PipelineArgs& args, Context& ctx) {
+    const auto pipelines = pipeline::configured_pipelines(ctx.config);
+    const auto spec = pipeline::find_pipeline(pipelines, args.name);
+    if (!spec) throw NotFound(fmt::format("no pipeline '{}' is configured (see btcml pipeline list)", args.name));
+    StopOnSignal stop;
+    const auto out =
+        pipeline::run_step(*ctx.open_store(), scheduler_options(ctx, args), *spec, args.task, stop.token());
+    if (ctx.json)
+        print_json(out);
+    else
+        std::cout << out.dump(2) << "\n";
+}
+
 void run_show(const PipelineArgs& args, Context& ctx) {
     const auto out = run_with_tasks(*ctx.open_store(), args.run_id);
     if (ctx.json)
@@ -134,6 +150,12 @@ void setup_pipeline(CLI::App& app, Context& ctx) {
         ->check(CLI::Range(0, 1024));
     add_json_flag(*run, ctx);
     run->callback([&args, &ctx] { run_run(args, ctx); });
+    auto* step = cmd->add_subcommand("step", "Run one task of a pipeline here, as its run would (tick: ingest, "
+                                             "forecast, score; retrain: train), and print its detail: for Airflow");
+    step->add_option("name", args.name, "Pipeline, e.g. tick-BTCUSD-1h")->required();
+    step->add_option("task", args.task, "Task: ingest, forecast, score (tick) or train (retrain)")->required();
+    add_json_flag(*step, ctx);
+    step->callback([&args, &ctx] { run_pipeline_step(args, ctx); });
     auto* show = cmd->add_subcommand("show", "One run with its task attempts");
     show->add_option("run_id", args.run_id, "Run id")->required();
     add_json_flag(*show, ctx);

@@ -4,6 +4,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "monitor/exporter.hpp"
+#include "pipeline/airflow_relay.hpp"
 #include "pipeline/catalog.hpp"
 #include "pipeline/scheduler.hpp"
 #include "serve/api.hpp"
@@ -65,7 +66,8 @@ void run_serve(ServeArgs& args, Context& ctx) {
         (!args.no_scheduler && ctx.config.value(Setting::scheduler) == "true");
     auto pipelines = pipeline::configured_pipelines(ctx.config);
     serve::Service service({ctx.config.home, ctx.config.db_url, resolve_tracking_uri(ctx, std::nullopt),
-                            std::chrono::milliseconds(args.poll_ms), args.anonymous_predictions, pipelines});
+                            std::chrono::milliseconds(args.poll_ms), args.anonymous_predictions, pipelines,
+                            pipeline::airflow_relay_from_config(ctx.config)});
     serve::HttpServer server(options, serve::make_routes(service), [&service](const serve::Exchange& e) {
         service.metrics().observe(e);
         // Access log: the route pattern, never the query string, headers or body (keys and data stay out of logs).

@@ -137,21 +137,6 @@ nlohmann::json forecast_task(store::Store& store, const SchedulerOptions& option
     return {{"model_version", *version}, {"as_of", format_iso8601(forecast.as_of)}, {"stored", stored}};
 }
 
-// Retrains with the champion's window, horizons and hyperparameters (the defaults of `btcml train` without one).
-TrainRequest retrain_request(store::Store& store, const SchedulerOptions& options, const PipelineSpec& spec) {
-    TrainRequest request;
-    request.key = spec.series.key;
-    request.tracking_uri = options.tracking_uri;
-    request.source = "btcml scheduler";
-    if (const auto version = champion_of(store, spec.series.key)) {
-        const auto card = model::load_model(options.home, std::to_string(*version)).card;
-        request.options = model::TrainOptions::from_json(card.at("hyperparameters"));
-        request.spec = {card.at("window").get<std::size_t>(), card.at("horizons").get<std::vector<int>>()};
-    }
-    if (spec.epochs > 0) request.options.epochs = spec.epochs;
-    return request;
-}
-
 // A retrain shares the machine with request threads: it runs under SCHED_IDLE (a request thread that wakes up
 // preempts it at once, where nice 19 would first let it finish its slice), else at nice 19, on at most `threads`
 // cores. All are per thread on Linux, and OpenMP's workers inherit them from the thread that starts them.
@@ -192,6 +177,37 @@ std::chrono::milliseconds retry_delay(int attempt, std::chrono::milliseconds bac
     for (int i = 2; i < attempt && delay < cap; ++i)
         delay *= 2;
     return std::min(delay, cap);
+}
+
+TrainRequest retrain_request(store::Store& store, const SchedulerOptions& options, const PipelineSpec& spec) {
+    TrainRequest request;
+    request.key = spec.series.key;
+    request.tracking_uri = options.tracking_uri;
+    request.source = "btcml scheduler";
+    if (const auto version = champion_of(store, spec.series.key)) {
+        const auto card = model::load_model(options.home, std::to_string(*version)).card;
+        request.options = model::TrainOptions::from_json(card.at("hyperparameters"));
+        request.spec = {card.at("window").get<std::size_t>(), card.at("horizons").get<std::vector<int>>()};
+    }
+    if (spec.epochs > 0) request.options.epochs = spec.epochs;
+    return request;
+}
+
+nlohmann::json run_step(store::Store& store, const SchedulerOptions& options, const PipelineSpec& spec,
+                        std::string_view task, std::stop_token stop) {
+    const auto& key = spec.series.key;
+    if (spec.kind == PipelineKind::tick && task == "ingest") return ingest_task(store, options, spec.series);
+    if (spec.kind == PipelineKind::tick && task == "forecast") return forecast_task(store, options, key);
+    if (spec.kind == PipelineKind::tick && task == "score") {
+        const auto summary = monitor::score_matured(store, key, now_ms(), options.monitor);
+        if (options.on_scored) options.on_scored(key);
+        return {{"scored", summary.scored}};
+    }
+    if (spec.kind == PipelineKind::retrain && task == "train")
+        return pipeline::train(store, options.home, retrain_request(store, options, spec), stop).json;
+    throw UsageError(fmt::format("pipeline {} has no task '{}' to run alone (tick: ingest, forecast, score; retrain: "
+                                 "train)",
+                                 spec.name, task));
 }
 
 std::string default_owner() {
@@ -409,13 +425,9 @@ void Scheduler::execute(const PipelineSpec& spec, store::PipelineRun run, std::s
         };
         const auto& key = spec.series.key;
         if (spec.kind == PipelineKind::tick) {
-            step("ingest", [&](std::stop_token) { return ingest_task(*store, options_, spec.series); });
-            step("forecast", [&](std::stop_token) { return forecast_task(*store, options_, key); });
-            step("score", [&](std::stop_token) {
-                const auto summary = monitor::score_matured(*store, key, now_ms(), options_.monitor);
-                if (options_.on_scored) options_.on_scored(key);
-                return nlohmann::json{{"scored", summary.scored}};
-            });
+            for (const char* name : {"ingest", "forecast", "score"})
+                step(name,
+                     [&](std::stop_token task_stop) { return run_step(*store, options_, spec, name, task_stop); });
         } else {
             lower_priority(options_);
             std::optional<TrainResult> trained;

@@ -5,6 +5,7 @@
 // time across every process sharing the store. See src/pipeline/README.md.
 #include "monitor/scoring.hpp"
 #include "pipeline/catalog.hpp"
+#include "pipeline/train.hpp"
 #include "store/store.hpp"
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -63,6 +65,16 @@ struct SchedulerOptions {
 
 /// `host:pid`.
 std::string default_owner();
+
+/// What a retrain trains: the champion's window, horizons and hyperparameters (the defaults of `btcml train` without
+/// one), the pipeline's epochs when configured. The built-in scheduler and `btcml pipeline step` (Airflow) share it.
+TrainRequest retrain_request(store::Store& store, const SchedulerOptions& options, const PipelineSpec& spec);
+
+/// Runs one task of a pipeline as a run of it would (tick: ingest, forecast, score; retrain: train, whose detail is
+/// `btcml train --json`'s report) and returns its detail; UsageError for another task. For orchestrators that run
+/// each task as its own process (`btcml pipeline step`, Airflow).
+nlohmann::json run_step(store::Store& store, const SchedulerOptions& options, const PipelineSpec& spec,
+                        std::string_view task, std::stop_token stop);
 
 /// Queues a run of the configured pipeline `name` (NotFound naming the configured ones otherwise); returns the
 /// pipeline's active run and whether this call created it (false: it joined a queued or running one).

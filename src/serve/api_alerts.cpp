@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
+#include "pipeline/airflow_relay.hpp"
 #include "pipeline/catalog.hpp"
 #include "serve/api.hpp"
 
@@ -117,11 +118,23 @@ Outcome act_on(store::Store& store, const ServiceOptions& options, ReceivedAlert
         return finish(fmt::format("rejected: no pipeline {} is configured (retrain pipelines: {}); add the series to "
                                   "the config file's series: section",
                                   name, names_of(options.pipelines)));
+    auto reason = fmt::format("alert {} firing since {}{}{} (fingerprint {})", rec.alertname, rec.starts_at,
+                              alert.summary.empty() ? "" : ": ", alert.summary, rec.fingerprint);
+    if (options.airflow) {
+        // Airflow runs the retrain instead of the built-in scheduler; it may fail (503), and Alertmanager retries.
+        const auto triggered = options.airflow->trigger(
+            pipeline::alert_dag_run_id(rec.group_key, rec.starts_at, symbol, interval_text),
+            {{"reason", reason}, {"series", {{{"symbol", symbol}, {"interval", interval_text}}}}});
+        out.acted = true;
+        out.json["airflow_dag_run_id"] = triggered.dag_run_id;
+        out.json["created"] = triggered.created;
+        return finish(fmt::format("{} Airflow DAG run {} of {}", triggered.created ? "triggered" : "joined",
+                                  triggered.dag_run_id, options.airflow->settings().dag_id));
+    }
     store::PipelineRun run;
     run.pipeline = name;
     run.trigger = "alert";
-    run.reason = fmt::format("alert {} firing since {}{}{} (fingerprint {})", rec.alertname, rec.starts_at,
-                             alert.summary.empty() ? "" : ": ", alert.summary, rec.fingerprint);
+    run.reason = std::move(reason);
     run.queued_ms = rec.received_ms;
     run.clock_ms = now_ms();
     const auto [active, created] = store.enqueue_pipeline_run(run);
@@ -156,8 +169,9 @@ Response post_alerts(Service& service, const Request& request) {
                     continue;
                 }
                 auto outcome = act_on(*store, service.options(), alert);
-                if (outcome.acted) {
-                    acted = true;
+                acted = acted || outcome.acted;
+                // A retrain relayed to Airflow has no run id of ours.
+                if (outcome.acted && outcome.json.contains("run_id")) {
                     const auto id = outcome.json["run_id"];
                     if (std::find(reply["run_ids"].begin(), reply["run_ids"].end(), id) == reply["run_ids"].end())
                         reply["run_ids"].push_back(id);

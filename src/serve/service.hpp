@@ -3,6 +3,7 @@
 // one (each hot reloaded on its own by a watcher thread), their cached forecasts, the background writer of
 // predictions, and the metrics.
 #include "model/forecaster.hpp"
+#include "pipeline/airflow_relay.hpp"
 #include "pipeline/catalog.hpp"
 #include "serve/metrics.hpp"
 #include "store/store.hpp"
@@ -116,6 +117,8 @@ struct ServiceOptions {
     /// The configured pipelines (the config file's series: section): what /api/v1/pipelines lists and triggers and
     /// POST /api/v1/alerts may queue.
     std::vector<pipeline::PipelineSpec> pipelines;
+    /// Set when `airflow_url` is configured: retrain alerts trigger Airflow's btcml_retrain DAG instead.
+    std::shared_ptr<pipeline::AirflowRelay> airflow;
 };
 
 /// Admits at most `limit` events in any sliding `period`. Thread-safe.
