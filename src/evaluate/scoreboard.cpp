@@ -86,13 +86,13 @@ nlohmann::json Scoreboard::verdicts(const nlohmann::json& metrics) {
         std::string beaten_by;
         const double model_pinball = model["pinball"].get<double>();
         for (const char* name : baseline_names) {
+            if (!per_model.contains(name)) continue;
             const double b = per_model[name]["pinball"].get<double>();
-            if (b < model_pinball) {
-                const auto& dm = model["dm_pinball_pvalue"][name];
-                beaten_by +=
-                    fmt::format("{}{} ({:.6g} vs {:.6g}{})", beaten_by.empty() ? "" : ", ", name, b, model_pinball,
-                                dm.is_number() ? fmt::format(", DM p = {:.3g}", dm.get<double>()) : "");
-            }
+            if (b >= model_pinball) continue;
+            const auto dm = model.value("/dm_pinball_pvalue"_json_pointer / name, nlohmann::json());
+            beaten_by += fmt::format("{}{} ({:.6g} vs {:.6g}{})", beaten_by.empty() ? "" : ", ", name, b,
+                                     model_pinball,
+                                     dm.is_number() ? fmt::format(", DM p = {:.3g}", dm.get<double>()) : "");
         }
         text += beaten_by.empty() ? "; beats every baseline on pinball"
                                   : "; a SIMPLE BASELINE BEATS THE MODEL on pinball: " + beaten_by;
