@@ -32,7 +32,11 @@ def trained(home):
 def check_metrics(metrics, horizons=(1, 6, 24)):
     assert set(metrics) == {f"h{h}" for h in horizons}
     for per_model in metrics.values():
-        assert set(per_model) == {"model", "naive", "drift", "linear"}
+        assert set(per_model) == {"model", "naive", "drift", "linear", "ewma", "rolling"}
+        assert set(per_model["model"]["dm_pinball_pvalue"]) == set(per_model) - {"model"}
+        for m in per_model.values():
+            assert m["coverage_ci_low"] <= m["coverage_80"] <= m["coverage_ci_high"]
+            assert m["below_q10"] <= m["below_q50"] <= m["below_q90"]
         for name, m in per_model.items():
             assert METRIC_KEYS <= set(m), name
             assert m["count"] > 0
@@ -129,7 +133,23 @@ def test_evaluate_walks_forward(trained):
     assert refit["folds"] == 3
     check_metrics(refit["metrics"])
     text = home.run("evaluate", "--from", "2023-10-01", "--to", "2023-12-31").stdout
-    assert "verdict:" in text and "naive" in text
+    assert "verdict:" in text and "naive" in text and "ewma" in text and "adaptive calibration" in text
+
+    # The model was trained with adaptive calibration (the default): evaluate replays it; the other modes on demand.
+    assert out["calibration"]["mode"] == "adaptive" and out["calibration"]["rate"] == 0.02
+    assert out["calibration"]["final_state"]["h24"]["updates"] > 0
+    static = home.json("evaluate", "--from", "2023-10-01", "--to", "2023-12-31", "--calibration", "static")
+    raw = home.json("evaluate", "--from", "2023-10-01", "--to", "2023-12-31", "--calibration", "none")
+    assert static["calibration"] == {"mode": "static", "rate": 0.02}
+    assert raw["metrics"]["h1"]["model"]["interval_width"] != static["metrics"]["h1"]["model"]["interval_width"]
+    assert raw["metrics"]["h1"]["naive"] == static["metrics"]["h1"]["naive"]  # baselines are not calibrated
+    fast = home.json("evaluate", "--from", "2023-10-01", "--to", "2023-12-31", "--calibration-rate", "0.5")
+    assert fast["calibration"]["rate"] == 0.5
+    assert fast["metrics"]["h1"]["model"]["interval_width"] != out["metrics"]["h1"]["model"]["interval_width"]
+    for bad, message in ((["--calibration", "aci"], "'aci' is not a calibration"),
+                         (["--calibration-rate", "2"], "the rate must be in (0, 1]")):
+        r = home.run("evaluate", "--from", "2023-10-01", "--to", "2023-12-31", *bad, check=False)
+        assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
 def test_model_errors(trained, tmp_path):
