@@ -65,6 +65,11 @@ def test_train_reports_the_contract_and_publishes_an_artifact(trained):
     home, out = trained
     assert len(out["run_id"]) == 32
     assert out["model_version"] == 1 and out["promoted"] is True
+    # The gate says plainly whether a simple baseline forecasts the quantiles better than the new version.
+    candidate = out["gate"]["numbers"]["candidate"]
+    assert candidate["best_baseline"] in ("naive", "drift", "linear", "ewma", "rolling")
+    beaten = candidate["best_baseline_pinball"] < candidate["pinball"]
+    assert ("NOTE: the simple baseline " + candidate["best_baseline"] + " beats it" in out["gate"]["reason"]) == beaten
     parts = out["splits"]
     for part in ("train", "validation", "test"):
         assert parts[part]["windows"] > 0
