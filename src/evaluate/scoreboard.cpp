@@ -90,8 +90,7 @@ nlohmann::json Scoreboard::verdicts(const nlohmann::json& metrics) {
             const double b = per_model[name]["pinball"].get<double>();
             if (b >= model_pinball) continue;
             const auto dm = model.value("/dm_pinball_pvalue"_json_pointer / name, nlohmann::json());
-            beaten_by += fmt::format("{}{} ({:.6g} vs {:.6g}{})", beaten_by.empty() ? "" : ", ", name, b,
-                                     model_pinball,
+            beaten_by += fmt::format("{}{} ({:.6g} vs {:.6g}{})", beaten_by.empty() ? "" : ", ", name, b, model_pinball,
                                      dm.is_number() ? fmt::format(", DM p = {:.3g}", dm.get<double>()) : "");
         }
         text += beaten_by.empty() ? "; beats every baseline on pinball"

@@ -3,6 +3,7 @@ import json
 import math
 import os
 import re
+import sqlite3
 import time
 from pathlib import Path
 
@@ -104,6 +105,29 @@ def test_train_is_reproducible_for_a_seed(home):
     a = home.json("train", *TINY)
     b = home.json("train", *TINY)
     assert a["metrics"]["h6"]["model"] == b["metrics"]["h6"]["model"]
+
+
+def test_predict_applies_the_stored_online_calibration(trained):
+    """Served intervals read the state live scoring keeps in the store (here written behind the binary's back):
+    e^θ times each half-width around the median."""
+    home, _ = trained
+
+    def quantiles():
+        out = home.json("predict")
+        rows = {}
+        for f in out["forecasts"]:
+            base = f["price"] / math.exp(f["log_return"])
+            rows[f["horizon"]] = (math.log(f["lower"] / base), f["log_return"], math.log(f["upper"] / base))
+        return rows
+
+    before = quantiles()
+    with sqlite3.connect(home.home / "btcml.db") as db:
+        db.execute("INSERT INTO calibration_state (model_version, horizon, log_scale_low, log_scale_high, updates, "
+                   "last_target_time, updated_ms) VALUES (1, 6, ?, ?, 5, 0, 0)", (math.log(2), math.log(0.5)))
+    after = quantiles()
+    assert after[1] == pytest.approx(before[1]) and after[24] == pytest.approx(before[24])
+    low, mid, high = before[6]
+    assert after[6] == pytest.approx((mid - 2 * (mid - low), mid, mid + 0.5 * (high - mid)), rel=1e-6)
 
 
 def test_predict_gives_non_crossing_forecasts(trained):
