@@ -60,9 +60,9 @@ class CardCache {
         CardFacts facts;
         try {
             const auto card = nlohmann::json::parse(in);
-            facts.online = model::CalibrationSettings::from_card(card, path.string());
             if (card.contains("baselines"))
                 facts.baselines = evaluate::Baselines::from_json(card["baselines"], path.string());
+            facts.online = model::CalibrationSettings::from_card(card, path.string());
         } catch (const std::exception&) {
         }
         return facts;
