@@ -19,6 +19,8 @@ struct EvaluateArgs {
     std::string from;
     std::string to;
     std::int64_t retrain_every = 0;
+    std::string calibration;     // empty: the model's own
+    double calibration_rate = 0; // 0: the model's own
 };
 
 void run_evaluate(const EvaluateArgs& args, Context& ctx) {
@@ -29,6 +31,9 @@ void run_evaluate(const EvaluateArgs& args, Context& ctx) {
     request.from = parse_time_arg(args.from, "--from");
     request.to = parse_time_arg(args.to, "--to");
     request.retrain_every = args.retrain_every;
+    if (!args.calibration.empty())
+        request.calibration = model::parse_calibration_mode(args.calibration, "--calibration");
+    if (args.calibration_rate != 0) request.calibration_rate = args.calibration_rate;
     std::function<void(std::size_t, std::size_t, std::size_t)> on_fold;
     if (ctx.interactive())
         on_fold = [](std::size_t fold, std::size_t train, std::size_t forecasts) {
@@ -40,10 +45,12 @@ void run_evaluate(const EvaluateArgs& args, Context& ctx) {
         print_json(out);
         return;
     }
-    std::cout << fmt::format("walk-forward evaluation of model {} on {} {}: origins {} .. {}, {} fold(s){}\n",
+    std::cout << fmt::format("walk-forward evaluation of model {} on {} {}: origins {} .. {}, {} fold(s), {} "
+                             "calibration (rate {}){}\n",
                              out["model_version"].get<int>(), out["symbol"].get<std::string>(),
                              out["interval"].get<std::string>(), out["from"].get<std::string>(),
                              out["to"].get<std::string>(), out["folds"].get<std::size_t>(),
+                             out["calibration"]["mode"].get<std::string>(), out["calibration"]["rate"].get<double>(),
                              out["overlaps_training"].get<bool>() ? " (WARNING: overlaps the training data)" : "")
               << format_metrics_table(out["metrics"], out["verdict"]);
 }
@@ -62,6 +69,10 @@ void setup_evaluate(CLI::App& app, Context& ctx) {
     cmd->add_option("--retrain-every", args.retrain_every,
                     "Refit model and baselines on all earlier data every N bars (0: use the stored model)")
         ->capture_default_str();
+    cmd->add_option("--calibration", args.calibration,
+                    "Intervals: none, static or adaptive (default: the model's own, model.json calibration.online)");
+    cmd->add_option("--calibration-rate", args.calibration_rate,
+                    "Adaptation rate of adaptive calibration, in (0, 1] (default: the model's own)");
     add_json_flag(*cmd, ctx);
     cmd->callback([&args, &ctx] { run_evaluate(args, ctx); });
 }

@@ -3,6 +3,7 @@
 #include "cli/forecast_common.hpp"
 #include "core/time.hpp"
 #include "model/forecaster.hpp"
+#include "pipeline/forecast.hpp"
 
 #include <fmt/format.h>
 
@@ -29,7 +30,7 @@ void run_predict(const PredictArgs& args, Context& ctx) {
     // a bar's open time; a gap inside shows as too few bars.
     const std::int64_t span = static_cast<std::int64_t>(loaded.forecaster.spec().window + 1) * interval;
     const auto bars = load_series(*store, loaded.series, last ? std::optional(*last - span) : std::nullopt, last);
-    const auto forecast = model::forecast_latest(loaded.forecaster, bars, interval);
+    const auto forecast = pipeline::served_forecast(*store, loaded, bars);
     const auto out = model::to_json(forecast, loaded.version, loaded.series.symbol, interval);
     if (ctx.json) {
         print_json(out);

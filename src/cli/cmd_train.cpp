@@ -22,6 +22,8 @@ struct TrainArgs {
     model::TrainOptions options;
     std::optional<std::string> tracking_uri;
     bool force_promote = false;
+    std::string calibration = "adaptive";
+    double calibration_rate = model::kDefaultCalibrationRate;
 };
 
 void run_train(const TrainArgs& args, Context& ctx) {
@@ -32,6 +34,8 @@ void run_train(const TrainArgs& args, Context& ctx) {
     request.options = args.options;
     request.tracking_uri = resolve_tracking_uri(ctx, args.tracking_uri);
     request.force_promote = args.force_promote;
+    request.calibration = {model::parse_calibration_mode(args.calibration, "--calibration"), args.calibration_rate};
+    model::validate_calibration_rate(args.calibration_rate, "--calibration-rate");
 
     pipeline::TrainObserver observer;
     if (ctx.interactive()) {
@@ -96,6 +100,7 @@ void setup_train(CLI::App& app, Context& ctx) {
         ->capture_default_str();
     cmd->add_option("--seed", o.seed, "Seed of initialisation, sampling and dropout")->capture_default_str();
     cmd->add_flag("--force-promote", args.force_promote, "Make the new version champion whatever the gate says");
+    add_calibration_options(*cmd, args.calibration, args.calibration_rate);
     add_tracking_uri_option(*cmd, args.tracking_uri);
     add_json_flag(*cmd, ctx);
     cmd->callback([&args, &ctx] { run_train(args, ctx); });

@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "core/time.hpp"
+#include "evaluate/scoreboard.hpp"
 #include "features/dataset.hpp"
 #include "model/artifact.hpp"
 #include "tracking/registry.hpp"
@@ -27,9 +28,12 @@ std::string format_metrics_table(const nlohmann::json& metrics, const nlohmann::
     for (const auto& horizon : horizons) {
         const auto& models = metrics[horizon];
         out += fmt::format("\n{} ({} points)\n", horizon, models.begin()->value("count", 0));
-        out += fmt::format("  {:<7} {:>10} {:>10} {:>8} {:>7} {:>7} {:>15} {:>8} {:>10} {:>7} {:>8}\n", "model", "mae",
-                           "rmse", "mape%", "mase", "u2", "direction [95%]", "dm_p", "pinball", "cov80", "width");
-        for (const char* name : {"model", "naive", "drift", "linear"}) {
+        out += fmt::format("  {:<7} {:>10} {:>10} {:>8} {:>7} {:>7} {:>15} {:>8} {:>10} {:>19} {:>8} {:>17} {:>9}\n",
+                           "model", "mae", "rmse", "mape%", "mase", "u2", "direction [95%]", "dm_p", "pinball",
+                           "cov80 [95%]", "width", "<q10 <q50 <q90", "30d_ok");
+        std::vector<std::string> names{"model"};
+        names.insert(names.end(), evaluate::baseline_names.begin(), evaluate::baseline_names.end());
+        for (const auto& name : names) {
             if (!models.contains(name)) continue;
             const auto& m = models[name];
             const std::string direction =
@@ -37,16 +41,32 @@ std::string format_metrics_table(const nlohmann::json& metrics, const nlohmann::
                     ? fmt::format("{:.3f} [{:.2f},{:.2f}]", m["direction_accuracy"].get<double>(),
                                   m["direction_ci_low"].get<double>(), m["direction_ci_high"].get<double>())
                     : "-";
-            out += fmt::format("  {:<7} {:>10} {:>10} {:>8} {:>7} {:>7} {:>15} {:>8} {:>10} {:>7} {:>8}{}\n", name,
-                               cell(m["mae"], "{:.6f}"), cell(m["rmse"], "{:.6f}"), cell(m["mape"], "{:.3f}"),
-                               cell(m["mase"], "{:.3f}"), cell(m["u2"], "{:.3f}"), direction,
-                               cell(m["dm_pvalue"], "{:.3f}"), cell(m["pinball"], "{:.6f}"),
-                               cell(m["coverage_80"], "{:.3f}"), cell(m["interval_width"], "{:.4f}"),
-                               m.value("tracks_previous", false) ? "  (tracks the previous value!)" : "");
+            const std::string coverage =
+                fmt::format("{} [{},{}]", cell(m["coverage_80"], "{:.3f}"), cell(m["coverage_ci_low"], "{:.3f}"),
+                            cell(m["coverage_ci_high"], "{:.3f}"));
+            const std::string below = fmt::format("{} {} {}", cell(m["below_q10"], "{:.3f}"),
+                                                  cell(m["below_q50"], "{:.3f}"), cell(m["below_q90"], "{:.3f}"));
+            out +=
+                fmt::format("  {:<7} {:>10} {:>10} {:>8} {:>7} {:>7} {:>15} {:>8} {:>10} {:>19} {:>8} {:>17} {:>9}{}\n",
+                            name, cell(m["mae"], "{:.6f}"), cell(m["rmse"], "{:.6f}"), cell(m["mape"], "{:.3f}"),
+                            cell(m["mase"], "{:.3f}"), cell(m["u2"], "{:.3f}"), direction,
+                            cell(m["dm_pvalue"], "{:.3f}"), cell(m["pinball"], "{:.6f}"), coverage,
+                            cell(m["interval_width"], "{:.4f}"), below, cell(m["coverage_windows_within"], "{:.3f}"),
+                            m.value("tracks_previous", false) ? "  (tracks the previous value!)" : "");
         }
         if (verdicts.contains(horizon)) out += fmt::format("  verdict: {}\n", verdicts[horizon].get<std::string>());
     }
     return out;
+}
+
+void add_calibration_options(CLI::App& command, std::string& mode, double& rate) {
+    command
+        .add_option("--calibration", mode,
+                    "Intervals: none (the network's quantiles), static (conformal offsets fitted on the validation "
+                    "part) or adaptive (static, then adapted online as outcomes arrive)")
+        ->capture_default_str();
+    command.add_option("--calibration-rate", rate, "Adaptation rate of adaptive calibration, in (0, 1]")
+        ->capture_default_str();
 }
 
 void add_tracking_uri_option(CLI::App& command, std::optional<std::string>& uri) {

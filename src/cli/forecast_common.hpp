@@ -37,4 +37,7 @@ std::string series_model_name(store::Store& store, const SeriesOptions& series, 
 /// The version `spec` names: a number, or an alias (champion, challenger, @alias) of the series' registered model.
 int resolve_model_spec(store::Store& store, const Context& ctx, const std::string& spec, const SeriesOptions& series);
 
+/// --calibration none|static|adaptive and --calibration-rate: how a model's 80% intervals are calibrated.
+void add_calibration_options(CLI::App& command, std::string& mode, double& rate);
+
 } // namespace btcml::cli

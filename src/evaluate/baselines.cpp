@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace btcml::evaluate {
@@ -68,7 +69,41 @@ Eigen::VectorXd predict_ridge(const LinearModel& m, const Eigen::MatrixXd& x) {
 
 std::vector<double> to_vector(const Eigen::VectorXd& v) { return {v.data(), v.data() + v.size()}; }
 
+// The standard normal distribution's 10% and 90% quantiles.
+ResidualBand normal_band() { return {-1.2815515655446004, 1.2815515655446004}; }
+
 } // namespace
+
+std::vector<double> ewma_variance(const features::FeatureTable& table, double lambda) {
+    std::vector<double> variance(table.size());
+    double v = table.size() > 1 ? std::pow(std::log(table.close[1] / table.close[0]), 2) : 0;
+    for (std::size_t i = 0; i < table.size(); ++i) {
+        if (table.history(i) >= 1)
+            v = lambda * v + (1 - lambda) * std::pow(std::log(table.close[i] / table.close[i - 1]), 2);
+        variance[i] = v;
+    }
+    return variance;
+}
+
+QuantileForecast Baselines::ewma(std::span<const double> variance, std::size_t origin,
+                                 std::size_t horizon_index) const {
+    const double scale = std::sqrt(variance[origin] * horizons[horizon_index]);
+    return non_crossing({ewma_z[horizon_index].low * scale, 0, ewma_z[horizon_index].high * scale});
+}
+
+QuantileForecast Baselines::rolling(const features::FeatureTable& table, std::size_t origin,
+                                    std::size_t horizon_index) const {
+    const int h = horizons[horizon_index];
+    const auto bars = static_cast<std::size_t>(std::max<std::int64_t>(1, kRollingSeconds / table.interval));
+    std::vector<double> returns;
+    returns.reserve(bars);
+    // The h-bar returns realised at the last `bars` bars up to the origin, none across a gap.
+    for (std::size_t j = origin + 1 - std::min(bars, origin + 1); j <= origin; ++j)
+        if (table.history(j) >= static_cast<std::size_t>(h)) returns.push_back(table.previous_return(j, h));
+    if (returns.empty()) return {};
+    return non_crossing(
+        {empirical_quantile(returns, quantile_levels.front()), 0, empirical_quantile(returns, quantile_levels.back())});
+}
 
 QuantileForecast Baselines::naive(std::size_t horizon_index) const { return with_band(0, naive_band[horizon_index]); }
 
@@ -94,8 +129,14 @@ Baselines fit_baselines(const features::FeatureTable& table, const features::Sca
     const std::size_t lags = std::min<std::size_t>(4, spec.window);
     const Eigen::MatrixXd x_train = design(table, scaler, train, lags);
     const Eigen::MatrixXd x_validation = design(table, scaler, validation, lags);
+    const auto variance = ewma_variance(table);
     for (const int h : spec.horizons) {
         const Eigen::VectorXd y = targets(table, train, h);
+        std::vector<double> standardised;
+        for (std::size_t k = 0; k < train.size(); ++k)
+            if (variance[train[k]] > 0)
+                standardised.push_back(y[static_cast<Eigen::Index>(k)] / std::sqrt(variance[train[k]] * h));
+        b.ewma_z.push_back(standardised.empty() ? normal_band() : band_of(std::move(standardised)));
         b.naive_band.push_back(band_of(to_vector(y)));
         b.drift_band.push_back(band_of(to_vector(y.array() - b.drift_per_bar * h)));
         LinearModel best = fit_ridge(x_train, y, lags, 1.0);
@@ -134,6 +175,7 @@ nlohmann::json Baselines::to_json() const {
     for (std::size_t k = 0; k < horizons.size(); ++k) {
         j["naive_band"].push_back(band_json(naive_band[k]));
         j["drift_band"].push_back(band_json(drift_band[k]));
+        j["ewma_z"].push_back(band_json(ewma_z[k]));
         const LinearModel& m = linear[k];
         j["linear"].push_back({{"lags", m.lags},
                                {"lambda", m.lambda},
@@ -164,11 +206,16 @@ Baselines Baselines::from_json(const nlohmann::json& j, std::string_view what) {
                 throw nlohmann::json::other_error::create(501, "linear weights do not match their lags", &l);
             b.linear.push_back(std::move(m));
         }
+        if (j.contains("ewma_z"))
+            for (const auto& band : j["ewma_z"])
+                b.ewma_z.push_back(band_from_json(band));
+        else
+            b.ewma_z.assign(b.horizons.size(), normal_band());
     } catch (const nlohmann::json::exception& e) {
         throw InvalidInput(fmt::format("{}: malformed baselines: {}", what, e.what()));
     }
     const std::size_t n = b.horizons.size();
-    if (b.naive_band.size() != n || b.drift_band.size() != n || b.linear.size() != n)
+    if (b.naive_band.size() != n || b.drift_band.size() != n || b.linear.size() != n || b.ewma_z.size() != n)
         throw InvalidInput(fmt::format("{}: baselines do not cover their {} horizons", what, n));
     return b;
 }

@@ -31,6 +31,18 @@ double pinball_loss(double y, double q, double tau) {
     return u >= 0 ? tau * u : (tau - 1) * u;
 }
 
+std::vector<double> pinball_losses(std::span<const QuantileForecast> forecasts, std::span<const Outcome> outcomes) {
+    std::vector<double> out(forecasts.size());
+    for (std::size_t i = 0; i < forecasts.size(); ++i) {
+        const double y = outcomes[i].actual;
+        out[i] = (pinball_loss(y, forecasts[i].q10, quantile_levels[0]) +
+                  pinball_loss(y, forecasts[i].q50, quantile_levels[1]) +
+                  pinball_loss(y, forecasts[i].q90, quantile_levels[2])) /
+                 static_cast<double>(quantile_levels.size());
+    }
+    return out;
+}
+
 double empirical_quantile(std::vector<double> values, double p) {
     if (values.empty()) throw InvalidInput("empirical quantile of no values");
     std::sort(values.begin(), values.end());
@@ -108,7 +120,17 @@ Metrics compute_metrics(std::span<const QuantileForecast> forecasts, std::span<c
     m.count = n;
     std::vector<double> median(n), actual(n), previous(n), loss(n), naive_loss(n);
     double abs_sum = 0, naive_abs_sum = 0, sq_sum = 0, naive_sq_sum = 0, ape_sum = 0, covered = 0, width = 0,
-           pinball = 0;
+           pinball = 0, below_q10 = 0, below_q50 = 0, below_q90 = 0;
+    std::size_t window_points = 0, window_covered = 0, windows_within = 0;
+    std::int64_t window_start = outcomes.front().time;
+    const std::int64_t last_time = outcomes.back().time;
+    const auto close_window = [&] {
+        if (window_points == 0) return;
+        ++m.coverage_windows;
+        const double c = static_cast<double>(window_covered) / static_cast<double>(window_points);
+        if (c >= 0.70 && c <= 0.90) ++windows_within;
+        window_points = window_covered = 0;
+    };
     std::size_t direction_trials = 0, direction_hits = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const QuantileForecast& f = forecasts[i];
@@ -125,7 +147,20 @@ Metrics compute_metrics(std::span<const QuantileForecast> forecasts, std::span<c
         naive_sq_sum += naive_loss[i];
         // |P - A| / A with P = B exp(q50) and A = B exp(y): the base price cancels.
         ape_sum += std::abs(std::exp(f.q50 - o.actual) - 1);
-        if (o.actual >= f.q10 && o.actual <= f.q90) ++covered;
+        const bool inside = o.actual >= f.q10 && o.actual <= f.q90;
+        if (inside) ++covered;
+        below_q10 += o.actual < f.q10 ? 1 : 0;
+        below_q50 += o.actual < f.q50 ? 1 : 0;
+        below_q90 += o.actual < f.q90 ? 1 : 0;
+        // Origins ascend: close each whole window as the first origin after it arrives.
+        while (o.time >= window_start + kCoverageWindowSeconds) {
+            close_window();
+            window_start += kCoverageWindowSeconds;
+        }
+        if (window_start + kCoverageWindowSeconds <= last_time + 1) {
+            ++window_points;
+            window_covered += inside ? 1 : 0;
+        }
         width += f.q90 - f.q10;
         pinball += pinball_loss(o.actual, f.q10, quantile_levels[0]) +
                    pinball_loss(o.actual, f.q50, quantile_levels[1]) +
@@ -136,6 +171,7 @@ Metrics compute_metrics(std::span<const QuantileForecast> forecasts, std::span<c
             if ((f.q50 > 0) == (o.actual > 0)) ++direction_hits;
         }
     }
+    close_window(); // a whole window that ends with the last origin
     const double nd = static_cast<double>(n);
     const double nan = std::numeric_limits<double>::quiet_NaN();
     m.mae = abs_sum / nd;
@@ -151,6 +187,14 @@ Metrics compute_metrics(std::span<const QuantileForecast> forecasts, std::span<c
     }
     if (reference == Reference::other) m.dm_pvalue = diebold_mariano_pvalue(loss, naive_loss, horizon);
     m.coverage_80 = covered / nd;
+    const Interval coverage_ci = wilson_interval(static_cast<std::size_t>(covered), n);
+    m.coverage_ci_low = coverage_ci.low;
+    m.coverage_ci_high = coverage_ci.high;
+    m.below_q10 = below_q10 / nd;
+    m.below_q50 = below_q50 / nd;
+    m.below_q90 = below_q90 / nd;
+    if (m.coverage_windows > 0)
+        m.coverage_windows_within = static_cast<double>(windows_within) / static_cast<double>(m.coverage_windows);
     m.interval_width = width / nd;
     m.pinball = pinball / (nd * static_cast<double>(quantile_levels.size()));
     m.lag_correlation = correlation(median, previous);
@@ -175,6 +219,13 @@ nlohmann::json to_json(const Metrics& m) {
             {"direction_ci_high", optional(m.direction_ci_high)},
             {"dm_pvalue", optional(m.dm_pvalue)},
             {"coverage_80", number(m.coverage_80)},
+            {"coverage_ci_low", number(m.coverage_ci_low)},
+            {"coverage_ci_high", number(m.coverage_ci_high)},
+            {"below_q10", number(m.below_q10)},
+            {"below_q50", number(m.below_q50)},
+            {"below_q90", number(m.below_q90)},
+            {"coverage_windows", m.coverage_windows},
+            {"coverage_windows_within", optional(m.coverage_windows_within)},
             {"interval_width", number(m.interval_width)},
             {"pinball", number(m.pinball)},
             {"lag_correlation", optional(m.lag_correlation)},

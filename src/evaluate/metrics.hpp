@@ -27,7 +27,11 @@ struct Outcome {
     double actual = 0;     // realised h-bar log return, log(close[t+h] / close[t])
     double previous = 0;   // the h-bar log return realised at the origin, log(close[t] / close[t-h])
     double base_price = 0; // close[t]
+    std::int64_t time = 0; // open time of the origin bar t
 };
+
+/// The length of the windows whose 80% coverage is reported separately (Metrics::coverage_windows).
+inline constexpr std::int64_t kCoverageWindowSeconds = 30 * 86'400;
 
 struct Metrics {
     std::size_t count = 0;
@@ -38,6 +42,13 @@ struct Metrics {
     std::optional<double> direction_accuracy, direction_ci_low, direction_ci_high;
     std::optional<double> dm_pvalue; // Diebold–Mariano against naive; absent for naive itself
     double coverage_80 = 0, interval_width = 0, pinball = 0;
+    double coverage_ci_low = 0, coverage_ci_high = 0; // Wilson 95% interval of coverage_80
+    // The calibration table: the share of outcomes below each quantile (each should be near its level).
+    double below_q10 = 0, below_q50 = 0, below_q90 = 0;
+    // Consecutive 30-day windows of origins from the first one (only whole windows), and the share of them whose
+    // 80% coverage lies within [0.70, 0.90]; absent without a whole window.
+    std::size_t coverage_windows = 0;
+    std::optional<double> coverage_windows_within;
     std::optional<double> lag_correlation, target_correlation;
     bool tracks_previous = false;
 };
@@ -62,6 +73,9 @@ Interval wilson_interval(std::size_t successes, std::size_t trials, double z = 1
 
 /// Pinball (quantile) loss of quantile forecast q at level tau for outcome y.
 double pinball_loss(double y, double q, double tau);
+
+/// The mean pinball loss of the three quantiles of each forecast (same length as outcomes).
+std::vector<double> pinball_losses(std::span<const QuantileForecast> forecasts, std::span<const Outcome> outcomes);
 
 /// Empirical quantile with linear interpolation between order statistics (R type 7); values need not be sorted.
 double empirical_quantile(std::vector<double> values, double p);

@@ -4,12 +4,14 @@
 
 #include <fmt/format.h>
 
+#include <iterator>
+
 namespace btcml::evaluate {
 
 Scoreboard::Scoreboard(std::vector<int> horizons, bool with_model)
     : horizons_(std::move(horizons)), outcomes_(horizons_.size()), with_model_(with_model) {
     if (with_model_) models_.emplace_back("model", ForecastTable(horizons_.size()));
-    for (const char* name : {"naive", "drift", "linear"})
+    for (const char* name : baseline_names)
         models_.emplace_back(name, ForecastTable(horizons_.size()));
 }
 
@@ -18,18 +20,22 @@ void Scoreboard::add(const features::FeatureTable& table, const features::Scaler
     if (with_model_ != (model != nullptr))
         throw Error(ErrorKind::internal,
                     "scoreboard: model forecasts given to a scoreboard without a model or missing");
+    const auto variance = ewma_variance(table);
     for (std::size_t k = 0; k < horizons_.size(); ++k) {
         const int h = horizons_[k];
         if (model && (*model)[k].size() != origins.size())
             throw Error(ErrorKind::internal, "scoreboard: model forecasts do not match the origins");
         for (std::size_t p = 0; p < origins.size(); ++p) {
             const std::size_t o = origins[p];
-            outcomes_[k].push_back({table.log_return(o, h), table.previous_return(o, h), table.close[o]});
+            outcomes_[k].push_back(
+                {table.log_return(o, h), table.previous_return(o, h), table.close[o], table.times[o]});
             auto model_it = models_.begin();
             if (model) (model_it++)->second[k].push_back((*model)[k][p]);
             (model_it++)->second[k].push_back(baselines.naive(k));
             (model_it++)->second[k].push_back(baselines.drift(k));
-            model_it->second[k].push_back(baselines.linear_forecast(table, scaler, o, k));
+            (model_it++)->second[k].push_back(baselines.linear_forecast(table, scaler, o, k));
+            (model_it++)->second[k].push_back(baselines.ewma(variance, o, k));
+            model_it->second[k].push_back(baselines.rolling(table, o, k));
         }
     }
 }
@@ -42,6 +48,17 @@ nlohmann::json Scoreboard::metrics() const {
         for (const auto& [name, forecasts] : models_) {
             const Reference ref = name == "naive" ? Reference::naive : Reference::other;
             per_model[name] = to_json(compute_metrics(forecasts[k], outcomes_[k], horizons_[k], ref));
+        }
+        if (with_model_) {
+            // Diebold–Mariano on the mean pinball loss of the model against each baseline.
+            const auto model_loss = pinball_losses(models_.front().second[k], outcomes_[k]);
+            auto& p = per_model["model"]["dm_pinball_pvalue"];
+            p = nlohmann::json::object();
+            for (auto it = std::next(models_.begin()); it != models_.end(); ++it) {
+                const auto loss = pinball_losses(it->second[k], outcomes_[k]);
+                const auto value = diebold_mariano_pvalue(model_loss, loss, horizons_[k]);
+                p[it->first] = value ? nlohmann::json(*value) : nlohmann::json(nullptr);
+            }
         }
         out[fmt::format("h{}", horizons_[k])] = std::move(per_model);
     }
@@ -65,6 +82,19 @@ nlohmann::json Scoreboard::verdicts(const nlohmann::json& metrics) {
             text += fmt::format("; Diebold-Mariano p = {:.3g} ({})", p.get<double>(),
                                 p.get<double>() < 0.05 ? "the squared-error difference is significant at 5%"
                                                        : "no significant difference at 5%");
+        // Plainly: every baseline whose pinball loss is lower than the model's.
+        std::string beaten_by;
+        const double model_pinball = model["pinball"].get<double>();
+        for (const char* name : baseline_names) {
+            if (!per_model.contains(name)) continue;
+            const double b = per_model[name]["pinball"].get<double>();
+            if (b >= model_pinball) continue;
+            const auto dm = model.value("/dm_pinball_pvalue"_json_pointer / name, nlohmann::json());
+            beaten_by += fmt::format("{}{} ({:.6g} vs {:.6g}{})", beaten_by.empty() ? "" : ", ", name, b, model_pinball,
+                                     dm.is_number() ? fmt::format(", DM p = {:.3g}", dm.get<double>()) : "");
+        }
+        text += beaten_by.empty() ? "; beats every baseline on pinball"
+                                  : "; a SIMPLE BASELINE BEATS THE MODEL on pinball: " + beaten_by;
         out[key] = text;
     }
     return out;

@@ -7,11 +7,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <span>
 #include <string>
 #include <vector>
 
 namespace btcml::evaluate {
+
+/// The baselines of every scoreboard, in the order of its metrics.
+inline constexpr std::array<const char*, 5> baseline_names{"naive", "drift", "linear", "ewma", "rolling"};
 
 /// Forecasts of one model: [horizon index][point].
 using ForecastTable = std::vector<std::vector<QuantileForecast>>;
@@ -28,18 +32,21 @@ class Scoreboard {
 
     [[nodiscard]] std::size_t points() const { return outcomes_.empty() ? 0 : outcomes_.front().size(); }
 
-    /// {"h1": {"model": {…}, "naive": {…}, "drift": {…}, "linear": {…}}, "h6": …}; "model" only when one was added.
+    /// {"h1": {"model": {…}, "naive": {…}, "drift": {…}, "linear": {…}, "ewma": {…}, "rolling": {…}}, "h6": …};
+    /// "model" only when one was added, with "dm_pinball_pvalue": {baseline: p} (Diebold–Mariano on the mean
+    /// pinball loss against each baseline).
     [[nodiscard]] nlohmann::json metrics() const;
 
-    /// Per horizon, a plain sentence on whether the model beats naive on pinball loss and on MAE, e.g.
-    /// {"h1": "does NOT beat naive on MAE (…), beats naive on pinball (…)"}.
+    /// Per horizon, a plain sentence on whether the model beats naive on pinball loss and on MAE and which
+    /// baselines beat it on pinball, e.g. {"h1": "model does NOT beat naive on mae (…); beats naive on pinball (…);
+    /// a SIMPLE BASELINE BEATS THE MODEL on pinball: ewma (…)"}.
     [[nodiscard]] static nlohmann::json verdicts(const nlohmann::json& metrics);
 
   private:
     std::vector<int> horizons_;
     std::vector<std::vector<Outcome>> outcomes_; // [horizon index][point]
     bool with_model_;
-    std::vector<std::pair<std::string, ForecastTable>> models_; // [model,] naive, drift, linear
+    std::vector<std::pair<std::string, ForecastTable>> models_; // [model,] then baseline_names
 };
 
 } // namespace btcml::evaluate

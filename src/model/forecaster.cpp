@@ -87,8 +87,8 @@ void Forecaster::calibrate(const features::FeatureTable& table, std::span<const 
     }
 }
 
-evaluate::ForecastTable Forecaster::forecast(const features::FeatureTable& table,
-                                             std::span<const std::size_t> origins) const {
+evaluate::ForecastTable Forecaster::forecast(const features::FeatureTable& table, std::span<const std::size_t> origins,
+                                             bool with_offsets) const {
     const int horizons = static_cast<int>(spec_.horizons.size());
     evaluate::ForecastTable out(spec_.horizons.size());
     std::vector<float> inputs, outputs;
@@ -104,7 +104,7 @@ evaluate::ForecastTable Forecaster::forecast(const features::FeatureTable& table
                 const float* q = outputs.data() + (static_cast<std::size_t>(b) * horizons + k) * quantile_count;
                 const auto h = static_cast<std::size_t>(k);
                 const double scale = scaler_.target_stddev[h];
-                const double offset = interval_offsets_[h];
+                const double offset = with_offsets ? interval_offsets_[h] : 0.0;
                 out[h].push_back(evaluate::non_crossing({q[0] * scale - offset, q[1] * scale, q[2] * scale + offset}));
             }
     }
@@ -129,7 +129,8 @@ nlohmann::json Forecaster::describe() const {
             {"scaler", scaler_.to_json()},
             {"calibration",
              {{"method", "conformalised quantile regression on the validation part"},
-              {"interval_offsets", interval_offsets_}}}};
+              {"interval_offsets", interval_offsets_},
+              {"online", online_.to_json()}}}};
 }
 
 std::vector<Tensor> Forecaster::tensors() const {
@@ -203,7 +204,9 @@ Forecaster Forecaster::from_artifact(const Artifact& artifact, const std::string
             throw InvalidInput(fmt::format("{}: weights.bin tensor {} holds a non-finite value", what, t.name));
         network.set_tensor(t.name, t.data);
     }
-    return {std::move(spec), std::move(scaler), std::move(network), std::move(offsets)};
+    Forecaster forecaster(std::move(spec), std::move(scaler), std::move(network), std::move(offsets));
+    forecaster.set_online(CalibrationSettings::from_card(card, what));
+    return forecaster;
 }
 
 nlohmann::json TrainOptions::to_json() const {
@@ -320,7 +323,8 @@ LoadedModel load_model(const std::filesystem::path& home, const std::string& spe
     return {version, std::move(artifact.card), std::move(forecaster), std::move(baselines), std::move(series)};
 }
 
-Forecast forecast_latest(const Forecaster& forecaster, std::span<const Bar> bars, std::int64_t interval) {
+Forecast forecast_latest(const Forecaster& forecaster, std::span<const Bar> bars, std::int64_t interval,
+                         std::span<const IntervalState> states) {
     const auto& spec = forecaster.spec();
     if (bars.empty()) throw InvalidInput("no bars to forecast from");
     const features::FeatureTable table = features::compute_features(bars, interval);
@@ -332,11 +336,13 @@ Forecast forecast_latest(const Forecaster& forecaster, std::span<const Bar> bars
                                        spec.window, table.history(origin)));
     const std::size_t origins[] = {origin};
     const auto table_forecasts = forecaster.forecast(table, origins);
+    if (!states.empty() && states.size() != spec.horizons.size())
+        throw Error(ErrorKind::internal, "forecast: calibration states do not match the horizons");
     Forecast f;
     f.as_of = table.times[origin];
     const double base = table.close[origin];
     for (std::size_t k = 0; k < spec.horizons.size(); ++k) {
-        const auto& q = table_forecasts[k][0];
+        const auto q = states.empty() ? table_forecasts[k][0] : apply(states[k], table_forecasts[k][0]);
         const int h = spec.horizons[k];
         f.horizons.push_back(
             {h, f.as_of + h * interval, base * std::exp(q.q50), base * std::exp(q.q10), base * std::exp(q.q90), q.q50});

@@ -6,6 +6,7 @@
 #include "evaluate/scoreboard.hpp"
 #include "features/dataset.hpp"
 #include "model/artifact.hpp"
+#include "model/calibration.hpp"
 #include "model/lstm.hpp"
 
 #include <nlohmann/json.hpp>
@@ -30,15 +31,19 @@ class Forecaster {
     /// 80% of the given outcomes (the validation part), correcting a network whose quantiles are too narrow or wide.
     void calibrate(const features::FeatureTable& table, std::span<const std::size_t> origins);
 
-    /// Quantile forecasts of log returns at each origin: [horizon index][origin], non-crossing.
-    [[nodiscard]] evaluate::ForecastTable forecast(const features::FeatureTable& table,
-                                                   std::span<const std::size_t> origins) const;
+    /// Quantile forecasts of log returns at each origin: [horizon index][origin], non-crossing; without the
+    /// interval offsets when `with_offsets` is false (calibration `none`).
+    [[nodiscard]] evaluate::ForecastTable
+    forecast(const features::FeatureTable& table, std::span<const std::size_t> origins, bool with_offsets = true) const;
 
     [[nodiscard]] const features::DatasetSpec& spec() const { return spec_; }
     [[nodiscard]] const features::Scaler& scaler() const { return scaler_; }
     [[nodiscard]] const LstmNetwork& network() const { return network_; }
 
     [[nodiscard]] const std::vector<double>& interval_offsets() const { return interval_offsets_; }
+    /// How its intervals adapt online once served (model.json `calibration.online`).
+    [[nodiscard]] const CalibrationSettings& online() const { return online_; }
+    void set_online(const CalibrationSettings& online) { online_ = online; }
 
     /// The model.json fields that describe how to rebuild it: architecture, features, window, horizons,
     /// quantiles, scaler, calibration.
@@ -54,6 +59,7 @@ class Forecaster {
     features::Scaler scaler_;
     LstmNetwork network_;
     std::vector<double> interval_offsets_;
+    CalibrationSettings online_;
 };
 
 struct TrainOptions {
@@ -134,8 +140,10 @@ struct Forecast {
 };
 
 /// Forecasts from the last bar of `bars` (ascending, one series); throws InvalidInput when the last `window`
-/// bars (plus the one before, for the first return) are not gap-free.
-Forecast forecast_latest(const Forecaster& forecaster, std::span<const Bar> bars, std::int64_t interval);
+/// bars (plus the one before, for the first return) are not gap-free. `states`, when not empty (one per horizon),
+/// is the online calibration applied to the intervals.
+Forecast forecast_latest(const Forecaster& forecaster, std::span<const Bar> bars, std::int64_t interval,
+                         std::span<const IntervalState> states = {});
 
 /// {"model_version", "as_of", "symbol", "interval", "forecasts": [{"horizon", "target_time", "price", "lower",
 /// "upper", "log_return"}]}

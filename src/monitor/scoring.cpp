@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "evaluate/baselines.hpp"
+#include "model/calibration.hpp"
 #include "monitor/drift.hpp"
 
 #include <fmt/format.h>
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <set>
 #include <tuple>
 
 namespace btcml::monitor {
@@ -21,16 +23,21 @@ namespace {
 // Bounds one pass's work: a backlog (a store that collected forecasts while nothing scored) drains over a few passes.
 constexpr std::int64_t kScoreBatch = 10'000;
 
-/// The unconditional-quantile forecast of each horizon of a version, from its card's naive baseline (the random walk
-/// with the training data's h-step log-return quantiles); nothing for a horizon when the card is missing or lacks it.
-class BaselineCache {
+/// What scoring reads from a version's card: its baselines and its online calibration.
+struct CardFacts {
+    std::optional<evaluate::Baselines> baselines;
+    std::optional<model::CalibrationSettings> online;
+};
+
+/// The cards of the versions scored: the unconditional-quantile forecast of each horizon from the naive baseline
+/// (the random walk with the training data's h-step log-return quantiles; nothing for a horizon when the card is
+/// missing or lacks it) and how the version's intervals adapt.
+class CardCache {
   public:
-    explicit BaselineCache(std::filesystem::path home) : home_(std::move(home)) {}
+    explicit CardCache(std::filesystem::path home) : home_(std::move(home)) {}
 
     std::optional<evaluate::QuantileForecast> get(int version, int horizon) {
-        auto it = cards_.find(version);
-        if (it == cards_.end()) it = cards_.emplace(version, load(version)).first;
-        const auto& baselines = it->second;
+        const auto& baselines = facts(version).baselines;
         if (!baselines) return std::nullopt;
         const auto& h = baselines->horizons;
         const auto pos = std::find(h.begin(), h.end(), horizon);
@@ -38,24 +45,65 @@ class BaselineCache {
         return baselines->naive(static_cast<std::size_t>(pos - h.begin()));
     }
 
+    const CardFacts& facts(int version) {
+        auto it = cards_.find(version);
+        if (it == cards_.end()) it = cards_.emplace(version, load(version)).first;
+        return it->second;
+    }
+
   private:
-    std::optional<evaluate::Baselines> load(int version) const {
+    CardFacts load(int version) const {
         const auto path = home_ / "models" / std::to_string(version) / "model.json";
         std::ifstream in(path);
-        if (!in) return std::nullopt;
-        // A model whose card cannot be read is still scored; only its baseline comparison is missing.
+        if (!in) return {};
+        // A model whose card cannot be read is still scored; only its baseline comparison and calibration are not.
+        CardFacts facts;
         try {
             const auto card = nlohmann::json::parse(in);
-            if (!card.contains("baselines")) return std::nullopt;
-            return evaluate::Baselines::from_json(card["baselines"], path.string());
+            if (card.contains("baselines"))
+                facts.baselines = evaluate::Baselines::from_json(card["baselines"], path.string());
+            facts.online = model::CalibrationSettings::from_card(card, path.string());
         } catch (const std::exception&) {
-            return std::nullopt;
         }
+        return facts;
     }
 
     std::filesystem::path home_;
-    std::map<int, std::optional<evaluate::Baselines>> cards_;
+    std::map<int, CardFacts> cards_;
 };
+
+// The live half of online calibration: each scored scheduled forecast of an adaptive version moves its horizon's
+// state, through the same model::update as evaluate's replay. Outcomes at or before a state's last target were
+// applied before (by an earlier pass or another process) and are skipped.
+void update_calibration(store::Store& store, std::span<const store::MaturedPrediction> matured, CardCache& cards,
+                        std::int64_t now_ms) {
+    std::map<std::pair<int, int>, store::CalibrationStateRow> states; // (version, horizon)
+    std::map<int, bool> loaded;
+    std::set<std::pair<int, int>> changed;
+    for (const auto& m : matured) {
+        const auto& p = m.prediction;
+        if (p.provenance != "scheduled") continue;
+        const auto& online = cards.facts(p.model_version).online;
+        if (!online || online->mode != model::CalibrationMode::adaptive) continue;
+        if (!loaded[p.model_version])
+            for (const auto& row : store.calibration_states(p.model_version))
+                states[{row.model_version, row.horizon}] = row;
+        loaded[p.model_version] = true;
+        auto& row =
+            states.try_emplace({p.model_version, p.horizon}, store::CalibrationStateRow{p.model_version, p.horizon})
+                .first->second;
+        if (row.updates > 0 && p.target_time <= row.last_target_time) continue;
+        model::IntervalState state{row.log_scale_low, row.log_scale_high, row.updates, row.last_target_time};
+        model::update(state, p.target_time, *p.realised<p.lower, *p.realised> p.upper, online->rate);
+        row = {p.model_version,        p.horizon, state.log_scale_low, state.log_scale_high, state.updates,
+               state.last_target_time, now_ms};
+        changed.insert({p.model_version, p.horizon});
+    }
+    std::vector<store::CalibrationStateRow> rows;
+    for (const auto& key : changed)
+        rows.push_back(states.at(key));
+    if (!rows.empty()) store.save_calibration_states(rows);
+}
 
 double mean_pinball(double actual, const evaluate::QuantileForecast& f) {
     const auto& q = evaluate::quantile_levels;
@@ -168,13 +216,14 @@ std::vector<store::LiveMetric> live_metrics(std::span<const store::PredictionSco
 ScoreSummary score_matured(store::Store& store, const SeriesKey& key, std::int64_t now_ms,
                            const MonitorOptions& options) {
     ScoreSummary summary;
-    BaselineCache baselines(store.home());
+    CardCache cards(store.home());
     const auto matured = store.unscored_predictions(key, kScoreBatch);
     std::vector<store::PredictionScore> scores;
     scores.reserve(matured.size());
     for (const auto& m : matured)
-        scores.push_back(score_prediction(m, baselines.get(m.prediction.model_version, m.prediction.horizon), now_ms));
+        scores.push_back(score_prediction(m, cards.get(m.prediction.model_version, m.prediction.horizon), now_ms));
     summary.scored = store.insert_prediction_scores(scores);
+    update_calibration(store, matured, cards, now_ms);
 
     const auto windows = options.windows();
     const std::int64_t from = now_ms / 1000 - windows.back() - key.interval;

@@ -131,7 +131,7 @@ nlohmann::json forecast_task(store::Store& store, const SchedulerOptions& option
     if (!newest) return {{"skipped", "no bars stored yet"}};
     const std::int64_t span = static_cast<std::int64_t>(loaded.forecaster.spec().window) * key.interval;
     const auto bars = store.load_bars({key, *newest - span, *newest, {}});
-    const auto forecast = model::forecast_latest(loaded.forecaster, bars, key.interval);
+    const auto forecast = served_forecast(store, loaded, bars);
     const auto rows = prediction_rows(*version, key, forecast, bars, "scheduled");
     const auto stored = store.insert_predictions(rows);
     return {{"model_version", *version}, {"as_of", format_iso8601(forecast.as_of)}, {"stored", stored}};

@@ -96,7 +96,8 @@ TrainResult train_tracked(const TrainRequest& request, const std::filesystem::pa
                           options.samples_per_epoch ? std::min(options.samples_per_epoch, split.train.size())
                                                     : split.train.size(),
                           split.validation.size());
-    const auto fitted = model::fit_models(table, spec, split.train, split.validation, options, on_epoch);
+    auto fitted = model::fit_models(table, spec, split.train, split.validation, options, on_epoch);
+    fitted.trained.forecaster.set_online(request.calibration);
     const auto& forecaster = fitted.trained.forecaster;
 
     evaluate::Scoreboard board(spec.horizons, true);
@@ -274,8 +275,8 @@ nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, 
     if (version.empty() ||
         !std::all_of(version.begin(), version.end(), [](unsigned char c) { return std::isdigit(c); })) {
         tracking::Registry registry(store, home, "");
-        version = std::to_string(
-            registry.resolve(registry.series_model(request.symbol, request.interval), request.model));
+        version =
+            std::to_string(registry.resolve(registry.series_model(request.symbol, request.interval), request.model));
     }
     const model::LoadedModel loaded = model::load_model(home, version);
     const auto& spec = loaded.forecaster.spec();
@@ -295,11 +296,32 @@ nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, 
                                        std::max<std::size_t>(spec.window, static_cast<std::size_t>(spec.max_horizon())),
                                        spec.max_horizon()));
 
+    model::CalibrationSettings calibration = loaded.forecaster.online();
+    if (request.calibration) calibration.mode = *request.calibration;
+    if (request.calibration_rate) calibration.rate = *request.calibration_rate;
+    model::validate_calibration_rate(calibration.rate, "--calibration-rate");
+    std::vector<model::IntervalState> states(spec.horizons.size());
+    // The intervals serving would have given: the model's forecasts, calibrated as requested, from a fresh state.
+    const auto served = [&](const model::Forecaster& forecaster, std::span<const std::size_t> points) {
+        auto forecasts = forecaster.forecast(table, points, calibration.mode != model::CalibrationMode::none);
+        if (calibration.mode != model::CalibrationMode::adaptive) return forecasts;
+        std::vector<std::int64_t> times;
+        for (const std::size_t o : points)
+            times.push_back(table.times[o]);
+        for (std::size_t k = 0; k < spec.horizons.size(); ++k) {
+            std::vector<double> actuals;
+            for (const std::size_t o : points)
+                actuals.push_back(table.log_return(o, spec.horizons[k]));
+            states[k] = {};
+            model::replay(states[k], forecasts[k], times, actuals, spec.horizons[k] * interval, calibration.rate);
+        }
+        return forecasts;
+    };
     evaluate::Scoreboard board(spec.horizons, true);
     std::size_t folds = 0;
     bool overlaps_training = false;
     if (request.retrain_every == 0) {
-        const auto forecasts = loaded.forecaster.forecast(table, origins);
+        const auto forecasts = served(loaded.forecaster, origins);
         board.add(table, loaded.forecaster.scaler(), loaded.baselines, origins, &forecasts);
         folds = 1;
         const auto trained_to = parse_time(loaded.card.value("/training_range/to"_json_pointer, std::string()));
@@ -318,7 +340,7 @@ nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, 
             const auto split = features::split_chronological(table, known, spec.max_horizon(), {0.85, 0.15});
             const auto fitted = model::fit_models(table, spec, split.train, split.validation, options);
             const std::vector<std::size_t> fold(begin, end);
-            const auto forecasts = fitted.trained.forecaster.forecast(table, fold);
+            const auto forecasts = served(fitted.trained.forecaster, fold);
             board.add(table, fitted.scaler, fitted.baselines, fold, &forecasts);
             ++folds;
             if (on_fold) on_fold(folds, split.train.size(), fold.size());
@@ -329,12 +351,21 @@ nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, 
         log::warn("the evaluated period overlaps the model's training data: these numbers are optimistic",
                   {{"model.version", loaded.version}});
     const auto metrics = board.metrics();
+    nlohmann::json calibration_json = calibration.to_json();
+    if (calibration.mode == model::CalibrationMode::adaptive)
+        for (std::size_t k = 0; k < spec.horizons.size(); ++k)
+            calibration_json["final_state"][fmt::format("h{}", spec.horizons[k])] = {
+                {"log_scale_low", states[k].log_scale_low},
+                {"log_scale_high", states[k].log_scale_high},
+                {"updates", states[k].updates},
+                {"last_target_time", states[k].last_target_time}};
     return {{"model_version", loaded.version},
             {"symbol", loaded.series.symbol},
             {"interval", format_interval(interval)},
             {"from", format_iso8601(table.times[origins.front()])},
             {"to", format_iso8601(table.times[origins.back()])},
             {"retrain_every", request.retrain_every},
+            {"calibration", calibration_json},
             {"folds", folds},
             {"points", board.points()},
             {"overlaps_training", overlaps_training},

@@ -37,7 +37,8 @@ struct TrainRequest {
     model::TrainOptions options;
     std::string tracking_uri; // empty: local tracking only
     bool force_promote = false;
-    std::string source = "btcml train"; // the run's mlflow.source.name tag: who trained it
+    model::CalibrationSettings calibration; // how the served intervals adapt online (stored in model.json)
+    std::string source = "btcml train";     // the run's mlflow.source.name tag: who trained it
 };
 
 /// Called once the data is split (windows to train on, per epoch, to validate on) and after every epoch.
@@ -69,11 +70,16 @@ struct EvaluateRequest {
     std::int64_t from = 0;          // first forecast origin
     std::int64_t to = 0;            // last target bar (inclusive)
     std::int64_t retrain_every = 0; // bars; 0: the stored model throughout
+    // How the model's intervals are calibrated; the model's own (model.json calibration.online) when absent.
+    std::optional<model::CalibrationMode> calibration;
+    std::optional<double> calibration_rate;
 };
 
 /// Walk-forward scoring of a stored model and the baselines over a period: every forecast reads only bars up to
 /// its origin; with retrain_every N everything is refitted on an expanding window every N bars, using only targets
-/// known at the fold's start. Returns what `btcml evaluate --json` prints. A stop ends it between folds
+/// known at the fold's start. With adaptive calibration the model's intervals are replayed walk-forward through the
+/// same update as live scoring (model::replay), from a fresh state per fold as a newly published version starts.
+/// Returns what `btcml evaluate --json` prints. A stop ends it between folds
 /// (Conflict). `on_fold` hears (fold, training windows, forecasts). Not thread-safe per Store.
 nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, const EvaluateRequest& request,
                         std::stop_token stop = {},

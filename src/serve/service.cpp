@@ -348,6 +348,7 @@ std::string Service::current_forecast(ServedSeries& series) {
     // /api/v1/predict is the same input and stores no second prediction.
     const std::int64_t span = static_cast<std::int64_t>(loaded.forecaster.spec().window) * interval;
     std::vector<Bar> bars;
+    std::vector<model::IntervalState> states;
     {
         auto store = stores_.acquire();
         const auto newest = store->last_bar_time(loaded.series);
@@ -357,8 +358,9 @@ std::string Service::current_forecast(ServedSeries& series) {
         series.latest_bar.store(*newest);
         metrics_.latest_bar_seen(series.key, *newest);
         bars = store->load_bars({loaded.series, *newest - span, *newest, {}});
+        states = pipeline::interval_states(*store, loaded);
     }
-    const auto forecast = model::forecast_latest(loaded.forecaster, bars, interval);
+    const auto forecast = model::forecast_latest(loaded.forecaster, bars, interval, states);
     auto next = std::make_shared<CachedForecast>(
         CachedForecast{loaded.version, bars.back().time,
                        model::to_json(forecast, loaded.version, loaded.series.symbol, interval).dump()});
@@ -370,7 +372,8 @@ std::string Service::current_forecast(ServedSeries& series) {
 
 nlohmann::json Service::predict(const Model& m, std::span<const Bar> bars, bool anonymous) {
     const auto& loaded = m.loaded;
-    const auto forecast = model::forecast_latest(loaded.forecaster, bars, loaded.series.interval);
+    const auto states = pipeline::interval_states(*stores_.acquire(), loaded);
+    const auto forecast = model::forecast_latest(loaded.forecaster, bars, loaded.series.interval, states);
     record(m, forecast, bars, anonymous);
     return model::to_json(forecast, loaded.version, loaded.series.symbol, loaded.series.interval);
 }

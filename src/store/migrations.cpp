@@ -486,6 +486,33 @@ CREATE TABLE feature_drift (
     PRIMARY KEY (symbol, interval_s, computed_ms, feature)
 );
 )sql"},
+    // Online interval calibration (src/model/calibration.hpp): model versions are immutable once published, so the
+    // state that live scoring updates lives here, one row per version and horizon.
+    Migration{8, "online interval calibration state",
+              R"sql(
+CREATE TABLE calibration_state (
+    model_version INTEGER NOT NULL,
+    horizon INTEGER NOT NULL,
+    log_scale_low REAL NOT NULL,
+    log_scale_high REAL NOT NULL,
+    updates INTEGER NOT NULL,
+    last_target_time INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (model_version, horizon)
+);
+)sql",
+              R"sql(
+CREATE TABLE calibration_state (
+    model_version BIGINT NOT NULL,
+    horizon BIGINT NOT NULL,
+    log_scale_low DOUBLE PRECISION NOT NULL,
+    log_scale_high DOUBLE PRECISION NOT NULL,
+    updates BIGINT NOT NULL,
+    last_target_time BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (model_version, horizon)
+);
+)sql"},
 };
 
 } // namespace

@@ -178,6 +178,45 @@ std::vector<std::pair<SeriesKey, std::int64_t>> SqlStore::latest_passes(const ch
     }
 }
 
+std::vector<CalibrationStateRow> SqlStore::calibration_states(int model_version) {
+    const std::array<SqlParam, 1> params{std::int64_t{model_version}};
+    std::vector<CalibrationStateRow> out;
+    query("SELECT horizon, log_scale_low, log_scale_high, updates, last_target_time, updated_ms "
+          "FROM calibration_state WHERE model_version = $1 ORDER BY horizon",
+          params, [&](const SqlRow& row) {
+              CalibrationStateRow r;
+              r.model_version = model_version;
+              r.horizon = static_cast<int>(row.get_int(0));
+              r.log_scale_low = row.get_double(1);
+              r.log_scale_high = row.get_double(2);
+              r.updates = row.get_int(3);
+              r.last_target_time = row.get_int(4);
+              r.updated_ms = row.get_int(5);
+              out.push_back(r);
+          });
+    return out;
+}
+
+void SqlStore::save_calibration_states(std::span<const CalibrationStateRow> rows) {
+    ScopedTransaction transaction(*this);
+    for (const auto& r : rows) {
+        const std::array<SqlParam, 7> params{std::int64_t{r.model_version},
+                                             std::int64_t{r.horizon},
+                                             r.log_scale_low,
+                                             r.log_scale_high,
+                                             r.updates,
+                                             r.last_target_time,
+                                             r.updated_ms};
+        query("INSERT INTO calibration_state (model_version, horizon, log_scale_low, log_scale_high, updates, "
+              "last_target_time, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (model_version, horizon) "
+              "DO UPDATE SET log_scale_low = excluded.log_scale_low, log_scale_high = excluded.log_scale_high, "
+              "updates = excluded.updates, last_target_time = excluded.last_target_time, "
+              "updated_ms = excluded.updated_ms",
+              params, {});
+    }
+    transaction.commit();
+}
+
 std::vector<LiveMetric> SqlStore::latest_live_metrics(const SeriesKey& key) {
     std::vector<LiveMetric> out;
     for (const auto& [series, computed_ms] : latest_passes("live_metrics", key)) {

@@ -67,6 +67,8 @@ class SqlStore : public Store {
     void insert_live_metrics(std::span<const LiveMetric> metrics) override;
     std::vector<LiveMetric> latest_live_metrics(const SeriesKey& key) override;
     std::vector<LiveMetric> live_metrics_history(const SeriesKey& key, std::int64_t limit) override;
+    std::vector<CalibrationStateRow> calibration_states(int model_version) override;
+    void save_calibration_states(std::span<const CalibrationStateRow> rows) override;
     void insert_feature_drift(std::span<const FeatureDrift> drift) override;
     std::vector<FeatureDrift> latest_feature_drift(const SeriesKey& key) override;
 

@@ -195,6 +195,17 @@ struct LiveMetric {
     std::optional<double> direction_accuracy; // absent when no forecast in the window had a direction
 };
 
+/// The online interval calibration of one model version's horizon (src/model/calibration.hpp): the log scale
+/// factors of the half-widths below and above the median, how many outcomes moved them and the newest one's target.
+struct CalibrationStateRow {
+    int model_version = 0;
+    int horizon = 0;
+    double log_scale_low = 0, log_scale_high = 0;
+    std::int64_t updates = 0;
+    std::int64_t last_target_time = 0;
+    std::int64_t updated_ms = 0;
+};
+
 /// The population stability index of one input feature of a series' champion over the latest bars.
 struct FeatureDrift {
     std::int64_t computed_ms = 0;
@@ -360,6 +371,10 @@ class Store {
     virtual std::vector<LiveMetric> latest_live_metrics(const SeriesKey& key) = 0;
     /// The history of one series, newest first, at most `limit` rows.
     virtual std::vector<LiveMetric> live_metrics_history(const SeriesKey& key, std::int64_t limit) = 0;
+    /// The online calibration state of a model version, by horizon; horizons never updated are absent.
+    virtual std::vector<CalibrationStateRow> calibration_states(int model_version) = 0;
+    /// Inserts or replaces the rows, atomically.
+    virtual void save_calibration_states(std::span<const CalibrationStateRow> rows) = 0;
     /// Appends one drift measurement per feature.
     virtual void insert_feature_drift(std::span<const FeatureDrift> drift) = 0;
     /// The newest drift measurement of every series (all series when `key` has an empty symbol).

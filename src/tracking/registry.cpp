@@ -22,10 +22,13 @@ std::int64_t now_ms() {
         .count();
 }
 
-// Mean over horizons of the model's pinball loss and MAE and of naive's MAE at `origins`.
+// Mean over horizons of the model's pinball loss and MAE, of naive's MAE and of the best baseline's pinball loss at
+// `origins`.
 struct Score {
     double pinball = 0, mae = 0, naive_mae = 0;
     std::size_t points = 0;
+    std::string best_baseline; // the baseline with the lowest mean pinball loss
+    double best_baseline_pinball = 0;
 };
 
 Score score(const features::FeatureTable& table, const model::Forecaster& forecaster,
@@ -40,12 +43,33 @@ Score score(const features::FeatureTable& table, const model::Forecaster& foreca
         s.mae += models["model"]["mae"].get<double>() / static_cast<double>(metrics.size());
         s.naive_mae += models["naive"]["mae"].get<double>() / static_cast<double>(metrics.size());
     }
+    for (const char* name : evaluate::baseline_names) {
+        double pinball = 0;
+        for (const auto& [horizon, models] : metrics.items())
+            pinball += models[name]["pinball"].get<double>() / static_cast<double>(metrics.size());
+        if (s.best_baseline.empty() || pinball < s.best_baseline_pinball) {
+            s.best_baseline = name;
+            s.best_baseline_pinball = pinball;
+        }
+    }
     s.points = board.points();
     return s;
 }
 
 nlohmann::json score_json(const Score& s) {
-    return {{"pinball", s.pinball}, {"mae", s.mae}, {"naive_mae", s.naive_mae}, {"points", s.points}};
+    return {{"pinball", s.pinball},
+            {"mae", s.mae},
+            {"naive_mae", s.naive_mae},
+            {"points", s.points},
+            {"best_baseline", s.best_baseline},
+            {"best_baseline_pinball", s.best_baseline_pinball}};
+}
+
+// Says plainly when a simple baseline forecasts the quantiles better than the candidate.
+std::string baseline_note(const Score& s) {
+    if (s.best_baseline_pinball >= s.pinball) return "";
+    return fmt::format("; NOTE: the simple baseline {} beats it on pinball ({:.6g} vs {:.6g})", s.best_baseline,
+                       s.best_baseline_pinball, s.pinball);
 }
 
 // Holds the registry's locks for one alias change (see registry.hpp): the home's file lock, then a store
@@ -143,8 +167,8 @@ GateDecision promotion_gate(const features::FeatureTable& table, const model::Fi
     if (!champion) {
         d.numbers["candidate"] = score_json(own);
         return decide(true, fmt::format("first version of its registered model: no champion to beat (MAE {:.6g} vs "
-                                        "naive {:.6g} on its test part)",
-                                        own.mae, own.naive_mae));
+                                        "naive {:.6g} on its test part){}",
+                                        own.mae, own.naive_mae, baseline_note(own)));
     }
     // The window: the candidate's test origins after the last target the champion trained on.
     const auto trained_to = parse_time(champion->card.value("/training_range/to"_json_pointer, std::string()));
@@ -172,10 +196,11 @@ GateDecision promotion_gate(const features::FeatureTable& table, const model::Fi
         fmt::format("on {} .. {} ({} points): pinball {:.6g} vs champion v{}'s {:.6g}; MAE {:.6g} vs naive {:.6g}",
                     format_iso8601(from), format_iso8601(to), mine.points, mine.pinball, champion->version,
                     theirs.pinball, mine.mae, mine.naive_mae);
-    if (lower_pinball && beats_naive) return decide(true, "beats the champion and is not worse than naive " + numbers);
+    if (lower_pinball && beats_naive)
+        return decide(true, "beats the champion and is not worse than naive " + numbers + baseline_note(mine));
     std::string why = !lower_pinball ? "pinball loss not lower than the champion's" : "";
     if (!beats_naive) why += std::string(why.empty() ? "" : " and ") + "point error worse than naive";
-    return decide(false, fmt::format("{} {}", why, numbers));
+    return decide(false, fmt::format("{} {}{}", why, numbers, baseline_note(mine)));
 }
 
 Registry::Registry(store::Store& store, std::filesystem::path home, std::string tracking_uri)

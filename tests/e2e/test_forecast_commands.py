@@ -3,6 +3,7 @@ import json
 import math
 import os
 import re
+import sqlite3
 import time
 from pathlib import Path
 
@@ -32,7 +33,11 @@ def trained(home):
 def check_metrics(metrics, horizons=(1, 6, 24)):
     assert set(metrics) == {f"h{h}" for h in horizons}
     for per_model in metrics.values():
-        assert set(per_model) == {"model", "naive", "drift", "linear"}
+        assert set(per_model) == {"model", "naive", "drift", "linear", "ewma", "rolling"}
+        assert set(per_model["model"]["dm_pinball_pvalue"]) == set(per_model) - {"model"}
+        for m in per_model.values():
+            assert m["coverage_ci_low"] <= m["coverage_80"] <= m["coverage_ci_high"]
+            assert m["below_q10"] <= m["below_q50"] <= m["below_q90"]
         for name, m in per_model.items():
             assert METRIC_KEYS <= set(m), name
             assert m["count"] > 0
@@ -61,6 +66,11 @@ def test_train_reports_the_contract_and_publishes_an_artifact(trained):
     home, out = trained
     assert len(out["run_id"]) == 32
     assert out["model_version"] == 1 and out["promoted"] is True
+    # The gate says plainly whether a simple baseline forecasts the quantiles better than the new version.
+    candidate = out["gate"]["numbers"]["candidate"]
+    assert candidate["best_baseline"] in ("naive", "drift", "linear", "ewma", "rolling")
+    beaten = candidate["best_baseline_pinball"] < candidate["pinball"]
+    assert ("NOTE: the simple baseline " + candidate["best_baseline"] + " beats it" in out["gate"]["reason"]) == beaten
     parts = out["splits"]
     for part in ("train", "validation", "test"):
         assert parts[part]["windows"] > 0
@@ -97,6 +107,29 @@ def test_train_is_reproducible_for_a_seed(home):
     assert a["metrics"]["h6"]["model"] == b["metrics"]["h6"]["model"]
 
 
+def test_predict_applies_the_stored_online_calibration(trained):
+    """Served intervals read the state live scoring keeps in the store (here written behind the binary's back):
+    e^θ times each half-width around the median."""
+    home, _ = trained
+
+    def quantiles():
+        out = home.json("predict")
+        rows = {}
+        for f in out["forecasts"]:
+            base = f["price"] / math.exp(f["log_return"])
+            rows[f["horizon"]] = (math.log(f["lower"] / base), f["log_return"], math.log(f["upper"] / base))
+        return rows
+
+    before = quantiles()
+    with sqlite3.connect(home.home / "btcml.db") as db:
+        db.execute("INSERT INTO calibration_state (model_version, horizon, log_scale_low, log_scale_high, updates, "
+                   "last_target_time, updated_ms) VALUES (1, 6, ?, ?, 5, 0, 0)", (math.log(2), math.log(0.5)))
+    after = quantiles()
+    assert after[1] == pytest.approx(before[1]) and after[24] == pytest.approx(before[24])
+    low, mid, high = before[6]
+    assert after[6] == pytest.approx((mid - 2 * (mid - low), mid, mid + 0.5 * (high - mid)), rel=1e-6)
+
+
 def test_predict_gives_non_crossing_forecasts(trained):
     home, _ = trained
     out = home.json("predict")
@@ -129,7 +162,23 @@ def test_evaluate_walks_forward(trained):
     assert refit["folds"] == 3
     check_metrics(refit["metrics"])
     text = home.run("evaluate", "--from", "2023-10-01", "--to", "2023-12-31").stdout
-    assert "verdict:" in text and "naive" in text
+    assert "verdict:" in text and "naive" in text and "ewma" in text and "adaptive calibration" in text
+
+    # The model was trained with adaptive calibration (the default): evaluate replays it; the other modes on demand.
+    assert out["calibration"]["mode"] == "adaptive" and out["calibration"]["rate"] == 0.02
+    assert out["calibration"]["final_state"]["h24"]["updates"] > 0
+    static = home.json("evaluate", "--from", "2023-10-01", "--to", "2023-12-31", "--calibration", "static")
+    raw = home.json("evaluate", "--from", "2023-10-01", "--to", "2023-12-31", "--calibration", "none")
+    assert static["calibration"] == {"mode": "static", "rate": 0.02}
+    assert raw["metrics"]["h1"]["model"]["interval_width"] != static["metrics"]["h1"]["model"]["interval_width"]
+    assert raw["metrics"]["h1"]["naive"] == static["metrics"]["h1"]["naive"]  # baselines are not calibrated
+    fast = home.json("evaluate", "--from", "2023-10-01", "--to", "2023-12-31", "--calibration-rate", "0.5")
+    assert fast["calibration"]["rate"] == 0.5
+    assert fast["metrics"]["h1"]["model"]["interval_width"] != out["metrics"]["h1"]["model"]["interval_width"]
+    for bad, message in ((["--calibration", "aci"], "'aci' is not a calibration"),
+                         (["--calibration-rate", "2"], "the rate must be in (0, 1]")):
+        r = home.run("evaluate", "--from", "2023-10-01", "--to", "2023-12-31", *bad, check=False)
+        assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
 def test_model_errors(trained, tmp_path):

@@ -114,6 +114,33 @@ TEST(Metrics, ComputeMetricsMatchesHandComputation) {
     EXPECT_NEAR(*m.target_correlation, -0.0796819, 1e-6);
     EXPECT_FALSE(m.tracks_previous);
     ASSERT_TRUE(m.dm_pvalue.has_value());
+    // The calibration table: below q10 only the last; below q50 the third and last; below q90 all but the second.
+    EXPECT_DOUBLE_EQ(m.below_q10, 0.25);
+    EXPECT_DOUBLE_EQ(m.below_q50, 0.5);
+    EXPECT_DOUBLE_EQ(m.below_q90, 0.75);
+    const Interval ci = wilson_interval(2, 4);
+    EXPECT_DOUBLE_EQ(m.coverage_ci_low, ci.low);
+    EXPECT_DOUBLE_EQ(m.coverage_ci_high, ci.high);
+    EXPECT_EQ(m.coverage_windows, 0u); // all at time 0: no whole 30-day window
+    EXPECT_FALSE(m.coverage_windows_within.has_value());
+}
+
+TEST(Metrics, CoverageIsReportedPerWholeThirtyDayWindow) {
+    // Hourly points over 75 days: two whole 30-day windows, the rest dropped. The first covers 80%, the second 50%.
+    const std::int64_t hour = 3600, day = 86'400;
+    std::vector<QuantileForecast> f;
+    std::vector<Outcome> o;
+    for (std::int64_t t = 0; t < 75 * day; t += hour) {
+        const std::int64_t i = t / hour;
+        const bool inside = t < 30 * day ? i % 5 != 0 : i % 2 == 0;
+        f.push_back({-0.01, 0, 0.01});
+        o.push_back({inside ? 0.0 : 0.05, 0, 100, t});
+    }
+    const Metrics m = compute_metrics(f, o, 1, Reference::other);
+    EXPECT_EQ(m.coverage_windows, 2u);
+    ASSERT_TRUE(m.coverage_windows_within.has_value());
+    EXPECT_DOUBLE_EQ(*m.coverage_windows_within, 0.5);
+    EXPECT_EQ(to_json(m)["coverage_windows_within"], 0.5);
 }
 
 TEST(Metrics, NaiveIsItsOwnReference) {

@@ -637,6 +637,27 @@ TEST_P(StoreTest, RegistryChangesOfTwoConnectionsDoNotInterleave) {
     EXPECT_EQ(first->aliases("btcml-X-1h"), (std::map<std::string, int>{{"challenger", 1}, {"champion", 1}}));
 }
 
+TEST_P(StoreTest, CalibrationStateIsUpsertedPerVersionAndHorizon) {
+    auto store = open();
+    EXPECT_TRUE(store->calibration_states(4).empty());
+    const std::vector<CalibrationStateRow> first{{4, 24, 0.1, -0.2, 3, 7200, 1}, {4, 1, 1.0 / 3, 0, 1, 3600, 1},
+                                                 {5, 1, 0.5, 0.5, 9, 9000, 1}};
+    store->save_calibration_states(first);
+    const std::vector<CalibrationStateRow> second{{4, 1, -0.125, 0.25, 2, 7200, 2}};
+    store->save_calibration_states(second);
+    const auto rows = store->calibration_states(4);
+    ASSERT_EQ(rows.size(), 2U);
+    EXPECT_EQ(rows[0].horizon, 1); // by horizon, the second save replacing the first
+    EXPECT_EQ(rows[0].log_scale_low, -0.125);
+    EXPECT_EQ(rows[0].log_scale_high, 0.25);
+    EXPECT_EQ(rows[0].updates, 2);
+    EXPECT_EQ(rows[0].last_target_time, 7200);
+    EXPECT_EQ(rows[0].updated_ms, 2);
+    EXPECT_EQ(rows[1].horizon, 24);
+    EXPECT_EQ(rows[1].log_scale_low, 0.1); // bit for bit
+    EXPECT_EQ(store->calibration_states(5).size(), 1U);
+}
+
 TEST_P(StoreTest, ScoresLiveMetricsAndDriftRoundTrip) {
     auto store = open();
     store->insert_bars(kKey, make_bars(0, 3), "test"); // closes 100, 100.25, 100.5 at 0, 3600, 7200

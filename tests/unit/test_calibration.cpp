@@ -1,0 +1,219 @@
+// Online interval calibration: the update on known sequences, coverage on a simulated GARCH(1,1) series whose
+// volatility jumps, and evaluate's walk-forward replay against the live loop (forecast, store, score) on a real
+// SQLite store: the same outcomes must leave the same state.
+#include "core/error.hpp"
+#include "core/time.hpp"
+#include "model/calibration.hpp"
+#include "monitor/scoring.hpp"
+#include "pipeline/forecast.hpp"
+#include "pipeline/train.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <unistd.h>
+
+namespace btcml::model {
+namespace {
+
+using evaluate::QuantileForecast;
+
+TEST(Calibration, UpdateMovesEachSideByRateTimesMissMinusTenPercent) {
+    IntervalState s;
+    update(s, 100, true, false, 0.1); // below: low side + 0.1 * 0.9, high side - 0.1 * 0.1
+    EXPECT_DOUBLE_EQ(s.log_scale_low, 0.09);
+    EXPECT_DOUBLE_EQ(s.log_scale_high, -0.01);
+    EXPECT_EQ(s.updates, 1);
+    EXPECT_EQ(s.last_target_time, 100);
+    for (int i = 0; i < 9; ++i)
+        update(s, 101 + i, false, false, 0.1);
+    // One miss in ten on the low side: back where it started; none on the high side: ten steps down.
+    EXPECT_NEAR(s.log_scale_low, 0.0, 1e-15);
+    EXPECT_NEAR(s.log_scale_high, -0.1, 1e-15);
+    EXPECT_EQ(s.updates, 10);
+    EXPECT_EQ(s.last_target_time, 109);
+    // Bounded, so that a degenerate interval cannot drive a scale to infinity.
+    IntervalState far;
+    for (int i = 0; i < 100; ++i)
+        update(far, i, true, true, 1);
+    EXPECT_DOUBLE_EQ(far.log_scale_low, kMaxLogScale);
+}
+
+TEST(Calibration, ApplyScalesEachHalfWidthAroundTheMedian) {
+    const IntervalState s{std::log(2.0), std::log(0.5), 3, 0};
+    const auto f = apply(s, {-0.01, 0.002, 0.012});
+    EXPECT_DOUBLE_EQ(f.q10, 0.002 - 2 * 0.012);
+    EXPECT_DOUBLE_EQ(f.q50, 0.002);
+    EXPECT_DOUBLE_EQ(f.q90, 0.002 + 0.5 * 0.01);
+    EXPECT_EQ(apply(IntervalState{}, f).q10, f.q10);
+}
+
+TEST(Calibration, ReplayAppliesOnlyOutcomesWhoseTargetOpenedBeforeTheOrigin) {
+    // Origins every bar (interval 1), horizon 2: the outcome of origin t is known from origin t + 3 on.
+    std::vector<QuantileForecast> f(5, QuantileForecast{-1, 0, 1});
+    const std::vector<std::int64_t> times{0, 1, 2, 3, 4};
+    const std::vector<double> actual{-2, 0, 0, 0, 0}; // the first falls below its interval
+    IntervalState s;
+    replay(s, f, times, actual, 2, 0.5);
+    EXPECT_DOUBLE_EQ(f[2].q10, -1);              // nothing known yet
+    EXPECT_DOUBLE_EQ(f[3].q10, -std::exp(0.45)); // origin 0's miss: low side + 0.5 * 0.9
+    EXPECT_DOUBLE_EQ(f[3].q90, std::exp(-0.05));
+    EXPECT_DOUBLE_EQ(f[4].q10, -std::exp(0.45 - 0.05)); // then origin 1's hit
+    EXPECT_EQ(s.updates, 2);
+    EXPECT_EQ(s.last_target_time, 3);
+    const std::vector<double> short_actuals{0};
+    EXPECT_THROW(replay(s, f, times, short_actuals, 2, 0.5), Error);
+}
+
+TEST(Calibration, SettingsParseAndOldCardsAreStatic) {
+    EXPECT_EQ(parse_calibration_mode("adaptive", "--calibration"), CalibrationMode::adaptive);
+    EXPECT_EQ(parse_calibration_mode("static", "--calibration"), CalibrationMode::static_offsets);
+    EXPECT_EQ(parse_calibration_mode("none", "--calibration"), CalibrationMode::none);
+    EXPECT_THROW(parse_calibration_mode("aci", "--calibration"), UsageError);
+    EXPECT_THROW(validate_calibration_rate(0, "--calibration-rate"), UsageError);
+    EXPECT_THROW(validate_calibration_rate(1.5, "--calibration-rate"), UsageError);
+    const nlohmann::json old_card{{"calibration", {{"interval_offsets", {0.1}}}}};
+    EXPECT_EQ(CalibrationSettings::from_card(old_card, "m").mode, CalibrationMode::static_offsets);
+    const nlohmann::json card{{"calibration", {{"online", {{"mode", "adaptive"}, {"rate", 0.03}}}}}};
+    const auto s = CalibrationSettings::from_card(card, "m");
+    EXPECT_EQ(s.mode, CalibrationMode::adaptive);
+    EXPECT_DOUBLE_EQ(s.rate, 0.03);
+    const nlohmann::json bad{{"calibration", {{"online", {{"mode", "adaptive"}, {"rate", -1}}}}}};
+    EXPECT_THROW(CalibrationSettings::from_card(bad, "m"), InvalidInput);
+}
+
+// Coverage of the 10-90% interval and the share below each side over a GARCH(1,1) series whose volatility level
+// triples halfway; the forecast is the Gaussian interval of the first regime's unconditional volatility.
+struct Coverage {
+    double inside = 0, below = 0, above = 0;
+};
+
+Coverage garch_coverage(bool adaptive, std::size_t from, std::size_t to) {
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> z(0, 1);
+    const double omega = 1e-6, a = 0.08, b = 0.9;
+    const double calm_sigma = std::sqrt(omega / (1 - a - b));
+    double variance = calm_sigma * calm_sigma, r = 0;
+    const std::size_t n = 40'000;
+    std::vector<double> returns(n);
+    for (std::size_t t = 0; t < n; ++t) {
+        const double level = t < n / 2 ? 1 : 9; // the unconditional variance jumps ninefold
+        variance = level * omega + a * r * r + b * variance;
+        r = std::sqrt(variance) * z(rng);
+        returns[t] = r;
+    }
+    std::vector<QuantileForecast> f(n, QuantileForecast{-1.2816 * calm_sigma, 0, 1.2816 * calm_sigma});
+    std::vector<std::int64_t> times(n);
+    for (std::size_t t = 0; t < n; ++t)
+        times[t] = static_cast<std::int64_t>(t);
+    IntervalState s;
+    if (adaptive) replay(s, f, times, returns, 1, 0.02);
+    Coverage c;
+    for (std::size_t t = from; t < to; ++t) {
+        c.below += returns[t] < f[t].q10 ? 1 : 0;
+        c.above += returns[t] > f[t].q90 ? 1 : 0;
+    }
+    const auto count = static_cast<double>(to - from);
+    c.below /= count;
+    c.above /= count;
+    c.inside = 1 - c.below - c.above;
+    return c;
+}
+
+TEST(Calibration, AdaptiveIntervalsKeepTheirCoverageThroughAGarchVolatilityJump) {
+    // Static intervals fitted on the calm half cover far less than 80% once volatility triples.
+    const auto fixed = garch_coverage(false, 20'000, 40'000);
+    EXPECT_LT(fixed.inside, 0.55);
+    // Adaptive ones stay near 80% after the jump, each side near 10%; in the 1,000 bars right after it they are
+    // still catching up (rate 0.02 needs ~60 misses to widen threefold) but far above the static ones.
+    const auto after = garch_coverage(true, 20'000, 40'000);
+    EXPECT_NEAR(after.inside, 0.80, 0.015);
+    EXPECT_NEAR(after.below, 0.10, 0.01);
+    EXPECT_NEAR(after.above, 0.10, 0.01);
+    const auto soon_after = garch_coverage(true, 20'000, 21'000);
+    EXPECT_GT(soon_after.inside, 0.65);
+    EXPECT_GT(soon_after.inside, fixed.inside + 0.15);
+    const auto before = garch_coverage(true, 1'000, 20'000);
+    EXPECT_NEAR(before.inside, 0.80, 0.015);
+}
+
+// A random walk with Gaussian log returns whose volatility triples from bar `shift_at` on.
+std::vector<Bar> walk(std::size_t count, std::size_t shift_at) {
+    std::mt19937_64 rng(5);
+    std::normal_distribution<double> noise(0, 0.01);
+    std::vector<Bar> bars;
+    double close = 100;
+    for (std::size_t i = 0; i < count; ++i) {
+        const double r = noise(rng) * (i >= shift_at ? 3.0 : 1.0);
+        const double open = close;
+        close = open * std::exp(r);
+        bars.push_back({1'600'000'000 / 3600 * 3600 + static_cast<std::int64_t>(i) * 3600, open,
+                        std::max(open, close) * 1.001, std::min(open, close) * 0.999, close, 1000 + double(i % 7),
+                        true});
+    }
+    return bars;
+}
+
+TEST(Calibration, EvaluateReplaysExactlyWhatTheLiveLoopDid) {
+    const auto home = std::filesystem::temp_directory_path() / ("btcml_calibration_test_" + std::to_string(getpid()));
+    std::filesystem::remove_all(home);
+    std::filesystem::create_directories(home);
+    auto store = store::open_store("sqlite:" + (home / "btcml.db").string(), home);
+    const SeriesKey key{"BTCUSD", 3600};
+    const std::size_t trained = 1200, live_to = 1400;
+    const auto bars = walk(live_to, trained);
+    store->insert_bars(key, std::span(bars).first(trained), "test");
+
+    pipeline::TrainRequest request;
+    request.key = key;
+    request.until = bars[trained - 1].time;
+    request.spec = {24, {1, 3}};
+    request.options.hidden = 8;
+    request.options.layers = 1;
+    request.options.epochs = 1;
+    request.options.samples_per_epoch = 128;
+    request.calibration = {CalibrationMode::adaptive, 0.05};
+    const int version = pipeline::train(*store, home, request).version;
+    const auto loaded = load_model(home, std::to_string(version));
+
+    // The live loop as the scheduler's tick runs it: a new bar, the champion's forecast from it, then scoring.
+    const std::size_t last_origin = live_to - 1 - 3; // the last origin whose every target is inside the period
+    std::vector<IntervalState> live_at_last_origin;
+    for (std::size_t i = trained; i < live_to; ++i) {
+        store->insert_bars(key, std::span(bars).subspan(i, 1), "test");
+        const auto window = std::span(bars).subspan(i - 24, 25);
+        if (i == last_origin) live_at_last_origin = pipeline::interval_states(*store, loaded);
+        const auto rows = pipeline::prediction_rows(version, key, pipeline::served_forecast(*store, loaded, window),
+                                                    window, "scheduled");
+        store->insert_predictions(rows);
+        monitor::score_matured(*store, key, (bars[i].time + 3600) * 1000);
+    }
+
+    pipeline::EvaluateRequest eval;
+    eval.model = std::to_string(version);
+    eval.from = bars[trained].time;
+    eval.to = bars[live_to - 1].time;
+    const auto out = pipeline::evaluate(*store, home, eval);
+    EXPECT_EQ(out["calibration"]["mode"], "adaptive");
+    EXPECT_EQ(out["to"], format_iso8601(bars[last_origin].time));
+    ASSERT_EQ(live_at_last_origin.size(), 2U);
+    for (std::size_t k = 0; k < 2; ++k) {
+        const auto& replayed = out["calibration"]["final_state"][k == 0 ? "h1" : "h3"];
+        const auto& live = live_at_last_origin[k];
+        SCOPED_TRACE(k);
+        // The volatility tripled: the intervals had to widen, over many updates.
+        EXPECT_GT(live.updates, 150);
+        EXPECT_GT(live.log_scale_low + live.log_scale_high, 0.5);
+        EXPECT_EQ(replayed["updates"].get<std::int64_t>(), live.updates);
+        EXPECT_EQ(replayed["last_target_time"].get<std::int64_t>(), live.last_target_time);
+        EXPECT_DOUBLE_EQ(replayed["log_scale_low"].get<double>(), live.log_scale_low);
+        EXPECT_DOUBLE_EQ(replayed["log_scale_high"].get<double>(), live.log_scale_high);
+    }
+    store.reset();
+    std::filesystem::remove_all(home);
+}
+
+} // namespace
+} // namespace btcml::model
