@@ -62,3 +62,6 @@ if [ ! -x .venv/bin/python ] || ! cmp -s requirements-dev.txt .venv/.requirement
     .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
     cp requirements-dev.txt .venv/.requirements
 fi
+
+# OpenSearch for the log-shipping tests and the container-file linters (issue 13).
+scripts/install-opensearch.sh; scripts/install-container-lint.sh
