@@ -120,7 +120,8 @@ TEST_F(LogSinkOptionsTest, MalformedValuesAreUsageErrorsNamingTheSetting) {
              {"log_sink_queue", "0", "log_sink_queue"},
              {"log_sink_flush_ms", "1s", "log_sink_flush_ms"},
              {"log_sink_index", "a/b", "log_sink_index"}}) {
-        config.file_values = {{"log_sink", "http://127.0.0.1:9200"}, {key, value}};
+        config.file_values = {{"log_sink", "http://127.0.0.1:9200"}};
+        config.file_values[key] = value;
         try {
             (void)monitor::log_sink_options(config);
             ADD_FAILURE() << key << "=" << value << " was accepted";
