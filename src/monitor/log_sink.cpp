@@ -200,9 +200,11 @@ void LogSink::run() {
             dropped_shutdown_.fetch_add(batch.size() + queue_.size());
             return;
         }
-        while (batch.size() < options_.batch_size && !queue_.empty()) {
-            batch.push_back(std::move(queue_.front()));
-            queue_.pop_front();
+        // A batch that failed is retried as it is: the queue alone holds what came after, so its limit is the bound.
+        if (batch.empty() && !queue_.empty()) {
+            const auto end = queue_.begin() + static_cast<std::ptrdiff_t>(std::min(options_.batch_size, queue_.size()));
+            batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+            queue_.erase(queue_.begin(), end);
         }
         if (batch.empty()) {
             if (stopping_) return;

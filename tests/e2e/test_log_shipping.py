@@ -113,11 +113,14 @@ def test_serving_goes_on_while_opensearch_is_down_and_shipping_resumes(opensearc
             assert metric(s, "btcml_log_sink_failed_requests_total") >= 1
         finally:
             opensearch.start()
+        # The shipper retries with a backoff of at most 10 s, then sends what it held and what queued meanwhile (at
+        # most the /metrics request before this one is left)...
+        s.wait_for(lambda: metric(s, "btcml_log_events_shipped_total") > shipped
+                   and metric(s, "btcml_log_events_queued") <= 1, timeout=90, what="the queue to drain")
+        # ...and what comes after.
         parent = secrets.token_hex(16)
         s.get("/healthz", headers={"traceparent": f"00-{parent}-{secrets.token_hex(8)}-01"})
-        # The shipper retries with a backoff of at most 10 s, then sends the queue and what came after.
-        opensearch.wait_for_hits(index, {"term": {"trace.id": parent}}, timeout=90)
-        assert metric(s, "btcml_log_events_shipped_total") > shipped
+        opensearch.wait_for_hits(index, {"term": {"trace.id": parent}}, timeout=60)
         warned = [line["message"] for line in s.log_lines() if line["message"].startswith("log sink:")]
         assert warned[:2] == ["log sink: the log store is unreachable; events queue and are retried (dropped once "
                               "the queue is full)", "log sink: shipping again"], warned
