@@ -66,3 +66,5 @@ fi
 
 # Apache Airflow (its own virtualenv) and redis-server: docs/airflow.md.
 scripts/install-airflow.sh
+# OpenSearch for the log-shipping tests and the container-file linters (issue 13).
+scripts/install-opensearch.sh; scripts/install-container-lint.sh

@@ -75,12 +75,20 @@ void run_serve(ServeArgs& args, Context& ctx) {
                               {"url.path", e.route},
                               {"http.response.status_code", e.status},
                               {"http.response.body.bytes", e.bytes},
-                              {"event.duration", static_cast<std::int64_t>(e.seconds * 1e9)}});
+                              {"event.duration", static_cast<std::int64_t>(e.seconds * 1e9)},
+                              {"event.dataset", "btcml.access"},
+                              {"event.kind", "event"},
+                              {"event.category", "web"},
+                              {"event.outcome", e.status < 400 ? "success" : "failure"},
+                              {"trace.id", e.trace_id}});
     });
     service.metrics().count_in_flight_with([&server] { return server.in_flight(); });
     service.metrics().count_server_with([&server] { return server.stats(); });
     monitor::Exporter exporter(ctx.config.db_url, ctx.config.home, std::chrono::milliseconds(args.poll_ms));
-    service.metrics().append_with([&exporter](std::string& out) { exporter.render(out); });
+    service.metrics().append_with([&exporter, sink = ctx.log_sink.get()](std::string& out) {
+        exporter.render(out);
+        if (sink != nullptr) sink->render(out);
+    });
     const auto url = fmt::format("http://{}:{}", options.host, server.port());
     log::info("listening", {{"url.full", url},
                             {"server.port", server.port()},

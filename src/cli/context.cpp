@@ -36,7 +36,16 @@ void start_clock(const Config& config, const GlobalFlags& flags) {
 void Context::resolve() {
     config = resolve_config(flags);
     log::configure(config.log_format, config.log_level);
+    if (auto sink_options = monitor::log_sink_options(config)) {
+        log_sink = std::make_unique<monitor::LogSink>(std::move(*sink_options));
+        log::forward_to([sink = log_sink.get()](std::string document) { sink->enqueue(std::move(document)); });
+    }
     start_clock(config, flags);
+}
+
+Context::~Context() {
+    // Every command's threads have ended here; the sink then sends what is queued.
+    log::forward_to({});
 }
 
 std::unique_ptr<store::Store> Context::open_store() const { return store::open_store(config.db_url, config.home); }

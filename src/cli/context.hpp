@@ -1,6 +1,7 @@
 #pragma once
 // What every command shares: resolved configuration, output mode and access to the store.
 #include "core/config.hpp"
+#include "monitor/log_sink.hpp"
 #include "store/store.hpp"
 
 #include <CLI/CLI.hpp>
@@ -16,6 +17,13 @@ class Context {
     GlobalFlags flags;
     Config config;
     bool json = false; // the running command's --json
+    // Ships every log event when `log_sink` is set; on destruction it sends what is still queued.
+    std::unique_ptr<monitor::LogSink> log_sink;
+
+    Context() = default;
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
+    ~Context();
 
     /// Resolves the configuration and sets up logging; called once, after parsing, before any command runs.
     void resolve();

@@ -47,6 +47,20 @@ constexpr std::array kSettings{
     SettingSpec{S::heartbeat_seconds, "", "BTCML_HEARTBEAT_SECONDS", "", "10", "",
                 "how often a training run tells the store it is alive; a run silent for 6 periods is ended as "
                 "abandoned by the next command (0.01 to 3600)"},
+    SettingSpec{S::log_sink, "log_sink", "BTCML_LOG_SINK", "", "", "unset: no shipping",
+                "also ship every log event to this Elasticsearch/OpenSearch server (`http://HOST:9200`, the base URL); "
+                "see docs/operations.md"},
+    SettingSpec{S::log_sink_index, "log_sink_index", "BTCML_LOG_SINK_INDEX", "", "btcml-logs", "",
+                "the data stream the events are written to; the installed index template matches `btcml-logs*`"},
+    SettingSpec{S::log_sink_queue, "log_sink_queue", "BTCML_LOG_SINK_QUEUE", "", "10000", "",
+                "events that may wait behind the batch being sent (up to 500); more are dropped and counted"},
+    SettingSpec{S::log_sink_flush_ms, "log_sink_flush_ms", "BTCML_LOG_SINK_FLUSH_MS", "", "1000", "",
+                "the longest an event waits before its batch is sent, in milliseconds"},
+    SettingSpec{S::log_sink_user, "", "BTCML_LOG_SINK_USER", "", "", "none",
+                "HTTP basic user for the log sink, with `BTCML_LOG_SINK_PASSWORD`"},
+    SettingSpec{S::log_sink_password, "", "BTCML_LOG_SINK_PASSWORD", "", "", "none", "that user's password", true},
+    SettingSpec{S::log_sink_api_key, "", "BTCML_LOG_SINK_API_KEY", "", "", "none",
+                "or an API key for the log sink (`Authorization: ApiKey …`)", true},
     SettingSpec{S::airflow_url, "airflow_url", "BTCML_AIRFLOW_URL", "", "", "none",
                 "`btcml serve` relays retrain alerts to this Airflow API server (triggers the DAG `btcml_retrain`) "
                 "instead of queueing the built-in scheduler's run; see docs/airflow.md"},

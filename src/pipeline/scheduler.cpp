@@ -85,7 +85,7 @@ std::optional<nlohmann::json> run_task(store::Store& store, const PipelineSpec& 
             task.detail_json = detail->dump();
         } else {
             task.status = "failed";
-            log::warn("pipeline task failed", {{"pipeline", spec.name},
+            log::warn("pipeline task failed", {{"pipeline.name", spec.name},
                                                {"pipeline.run_id", run_id},
                                                {"task", name},
                                                {"attempt", attempt},
@@ -339,7 +339,7 @@ void Scheduler::recover_abandoned(store::Store& store, const PipelineSpec& spec)
         run.error = fmt::format("abandoned: its scheduler ({}) stopped holding the lease", run.owner);
         run.finished_ms = wall_ms();
         store.finish_pipeline_run(run);
-        log::warn("pipeline run abandoned", {{"pipeline", spec.name}, {"pipeline.run_id", run.id}});
+        log::warn("pipeline run abandoned", {{"pipeline.name", spec.name}, {"pipeline.run_id", run.id}});
     }
 }
 
@@ -385,15 +385,24 @@ std::vector<std::int64_t> Scheduler::poll_once() {
         auto active = std::make_shared<Active>();
         active->run_id = run->id;
         active->renewed_ms = t;
+        // Every event of the run, in any task, carries one trace id: the run's events are found by it.
+        auto trace_id = log::new_trace_id();
         // The thread holds only the flag: were it to hold `active`, it could end up destroying (joining) itself.
-        active->thread = std::jthread([this, spec, run = *run, done = active->done, stop = stopping_.get_token()] {
-            execute(spec, run, stop);
-            *done = true;
-        });
+        active->thread =
+            std::jthread([this, spec, run = *run, done = active->done, stop = stopping_.get_token(), trace_id] {
+                const log::TraceScope trace(trace_id);
+                execute(spec, run, stop);
+                *done = true;
+            });
         active_[spec.name] = active;
         started.push_back(run->id);
-        log::info("pipeline run started",
-                  {{"pipeline", spec.name}, {"pipeline.run_id", run->id}, {"trigger", run->trigger}});
+        log::info("pipeline run started", {{"pipeline.name", spec.name},
+                                           {"pipeline.run_id", run->id},
+                                           {"pipeline.trigger", run->trigger},
+                                           {"event.dataset", "btcml.pipeline"},
+                                           {"event.action", "pipeline-run-started"},
+                                           {"event.reason", run->reason},
+                                           {"trace.id", trace_id}});
     }
     return started;
 }
@@ -477,10 +486,18 @@ void Scheduler::execute(const PipelineSpec& spec, store::PipelineRun run, std::s
     } catch (const std::exception& e) {
         // The lease expires by itself; the next holder marks the run abandoned.
         log::error("could not record the end of a pipeline run",
-                   {{"pipeline", spec.name}, {"pipeline.run_id", run.id}, {"error.message", e.what()}});
+                   {{"pipeline.name", spec.name}, {"pipeline.run_id", run.id}, {"error.message", e.what()}});
     }
-    log::info("pipeline run finished",
-              {{"pipeline", spec.name}, {"pipeline.run_id", run.id}, {"status", run.status}, {"error", run.error}});
+    nlohmann::json fields{{"pipeline.name", spec.name},
+                          {"pipeline.run_id", run.id},
+                          {"pipeline.status", run.status},
+                          {"pipeline.trigger", run.trigger},
+                          {"event.dataset", "btcml.pipeline"},
+                          {"event.action", "pipeline-run-finished"},
+                          {"event.outcome", run.status == "succeeded" ? "success" : "failure"},
+                          {"event.reason", run.reason}};
+    if (!run.error.empty()) fields["error.message"] = run.error;
+    log::write(run.status == "succeeded" ? LogLevel::info : LogLevel::warn, "pipeline run finished", fields);
 }
 
 } // namespace btcml::pipeline

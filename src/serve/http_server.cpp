@@ -116,6 +116,21 @@ std::string_view bearer_or_header_key(const Request& request) {
     return bearer_token(request);
 }
 
+/// The request's trace id: a W3C `traceparent` header's when the client sent a valid one (so that a caller's trace
+/// continues here), else a new one.
+std::string trace_id_of(const http::request_header<>& header) {
+    const auto parent = header["traceparent"];
+    // version "00" - 32 hex trace id - 16 hex parent id - 2 hex flags
+    if (parent.size() == 55 && parent[2] == '-' && parent[35] == '-' && parent[52] == '-') {
+        const std::string id(parent.data() + 3, 32);
+        if (std::all_of(id.begin(), id.end(),
+                        [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }) &&
+            id != std::string(32, '0'))
+            return id;
+    }
+    return log::new_trace_id();
+}
+
 /// Why a request's framing or Host header is unacceptable (RFC 9112 §3.2, §6.1), or nothing when it is fine. A
 /// coding other than one final `chunked` could be read differently by a proxy in front of us (smuggling), and
 /// we decode no other coding, so only `chunked` alone is accepted.
@@ -250,6 +265,7 @@ std::size_t FailureLimiter::size() const {
 /// A request routed and checked on the I/O thread: either answered already, or a handler to run on the pool.
 struct Prepared {
     Clock::time_point started;
+    std::string trace_id;
     Request request;
     std::string_view route_name = "unmatched";
     const Route* route = nullptr; // the handler to run when there is no answer yet
@@ -301,7 +317,8 @@ struct HttpServer::Impl {
 
 namespace {
 
-Response invoke(const Route& route, const Request& request) {
+Response invoke(const Route& route, const Request& request, const std::string& trace_id) {
+    const log::TraceScope trace(trace_id); // what the handler logs carries the request's trace id
     try {
         return route.handler(request);
     } catch (const std::exception& e) {
@@ -387,14 +404,16 @@ class Session : public std::enable_shared_from_this<Session> {
         deadline_.cancel();
         const auto started = Clock::now();
         const Response r = problem_response(status, detail);
+        const auto trace_id = log::new_trace_id();
         res_ = {};
         res_.result(static_cast<unsigned>(status));
         res_.set(http::field::content_type, r.content_type);
+        res_.set("X-Trace-Id", trace_id);
         res_.body() = r.body;
         res_.keep_alive(false);
         res_.prepare_payload();
         report({"", "unmatched", status, std::chrono::duration<double>(Clock::now() - started).count(),
-                res_.body().size()});
+                res_.body().size(), trace_id});
         server_.in_flight.fetch_add(1);
         write();
     }
@@ -417,7 +436,7 @@ class Session : public std::enable_shared_from_this<Session> {
         }
         // The request's views point into parser_, which stays put until the response is written.
         net::post(server_.pool, [self = shared_from_this(), prepared = std::move(prepared)]() mutable {
-            auto answer = invoke(*prepared.route, prepared.request);
+            auto answer = invoke(*prepared.route, prepared.request, prepared.trace_id);
             self->server_.pool_queued.fetch_sub(1);
             net::post(self->stream_.get_executor(),
                       [self, prepared = std::move(prepared), answer = std::move(answer)]() mutable {
@@ -469,6 +488,7 @@ Prepared HttpServer::Impl::prepare(const http::request<http::string_body>& req, 
     const std::string_view target(req.target().data(), req.target().size());
     const auto q = target.find('?');
     Prepared p{Clock::now(),
+               trace_id_of(req.base()),
                {std::string_view(req.method_string().data(), req.method_string().size()),
                 target.substr(0, q),
                 q == std::string_view::npos ? std::string_view{} : target.substr(q + 1),
@@ -526,7 +546,7 @@ Prepared HttpServer::Impl::prepare(const http::request<http::string_body>& req, 
             return p;
         }
         if (r.work == Work::io)
-            p.answer = invoke(r, request);
+            p.answer = invoke(r, request, p.trace_id);
         else
             p.route = &r;
         return p;
@@ -552,6 +572,7 @@ http::response<http::string_body> HttpServer::Impl::finish(const http::request<h
                                                            const Prepared& prepared, Response r) {
     http::response<http::string_body> res{static_cast<http::status>(r.status), req.version()};
     res.set(http::field::server, "btcml");
+    res.set("X-Trace-Id", prepared.trace_id);
     res.set(http::field::content_type, r.content_type);
     for (const auto& [name, value] : r.headers)
         res.set(name, value);
@@ -560,7 +581,8 @@ http::response<http::string_body> HttpServer::Impl::finish(const http::request<h
     res.prepare_payload();
     if (observer)
         observer({prepared.request.method, prepared.route_name, r.status,
-                  std::chrono::duration<double>(Clock::now() - prepared.started).count(), res.body().size()});
+                  std::chrono::duration<double>(Clock::now() - prepared.started).count(), res.body().size(),
+                  prepared.trace_id});
     return res;
 }
 

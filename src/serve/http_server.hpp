@@ -90,7 +90,8 @@ struct Exchange {
     std::string_view route; // the matched pattern, or `unmatched`
     int status = 0;
     double seconds = 0;
-    std::size_t bytes = 0; // response body
+    std::size_t bytes = 0;     // response body
+    std::string_view trace_id; // the request's trace.id, also sent back as X-Trace-Id
 };
 
 struct ServerOptions {

@@ -255,4 +255,4 @@ def test_json_logs_are_ecs_lines(btcml_sqlite):
     r = btcml_sqlite.run("--log-format", "json", "ingest", "synthetic", "--from", "2023-01-01", "--to", "2023-01-02", "--json")
     logs = [json.loads(line) for line in r.stderr.splitlines() if line.strip()]
     assert logs and all({"@timestamp", "log.level", "message"} <= set(x) for x in logs)
-    assert any(x["message"] == "ingest finished" and x["ingest.rows_inserted"] == 25 for x in logs)
+    assert any(x["message"] == "ingest finished" and x["btcml.ingest.rows_inserted"] == 25 for x in logs)

@@ -202,8 +202,8 @@ def test_two_schedulers_on_one_store_run_each_run_once_and_a_trigger_joins_the_r
     started = [json.loads(line) for i in range(2)
                for line in (tmp_path / f"scheduler-{i}.log").read_text().splitlines()
                if line.startswith("{") and "pipeline run started" in line]
-    assert sorted(e["pipeline.run_id"] for e in started) == sorted({e["pipeline.run_id"] for e in started})
-    assert [e["pipeline"] for e in started].count(RETRAIN) == 1, started
+    assert sorted(e["btcml.pipeline.run_id"] for e in started) == sorted({e["btcml.pipeline.run_id"] for e in started})
+    assert [e["btcml.pipeline.name"] for e in started].count(RETRAIN) == 1, started
     assert trained.json("pipeline", "list")["pipelines"][1]["last_run"]["id"] == queued["run"]["id"]
 
 

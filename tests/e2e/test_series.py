@@ -38,8 +38,8 @@ def forecast(server, symbol):
 
 def swaps(server, symbol):
     """The versions the server swapped in for a series, in order (its log's "serving model" lines)."""
-    return [line["model.version"] for line in server.log_lines()
-            if line["message"] == "serving model" and line["model.symbol"] == symbol]
+    return [line["btcml.model.version"] for line in server.log_lines()
+            if line["message"] == "serving model" and line["btcml.model.symbol"] == symbol]
 
 
 def window_body(server, symbol, n=25):

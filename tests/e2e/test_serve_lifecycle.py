@@ -57,7 +57,7 @@ def test_a_champion_that_fails_to_load_keeps_the_old_model(home):
         assert s.get("/api/v1/forecast").json()["model_version"] == 2
         assert s.get("/readyz").status_code == 200
         failed = [line for line in s.log_lines() if line["log.level"] == "error"]
-        assert failed and failed[0]["model.version"] == 3 and failed[0]["model.serving_version"] == 2
+        assert failed and failed[0]["btcml.model.version"] == 3 and failed[0]["btcml.model.serving_version"] == 2
         assert "champion version 3 failed to load" in s.get("/readyz").json()["series"][0]["champion_error"]
         home.json("models", "promote", "1")
         s.wait_for(lambda: s.get("/api/v1/forecast").json()["model_version"] == 1, what="recovery")

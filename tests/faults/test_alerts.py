@@ -111,7 +111,7 @@ def test_resolved_unlabelled_and_unknown_series_alerts_are_recorded_not_acted_on
     assert "'hourly' is not an interval" in outcomes["fp-badinterval"]
     assert runs(server.btcml) == []
     assert {row["fingerprint"]: row["outcome"] for row in recorded(server.btcml)} == outcomes
-    warned = {e["alert.fingerprint"] for e in server.log_lines()
+    warned = {e["btcml.alert.fingerprint"] for e in server.log_lines()
               if e.get("message") == "alert received" and e["log.level"] == "warn"}
     assert warned == {"fp-unknown", "fp-nolabels", "fp-badinterval"}
 

@@ -63,4 +63,4 @@ def test_the_scheduler_keeps_running_through_a_postgresql_restart(private_pg, tm
     assert code == 0, log_path.read_text()
     # Nothing stays running: a run caught by the outage ends failed (or abandoned), never running for ever.
     statuses = [json.loads(line) for line in log_path.read_text().splitlines() if "pipeline run finished" in line]
-    assert statuses and all(s["status"] in ("succeeded", "failed") for s in statuses)
+    assert statuses and all(s["btcml.pipeline.status"] in ("succeeded", "failed") for s in statuses)
