@@ -69,7 +69,7 @@ nlohmann::json Scoreboard::model_points() const {
     if (!with_model_) throw Error(ErrorKind::internal, "scoreboard: model_points without a model");
     nlohmann::json out = nlohmann::json::object();
     for (std::size_t k = 0; k < horizons_.size(); ++k) {
-        nlohmann::json columns{{"time", nlohmann::json::array()}, {"base_price", nlohmann::json::array()},
+        nlohmann::json columns{{"time", nlohmann::json::array()},   {"base_price", nlohmann::json::array()},
                                {"actual", nlohmann::json::array()}, {"q10", nlohmann::json::array()},
                                {"q50", nlohmann::json::array()},    {"q90", nlohmann::json::array()}};
         const auto& forecasts = models_.front().second[k];
