@@ -279,11 +279,14 @@ std::string verdict(const nlohmann::json& evaluation) {
     return html + "</ul>";
 }
 
+// Printed, every section starts a page of its own: no chart splits across pages, and the page count is one per
+// section (the charts shrink to the page width).
 constexpr const char* kStyle = R"(body{font-family:sans-serif;max-width:920px;margin:24px auto;color:#222}
 h1{font-size:24px}h2{font-size:19px;border-bottom:1px solid #ccc;margin-top:28px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
 th{background:#f4f4f4}.kv th{text-align:left}.detail{color:#666;font-size:12px}
-svg{display:block;margin:10px 0}section{page-break-inside:avoid})";
+svg{display:block;margin:10px 0;max-width:100%;height:auto}
+@page{size:A4;margin:12mm}section+section{break-before:page})";
 
 } // namespace
 
