@@ -161,7 +161,7 @@ std::string pit_chart(const std::string& horizon, const nlohmann::json& points) 
     const double n = std::max<double>(1.0, static_cast<double>(actual.size()));
     for (std::size_t b = 0; b < counts.size(); ++b)
         chart.bars.push_back({labels[b], counts[b] / n / widths[b], std::nullopt});
-    return bar_chart(chart);
+    return bar_chart(chart, 880, 200);
 }
 
 // Rolling mean absolute error of the median and rolling 80% coverage over the last `window` points.
@@ -284,7 +284,7 @@ std::string verdict(const nlohmann::json& evaluation) {
 constexpr const char* kStyle = R"(body{font-family:sans-serif;max-width:920px;margin:24px auto;color:#222}
 h1{font-size:24px}h2{font-size:19px;border-bottom:1px solid #ccc;margin-top:28px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
-th{background:#f4f4f4}.kv th{text-align:left}.detail{color:#666;font-size:12px}
+th{background:#f4f4f4}.kv th{text-align:left}.cols{display:flex;gap:32px}.detail{color:#666;font-size:12px}
 svg{display:block;margin:10px 0;max-width:100%;height:auto}
 @page{size:A4;margin:12mm}section+section{break-before:page})";
 
@@ -351,8 +351,8 @@ std::string render_html(const nlohmann::json& data) {
         html += fmt::format("<p>MLflow run: <code>{}</code></p>", escape(model["mlflow_link"].get<std::string>()));
     else
         html += "<p>The run is tracked locally only (not synced to MLflow).</p>";
-    html += "<h3>Architecture</h3>" + key_value_table(model["architecture"]);
-    html += "<h3>Parameters</h3>" + key_value_table(model["hyperparameters"]);
+    html += "<div class=\"cols\"><div><h3>Architecture</h3>" + key_value_table(model["architecture"]) +
+            "</div><div><h3>Parameters</h3>" + key_value_table(model["hyperparameters"]) + "</div></div>";
     const auto& curve = model["training_curve"];
     LineChart losses{"Training curve", "loss", false, std::nullopt, {}};
     losses.series.push_back(
