@@ -174,7 +174,8 @@ def test_bad_input_keeps_the_previous_report(trained_home, tmp_path, args, code,
     b = copy_home(trained_home[0].home, tmp_path)
     out = tmp_path / "report.html"
     out.write_text("the previous report")
-    proc = b.run("report", *args, "--out", out, check=False, timeout=120)
+    model = [] if "--model" in args else ["--model", trained_home[2]]
+    proc = b.run("report", *model, *args, "--out", out, check=False, timeout=120)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
     assert out.read_text() == "the previous report"
