@@ -399,10 +399,14 @@ std::string render_html(const nlohmann::json& data) {
         html += "<div id=\"chart-live\">" + live_chart(data["live"]) + "</div>";
     html += "</section>";
 
-    // Inside a script element "</" would end it early.
-    std::string embedded = data.dump();
-    for (std::size_t at = embedded.find("</"); at != std::string::npos; at = embedded.find("</", at + 3))
-        embedded.replace(at, 2, "<\\/");
+    // Inside a script element "</" would end it early and "<!--" changes how it is parsed: no "<" at all, as JSON's
+    // \u003c escape.
+    std::string embedded;
+    for (const char c : data.dump())
+        if (c == '<')
+            embedded += "\\u003c";
+        else
+            embedded += c;
     html += "<script type=\"application/json\" id=\"report-data\">" + embedded + "</script></body></html>\n";
     return html;
 }

@@ -37,7 +37,7 @@ def tool(name):
 def trained_home(tmp_path_factory):
     b = Btcml(tmp_path_factory.mktemp("report") / "home", None)
     ingest = b.json("ingest", shared_file("binance_btcusdt_1h_2017-08-17_2023-12-20.csv"), *SLICE)
-    version = b.json("train", *TRAIN)["version"]
+    version = b.json("train", *TRAIN)["model_version"]
     return b, ingest, version
 
 
