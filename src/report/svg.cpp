@@ -65,7 +65,8 @@ std::string date_label(double unix_seconds) {
 
 std::string frame(const std::string& title, const std::string& y_label, int width, int height) {
     return fmt::format(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 {0} {1}\" width=\"{0}\" height=\"{1}\" "
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 {0} {1}\" width=\"{0}\" "
+        "height=\"{1}\" "
         "role=\"img\" aria-label=\"{2}\"><title>{2}</title>"
         "<text x=\"{3}\" y=\"20\" class=\"chart-title\" font-size=\"14\" font-weight=\"600\">{2}</text>"
         "<text x=\"12\" y=\"{4}\" font-size=\"11\" transform=\"rotate(-90 12 {4})\" text-anchor=\"middle\">{5}</text>",
@@ -97,23 +98,12 @@ std::string escape(std::string_view text) {
     out.reserve(text.size());
     for (const char c : text) {
         switch (c) {
-        case '&':
-            out += "&amp;";
-            break;
-        case '<':
-            out += "&lt;";
-            break;
-        case '>':
-            out += "&gt;";
-            break;
-        case '"':
-            out += "&quot;";
-            break;
-        case '\'':
-            out += "&#39;";
-            break;
-        default:
-            out += c;
+        case '&': out += "&amp;"; break;
+        case '<': out += "&lt;"; break;
+        case '>': out += "&gt;"; break;
+        case '"': out += "&quot;"; break;
+        case '\'': out += "&#39;"; break;
+        default: out += c;
         }
     }
     return out;
@@ -162,8 +152,9 @@ std::string line_chart(const LineChart& chart, int width, int height) {
                 if (std::isfinite(s.upper[i])) points += fmt::format("{:.1f},{:.1f} ", px(s.x[i]), py(s.upper[i]));
             for (std::size_t i = s.x.size(); i-- > 0;)
                 if (std::isfinite(s.lower[i])) points += fmt::format("{:.1f},{:.1f} ", px(s.x[i]), py(s.lower[i]));
-            out += fmt::format("<polygon class=\"band\" points=\"{}\" fill=\"{}\" fill-opacity=\"0.18\" stroke=\"none\"/>",
-                               points, escape(s.color));
+            out +=
+                fmt::format("<polygon class=\"band\" points=\"{}\" fill=\"{}\" fill-opacity=\"0.18\" stroke=\"none\"/>",
+                            points, escape(s.color));
         }
         std::string path;
         bool pen_down = false;
@@ -180,8 +171,8 @@ std::string line_chart(const LineChart& chart, int width, int height) {
     }
     double legend_x = kLeft;
     for (const auto& s : chart.series) {
-        out += fmt::format("<rect x=\"{:.0f}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{}\"/>", legend_x,
-                           height - 14, escape(s.color));
+        out += fmt::format("<rect x=\"{:.0f}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{}\"/>", legend_x, height - 14,
+                           escape(s.color));
         out += fmt::format("<text x=\"{:.0f}\" y=\"{}\" font-size=\"11\">{}</text>", legend_x + 16, height - 10,
                            escape(s.name));
         legend_x += 28 + 7.0 * static_cast<double>(s.name.size());

@@ -16,10 +16,10 @@ std::string escape(std::string_view text);
 
 struct Series {
     std::string name;
-    std::string color;          // CSS color
-    std::vector<double> x;      // unix seconds (time axis) or any number
-    std::vector<double> y;      // NaN: a break in the line
-    std::vector<double> lower;  // optional band, same length as y
+    std::string color;         // CSS color
+    std::vector<double> x;     // unix seconds (time axis) or any number
+    std::vector<double> y;     // NaN: a break in the line
+    std::vector<double> lower; // optional band, same length as y
     std::vector<double> upper;
     bool dashed = false;
 };
@@ -27,8 +27,8 @@ struct Series {
 struct LineChart {
     std::string title;
     std::string y_label;
-    bool time_axis = true;                // x in unix seconds, labelled as UTC dates
-    std::optional<double> reference_y;    // a horizontal reference line (a target coverage, ratio 1)
+    bool time_axis = true;             // x in unix seconds, labelled as UTC dates
+    std::optional<double> reference_y; // a horizontal reference line (a target coverage, ratio 1)
     std::vector<Series> series;
 };
 

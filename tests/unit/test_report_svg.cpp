@@ -30,8 +30,8 @@ TEST(ReportSvg, ALineBreaksAtMissingValuesAndABandIsOnePolygon) {
     LineChart chart;
     chart.title = "t";
     const double nan = std::nan("");
-    chart.series.push_back({"median", "#000", {0, 3600, 7200, 10800, 14400}, {1, 2, nan, 4, 5}, {0, 1, nan, 3, 4},
-                            {2, 3, nan, 5, 6}});
+    chart.series.push_back(
+        {"median", "#000", {0, 3600, 7200, 10800, 14400}, {1, 2, nan, 4, 5}, {0, 1, nan, 3, 4}, {2, 3, nan, 5, 6}});
     const auto svg = line_chart(chart);
     const std::regex path("d=\"([^\"]*)\"");
     std::smatch m;
