@@ -264,15 +264,22 @@ std::string verdict(const nlohmann::json& evaluation) {
         const auto& naive = per_model["naive"];
         const bool beats = m["pinball"].is_number() && naive["pinball"].is_number() &&
                            m["pinball"].get<double>() < naive["pinball"].get<double>();
+        std::string better; // the baselines with a lower pinball loss than the model
+        for (const auto& [name, b] : per_model.items())
+            if (name != "model" && b["pinball"].is_number() && m["pinball"].is_number() &&
+                b["pinball"].get<double>() < m["pinball"].get<double>())
+                better += (better.empty() ? "" : ", ") + name;
         const double low = m.value("coverage_ci_low", 0.0);
         const double high = m.value("coverage_ci_high", 1.0);
         const std::string bands = low > 0.8    ? "too wide (they hold more than 80%)"
                                   : high < 0.8 ? "too narrow (they hold less than 80%)"
                                                : "consistent with 80%";
-        html += fmt::format("<li><b>{}</b>: the model {} the naive forecast on pinball loss; its 80% bands covered "
-                            "{:.1f}% of outcomes, {}. <span class=\"detail\">{}</span></li>",
-                            escape(horizon), beats ? "beats" : "does NOT beat", 100.0 * m.value("coverage_80", 0.0),
-                            bands, escape(evaluation["verdict"].value(horizon, std::string())));
+        html += fmt::format(
+            "<li><b>{}</b>: the model {} the naive forecast on pinball loss, {}; its 80% bands covered "
+            "{:.1f}% of outcomes, {}. <span class=\"detail\">{}</span></li>",
+            escape(horizon), beats ? "beats" : "does NOT beat",
+            better.empty() ? "and no baseline does better" : "but a SIMPLE BASELINE DOES BETTER: " + escape(better),
+            100.0 * m.value("coverage_80", 0.0), bands, escape(evaluation["verdict"].value(horizon, std::string())));
     }
     if (evaluation.value("overlaps_training", false))
         html += "<li><b>Warning</b>: the period overlaps the model's training data; these numbers are optimistic.</li>";

@@ -119,6 +119,13 @@ def test_every_chart_is_drawn(report):
         assert 'class="band"' in re.search(rf'<div id="chart-forecast-{h}">(.*?)</div>', text, re.S).group(1)
     for section in SECTIONS:
         assert f'<section id="{section}">' in text
+    # The verdict names every baseline with a lower pinball loss than the model's.
+    evaluation = report[6]["evaluation"]
+    for h in HORIZONS:
+        per_model = evaluation["metrics"][h]
+        better = [n for n, m in per_model.items() if n != "model" and m["pinball"] < per_model["model"]["pinball"]]
+        expected = f"but a SIMPLE BASELINE DOES BETTER: {', '.join(better)};" if better else "and no baseline does better;"
+        assert expected in re.search(rf"<li><b>{h}</b>:(.*?)</li>", text).group(1)
     # No server scored this model's forecasts: the live section says so instead of drawing an empty chart.
     assert "No live record" in text
 

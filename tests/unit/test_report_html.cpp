@@ -102,7 +102,8 @@ TEST(ReportHtml, APerfectlyCalibratedForecastHasAFlatPitHistogramAndAPositiveVer
         heights.insert((*it)[1].str());
     EXPECT_EQ(bars, 4U);
     EXPECT_EQ(heights.size(), 1U); // every bin at density 1
-    EXPECT_NE(html.find("the model beats the naive forecast on pinball loss; its 80% bands covered 80.0% of "
+    EXPECT_NE(html.find("the model beats the naive forecast on pinball loss, and no baseline does better; its 80% "
+                        "bands covered 80.0% of "
                         "outcomes, consistent with 80%"),
               std::string::npos);
     EXPECT_NE(html.find("<td data-metric=\"below_q50\">0.5</td>"), std::string::npos);
