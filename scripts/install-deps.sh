@@ -12,6 +12,7 @@ APT_PACKAGES=(
     libeigen3-dev libgtest-dev libgmock-dev libfast-float-dev libbenchmark-dev libonnx-dev libprotobuf-dev protobuf-compiler
     python3 python3-venv python3-pip python3-pytest python3-torch python3-numpy
     libboost-dev prometheus prometheus-alertmanager wrk nginx-light graphviz
+    poppler-utils # pdfinfo: the report test counts the PDF's pages
 )
 # npm installs Swagger UI (web/package.json), which the build embeds into btcml for GET /docs. A Node.js that
 # brings its own npm (e.g. NodeSource's) is used as it is.

@@ -65,6 +65,28 @@ nlohmann::json Scoreboard::metrics() const {
     return out;
 }
 
+nlohmann::json Scoreboard::model_points() const {
+    if (!with_model_) throw Error(ErrorKind::internal, "scoreboard: model_points without a model");
+    nlohmann::json out = nlohmann::json::object();
+    for (std::size_t k = 0; k < horizons_.size(); ++k) {
+        nlohmann::json columns{{"time", nlohmann::json::array()},   {"base_price", nlohmann::json::array()},
+                               {"actual", nlohmann::json::array()}, {"q10", nlohmann::json::array()},
+                               {"q50", nlohmann::json::array()},    {"q90", nlohmann::json::array()}};
+        const auto& forecasts = models_.front().second[k];
+        for (std::size_t i = 0; i < outcomes_[k].size(); ++i) {
+            const Outcome& o = outcomes_[k][i];
+            columns["time"].push_back(o.time);
+            columns["base_price"].push_back(o.base_price);
+            columns["actual"].push_back(o.actual);
+            columns["q10"].push_back(forecasts[i].q10);
+            columns["q50"].push_back(forecasts[i].q50);
+            columns["q90"].push_back(forecasts[i].q90);
+        }
+        out[fmt::format("h{}", horizons_[k])] = std::move(columns);
+    }
+    return out;
+}
+
 nlohmann::json Scoreboard::verdicts(const nlohmann::json& metrics) {
     nlohmann::json out = nlohmann::json::object();
     for (const auto& [key, per_model] : metrics.items()) {

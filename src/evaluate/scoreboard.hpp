@@ -42,6 +42,10 @@ class Scoreboard {
     /// a SIMPLE BASELINE BEATS THE MODEL on pinball: ewma (…)"}.
     [[nodiscard]] static nlohmann::json verdicts(const nlohmann::json& metrics);
 
+    /// Per horizon, every point with the model's forecast there, as columns: {"h1": {"time": […], "base_price": […],
+    /// "actual": […], "q10": […], "q50": […], "q90": […]}} (log returns); for the report's charts. Needs a model.
+    [[nodiscard]] nlohmann::json model_points() const;
+
   private:
     std::vector<int> horizons_;
     std::vector<std::vector<Outcome>> outcomes_; // [horizon index][point]

@@ -359,18 +359,20 @@ nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, 
                 {"log_scale_high", states[k].log_scale_high},
                 {"updates", states[k].updates},
                 {"last_target_time", states[k].last_target_time}};
-    return {{"model_version", loaded.version},
-            {"symbol", loaded.series.symbol},
-            {"interval", format_interval(interval)},
-            {"from", format_iso8601(table.times[origins.front()])},
-            {"to", format_iso8601(table.times[origins.back()])},
-            {"retrain_every", request.retrain_every},
-            {"calibration", calibration_json},
-            {"folds", folds},
-            {"points", board.points()},
-            {"overlaps_training", overlaps_training},
-            {"metrics", metrics},
-            {"verdict", evaluate::Scoreboard::verdicts(metrics)}};
+    nlohmann::json out{{"model_version", loaded.version},
+                       {"symbol", loaded.series.symbol},
+                       {"interval", format_interval(interval)},
+                       {"from", format_iso8601(table.times[origins.front()])},
+                       {"to", format_iso8601(table.times[origins.back()])},
+                       {"retrain_every", request.retrain_every},
+                       {"calibration", calibration_json},
+                       {"folds", folds},
+                       {"points", board.points()},
+                       {"overlaps_training", overlaps_training},
+                       {"metrics", metrics},
+                       {"verdict", evaluate::Scoreboard::verdicts(metrics)}};
+    if (request.with_points) out["per_point"] = board.model_points();
+    return out;
 }
 
 } // namespace btcml::pipeline

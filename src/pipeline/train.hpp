@@ -73,6 +73,8 @@ struct EvaluateRequest {
     // How the model's intervals are calibrated; the model's own (model.json calibration.online) when absent.
     std::optional<model::CalibrationMode> calibration;
     std::optional<double> calibration_rate;
+    // Adds "per_point" (evaluate::Scoreboard::model_points) for the report's charts; `evaluate --json` leaves it out.
+    bool with_points = false;
 };
 
 /// Walk-forward scoring of a stored model and the baselines over a period: every forecast reads only bars up to
