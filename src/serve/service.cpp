@@ -370,10 +370,25 @@ std::string Service::current_forecast(ServedSeries& series) {
     return next->body;
 }
 
+std::vector<model::IntervalState> Service::calibration_of(const model::LoadedModel& loaded) {
+    try {
+        auto states = pipeline::interval_states(*stores_.acquire(), loaded);
+        const std::lock_guard lock(calibration_mutex_);
+        last_calibration_[loaded.version] = states;
+        return states;
+    } catch (const Unavailable& e) {
+        // Predictions are answered while the store is down (and stored once it is back): the interval keeps the
+        // calibration last read for this version, or the model's own when none was read yet.
+        log::warn("online calibration not read; using the last known", {{"error.message", e.what()}});
+        const std::lock_guard lock(calibration_mutex_);
+        const auto it = last_calibration_.find(loaded.version);
+        return it != last_calibration_.end() ? it->second : std::vector<model::IntervalState>{};
+    }
+}
+
 nlohmann::json Service::predict(const Model& m, std::span<const Bar> bars, bool anonymous) {
     const auto& loaded = m.loaded;
-    const auto states = pipeline::interval_states(*stores_.acquire(), loaded);
-    const auto forecast = model::forecast_latest(loaded.forecaster, bars, loaded.series.interval, states);
+    const auto forecast = model::forecast_latest(loaded.forecaster, bars, loaded.series.interval, calibration_of(loaded));
     record(m, forecast, bars, anonymous);
     return model::to_json(forecast, loaded.version, loaded.series.symbol, loaded.series.interval);
 }

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -200,6 +201,8 @@ class Service {
     void check_champions();
     void check_champion(ServedSeries& series, int version);
     void record(const Model& model, const model::Forecast& forecast, std::span<const Bar> bars, bool anonymous);
+    /// The stored online calibration of `loaded`, or the last one read when the store is unreachable. Thread-safe.
+    std::vector<model::IntervalState> calibration_of(const model::LoadedModel& loaded);
 
     ServiceOptions options_;
     StorePool stores_;
@@ -210,6 +213,8 @@ class Service {
     std::mutex wake_mutex_;
     std::condition_variable wake_;
     bool poked_ = false, stopping_ = false;
+    std::mutex calibration_mutex_;
+    std::map<int, std::vector<model::IntervalState>> last_calibration_; // per model version
     std::thread watcher_;
 };
 

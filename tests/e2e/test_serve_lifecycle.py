@@ -94,7 +94,7 @@ def test_sigterm_finishes_a_request_in_flight_and_exits_0(home):
             s.wait_for(lambda: any(line["message"].startswith("stopping") for line in s.log_lines()), what="stopping")
             stopping = next(line for line in s.log_lines() if line["message"].startswith("stopping"))
             assert stopping["message"] == "stopping: no new connections; finishing in-flight requests"
-            assert stopping["in_flight"] == 1
+            assert stopping["btcml.in_flight"] == 1
             with pytest.raises(requests.ConnectionError):
                 requests.get(s.url + "/healthz", timeout=5)
             assert s.proc.poll() is None, "the server must wait for the request in flight"

@@ -94,7 +94,7 @@ def test_a_failed_ingest_logs_one_line_on_either_backend(btcml: Btcml, tmp_path)
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("args,word,where", [
     (["frobnicate"], "frobnicate", ""),
-    (["--log-level", "debug", "report", "--json"], "report", ""),
+    (["--log-level", "debug", "reprot", "--json"], "reprot", ""),
     (["models", "frobnicate"], "frobnicate", "models "),
 ])
 def test_an_unknown_command_is_named_and_the_commands_listed(btcml_sqlite: Btcml, args, word, where):
