@@ -157,15 +157,19 @@ def test_the_live_record_is_that_of_get_monitoring_after_real_ticks(btcml, tmp_p
         f"series:\n  - symbol: BTCUSD\n    interval: 1h\n    source: replay:{shared_file(BINANCE)}\n"
         "pipelines:\n  retrain_every: never\n")
     # Each process starts its replay clock where it is told: the first tick forecasts from the bar of 01:00, the
-    # second reveals the bars up to 08:00, the targets of that forecast's 1 h and 6 h horizons, and scores them.
-    for clock in ("2023-03-10T02:00:00Z", "2023-03-10T09:00:00Z"):
+    # second reveals the bars up to 08:00, the targets of that forecast's 1 h and 6 h horizons, and scores them; the
+    # third scores the second's forecasts: two passes of live metrics.
+    for clock in ("2023-03-10T02:00:00Z", "2023-03-10T09:00:00Z", "2023-03-10T16:00:00Z"):
         run = b.json("pipeline", "run", "tick-BTCUSD-1h", "--reason", "report test", "--wait", timeout=240,
                      env={"BTCML_REPLAY_SPEED": "1", "BTCML_REPLAY_START": clock})["run"]
         assert run["status"] == "succeeded", run
-    html = tmp_path / "report.html"
+    html, pdf = tmp_path / "report.html", tmp_path / "report.pdf"
     b.run("report", "--model", version, "--from", "2023-03-01T00:00:00Z", "--to", "2023-03-09T23:00:00Z", "--out",
-          html, timeout=180)
+          html, "--pdf", pdf, timeout=180)
     text, data = read_report(html)
+    # The live section (chart and table) still fits its page.
+    info = subprocess.run([tool("pdfinfo"), pdf], capture_output=True, text=True, timeout=30, check=True).stdout
+    assert int(re.search(r"^Pages:\s+(\d+)", info, re.M).group(1)) == len(SECTIONS)
     with Server(b) as s:
         served = s.get("/api/v1/monitoring", params={"symbol": "BTCUSD", "interval": "1h", "limit": 10000}).json()
     api = served["live_metrics"]
@@ -189,7 +193,8 @@ def test_the_live_record_is_that_of_get_monitoring_after_real_ticks(btcml, tmp_p
         for metric in ("mae", "naive_mae", "pinball", "coverage_80"):
             assert cells.cells[("live-latest", row, metric)] == f"{m[metric]:.6g}", (row, metric)
     chart = re.search(r'<div id="chart-live">(<svg.*?</svg>)</div>', text, re.S).group(1)
-    assert len(re.findall(r'class="line"', chart)) == 2
+    lines = re.findall(r'class="line" d="([^"]*)"', chart)
+    assert len(lines) == 2 and all(len(re.findall(r"[ML]", d)) == 2 for d in lines), lines
     assert "No live record" not in text
 
 
