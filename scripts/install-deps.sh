@@ -56,6 +56,7 @@ if [ ! -f web/node_modules/.package-lock.json ] || ! cmp -s web/package-lock.jso
     cp web/package-lock.json web/node_modules/.btcml-lock
 fi
 scripts/install-browser.sh # Debian's chromium for the dashboard's browser tests
+scripts/install-slides.sh # Marp CLI for docs/slides (after chromium)
 
 # Python tools for tests and benchmark baselines, pinned (see requirements-dev.txt).
 if [ ! -x .venv/bin/python ] || ! cmp -s requirements-dev.txt .venv/.requirements 2>/dev/null; then

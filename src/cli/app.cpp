@@ -22,7 +22,7 @@ using SetupFn = void (*)(CLI::App&, Context&);
 constexpr SetupFn kCommands[] = {
     setup_ingest, setup_bars,     setup_series, setup_train,    setup_evaluate,  setup_predict, setup_models,
     setup_tracking, setup_serve, setup_pipeline, setup_scheduler, setup_monitor, setup_config,
-    setup_quality,  setup_report,
+    setup_quality,  setup_report,   setup_api_guide,
 };
 
 std::string one_line(std::string text) {

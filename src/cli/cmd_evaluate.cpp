@@ -1,7 +1,6 @@
 // btcml evaluate: parses the options of pipeline::evaluate (src/pipeline/train.hpp) and prints its report.
 #include "cli/commands.hpp"
 #include "cli/forecast_common.hpp"
-#include "core/time.hpp"
 #include "pipeline/train.hpp"
 
 #include <fmt/format.h>
@@ -14,22 +13,14 @@ namespace btcml::cli {
 namespace {
 
 struct EvaluateArgs {
-    std::string model = "champion";
-    SeriesOptions series;
-    std::string from;
-    std::string to;
+    PeriodOptions period;
     std::int64_t retrain_every = 0;
     std::string calibration;     // empty: the model's own
     double calibration_rate = 0; // 0: the model's own
 };
 
 void run_evaluate(const EvaluateArgs& args, Context& ctx) {
-    pipeline::EvaluateRequest request;
-    request.model = args.model;
-    request.symbol = args.series.symbol;
-    if (args.series.interval) request.interval = parse_interval_arg(*args.series.interval, "--interval");
-    request.from = parse_time_arg(args.from, "--from");
-    request.to = parse_time_arg(args.to, "--to");
+    auto request = period_request(args.period);
     request.retrain_every = args.retrain_every;
     if (!args.calibration.empty())
         request.calibration = model::parse_calibration_mode(args.calibration, "--calibration");
@@ -61,11 +52,7 @@ void setup_evaluate(CLI::App& app, Context& ctx) {
     auto& args = ctx.keep<EvaluateArgs>();
     auto* cmd = app.add_subcommand("evaluate", "Walk-forward evaluation of a model and the baselines on a stored "
                                                "period");
-    cmd->add_option("--model", args.model, "Model version, or 'champion' (or another alias) of the series below")
-        ->capture_default_str();
-    add_series_options(*cmd, args.series);
-    cmd->add_option("--from", args.from, "First forecast origin (ISO 8601 or unix seconds)")->required();
-    cmd->add_option("--to", args.to, "End of the period: the last target bar (inclusive)")->required();
+    add_period_options(*cmd, args.period);
     cmd->add_option("--retrain-every", args.retrain_every,
                     "Refit model and baselines on all earlier data every N bars (0: use the stored model)")
         ->capture_default_str();

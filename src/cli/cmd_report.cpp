@@ -2,7 +2,6 @@
 #include "cli/commands.hpp"
 #include "cli/forecast_common.hpp"
 #include "core/error.hpp"
-#include "core/time.hpp"
 #include "report/pdf.hpp"
 #include "report/report.hpp"
 
@@ -21,10 +20,7 @@ namespace {
 constexpr std::chrono::seconds kPdfTimeout{120};
 
 struct ReportArgs {
-    std::string model = "champion";
-    SeriesOptions series;
-    std::string from;
-    std::string to;
+    PeriodOptions period;
     std::string out; // empty: the HTML goes to stdout
     std::string pdf;
 };
@@ -53,12 +49,7 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
 }
 
 void run_report(const ReportArgs& args, Context& ctx) {
-    pipeline::EvaluateRequest request;
-    request.model = args.model;
-    request.symbol = args.series.symbol;
-    if (args.series.interval) request.interval = parse_interval_arg(*args.series.interval, "--interval");
-    request.from = parse_time_arg(args.from, "--from");
-    request.to = parse_time_arg(args.to, "--to");
+    const auto request = period_request(args.period);
     if (!args.out.empty()) check_writable(args.out, "--out");
     if (!args.pdf.empty()) check_writable(args.pdf, "--pdf");
 
@@ -91,11 +82,7 @@ void setup_report(CLI::App& app, Context& ctx) {
     auto& args = ctx.keep<ReportArgs>();
     auto* cmd = app.add_subcommand("report", "Self-contained HTML validation report of a model over a period "
                                              "(optionally printed to PDF)");
-    cmd->add_option("--model", args.model, "Model version, or 'champion' (or another alias) of the series below")
-        ->capture_default_str();
-    add_series_options(*cmd, args.series);
-    cmd->add_option("--from", args.from, "First forecast origin (ISO 8601 or unix seconds)")->required();
-    cmd->add_option("--to", args.to, "End of the period: the last target bar (inclusive)")->required();
+    add_period_options(*cmd, args.period);
     cmd->add_option("--out", args.out, "HTML file to write (default: standard output)");
     cmd->add_option("--pdf", args.pdf, "Also print the report to this PDF file through headless Chromium");
     cmd->callback([&args, &ctx] { run_report(args, ctx); });

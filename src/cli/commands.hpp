@@ -19,5 +19,6 @@ void setup_monitor(CLI::App& app, Context& ctx);
 void setup_config(CLI::App& app, Context& ctx);
 void setup_quality(CLI::App& app, Context& ctx);
 void setup_report(CLI::App& app, Context& ctx);
+void setup_api_guide(CLI::App& app, Context& ctx);
 
 } // namespace btcml::cli

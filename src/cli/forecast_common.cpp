@@ -81,6 +81,24 @@ void add_series_options(CLI::App& command, SeriesOptions& series) {
                        "Bar interval of that series, e.g. 1h (default: the only registered model, else 1h)");
 }
 
+void add_period_options(CLI::App& command, PeriodOptions& period) {
+    command.add_option("--model", period.model, "Model version, or 'champion' (or another alias) of the series below")
+        ->capture_default_str();
+    add_series_options(command, period.series);
+    command.add_option("--from", period.from, "First forecast origin (ISO 8601 or unix seconds)")->required();
+    command.add_option("--to", period.to, "End of the period: the last target bar (inclusive)")->required();
+}
+
+pipeline::EvaluateRequest period_request(const PeriodOptions& period) {
+    pipeline::EvaluateRequest request;
+    request.model = period.model;
+    request.symbol = period.series.symbol;
+    if (period.series.interval) request.interval = parse_interval_arg(*period.series.interval, "--interval");
+    request.from = parse_time_arg(period.from, "--from");
+    request.to = parse_time_arg(period.to, "--to");
+    return request;
+}
+
 std::string series_model_name(store::Store& store, const SeriesOptions& series, const std::string& name) {
     tracking::Registry registry(store, {}, "");
     if (!name.empty()) {

@@ -37,6 +37,17 @@ std::string series_model_name(store::Store& store, const SeriesOptions& series, 
 /// The version `spec` names: a number, or an alias (champion, challenger, @alias) of the series' registered model.
 int resolve_model_spec(store::Store& store, const Context& ctx, const std::string& spec, const SeriesOptions& series);
 
+/// --model, the series options, --from and --to: the model and period that evaluate and report score.
+struct PeriodOptions {
+    std::string model = "champion";
+    SeriesOptions series;
+    std::string from;
+    std::string to;
+};
+void add_period_options(CLI::App& command, PeriodOptions& period);
+/// The evaluation request the options name; a malformed time or interval is a UsageError naming its flag.
+pipeline::EvaluateRequest period_request(const PeriodOptions& period);
+
 /// --calibration none|static|adaptive and --calibration-rate: how a model's 80% intervals are calibrated.
 void add_calibration_options(CLI::App& command, std::string& mode, double& rate);
 

@@ -10,6 +10,7 @@
 #include <array>
 #include <cmath>
 #include <map>
+#include <tuple>
 
 namespace btcml::report {
 namespace {
@@ -84,17 +85,21 @@ nlohmann::json model_section(store::Store& store, const model::LoadedModel& load
 }
 
 nlohmann::json live_section(store::Store& store, const SeriesKey& key) {
+    const auto optional = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
     nlohmann::json out = nlohmann::json::array();
     for (const auto& m : store.live_metrics_history(key, kLiveHistory))
         out.push_back({{"computed", format_iso8601_ms(m.computed_ms)},
                        {"computed_ms", m.computed_ms},
                        {"model_version", m.model_version},
                        {"horizon", m.horizon},
+                       {"window_seconds", m.window_s},
                        {"scored", m.scored},
                        {"mae", m.mae},
                        {"naive_mae", m.naive_mae},
                        {"pinball", m.pinball},
-                       {"coverage_80", m.coverage_80}});
+                       {"baseline_pinball", optional(m.baseline_pinball)},
+                       {"coverage_80", m.coverage_80},
+                       {"direction_accuracy", optional(m.direction_accuracy)}});
     return out;
 }
 
@@ -198,9 +203,20 @@ std::string rolling_chart(const std::string& horizon, const nlohmann::json& poin
                        {coverage, error}});
 }
 
+// "24h", "7d": the trailing window a live metric covers.
+std::string window_label(std::int64_t seconds) {
+    return seconds % 86400 == 0 ? fmt::format("{}d", seconds / 86400) : fmt::format("{}h", seconds / 3600);
+}
+
+// One line per served version and horizon over the longest trailing window scored: the windows overlap, and one
+// line per window would draw the same forecasts three times.
 std::string live_chart(const nlohmann::json& live) {
+    std::int64_t window = 0;
+    for (const auto& m : live)
+        window = std::max(window, m["window_seconds"].get<std::int64_t>());
     std::map<std::pair<int, int>, Series> by_version; // (version, horizon)
     for (const auto& m : live) {
+        if (m["window_seconds"].get<std::int64_t>() != window) continue;
         const std::pair<int, int> key{m["model_version"].get<int>(), m["horizon"].get<int>()};
         auto& s = by_version[key];
         if (s.name.empty()) {
@@ -211,7 +227,11 @@ std::string live_chart(const nlohmann::json& live) {
         s.x.push_back(m["computed_ms"].get<double>() / 1000.0);
         s.y.push_back(m["coverage_80"].get<double>());
     }
-    LineChart chart{"Live 80% coverage of the served versions", "coverage", true, 0.8, {}};
+    LineChart chart{fmt::format("Live 80% coverage of the served versions (trailing {})", window_label(window)),
+                    "coverage",
+                    true,
+                    0.8,
+                    {}};
     for (auto& [key, s] : by_version) {
         // The store returns newest first; lines run forward in time.
         std::vector<std::size_t> order(s.x.size());
@@ -226,6 +246,29 @@ std::string live_chart(const nlohmann::json& live) {
         chart.series.push_back(std::move(sorted));
     }
     return line_chart(chart);
+}
+
+// The newest live metrics of each served version, horizon and window (the store lists them newest first).
+std::string live_table(const nlohmann::json& live) {
+    constexpr std::array<const char*, 5> columns{"scored", "mae", "naive_mae", "pinball", "coverage_80"};
+    std::string html = "<table class=\"score\" id=\"live-latest\"><tr><th>version, horizon, window</th>"
+                       "<th>computed</th>";
+    for (const char* c : columns)
+        html += fmt::format("<th>{}</th>", c);
+    html += "</tr>";
+    std::map<std::tuple<int, int, std::int64_t>, const nlohmann::json*> newest;
+    for (const auto& m : live)
+        newest.emplace(
+            std::tuple{m["model_version"].get<int>(), m["horizon"].get<int>(), m["window_seconds"].get<std::int64_t>()},
+            &m);
+    for (const auto& [key, m] : newest) {
+        html += fmt::format("<tr><th>v{} h{} {}</th><td>{}</td>", std::get<0>(key), std::get<1>(key),
+                            window_label(std::get<2>(key)), escape((*m)["computed"].get<std::string>()));
+        for (const char* c : columns)
+            html += fmt::format("<td data-metric=\"{}\">{}</td>", c, number((*m)[c], 6));
+        html += "</tr>";
+    }
+    return html + "</table>";
 }
 
 std::string scoreboard_table(const std::string& horizon, const nlohmann::json& per_model) {
@@ -403,7 +446,7 @@ std::string render_html(const nlohmann::json& data) {
     if (data["live"].empty())
         html += "<p>No live record: the store has no scored forecasts of a served version of this series.</p>";
     else
-        html += "<div id=\"chart-live\">" + live_chart(data["live"]) + "</div>";
+        html += "<div id=\"chart-live\">" + live_chart(data["live"]) + "</div>" + live_table(data["live"]);
     html += "</section>";
 
     // Inside a script element "</" would end it early and "<!--" changes how it is parsed: no "<" at all, as JSON's

@@ -1,5 +1,6 @@
-"""btcml report on a model trained on real Binance bars: every chart drawn, the numbers of `evaluate --json`, no
-external reference, a PDF with one page per section, a screenshot of the first page, and every bad input."""
+"""btcml report on a model trained on real Binance bars: every chart drawn, the numbers of `evaluate --json` (on
+SQLite and PostgreSQL), the live record equal to GET /api/v1/monitoring after real scheduler ticks, no external
+reference, a PDF with one page per section, a screenshot of the first page, and every bad input."""
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Btcml, copy_home, shared_file
+from serving import Server
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -33,11 +35,26 @@ def tool(name):
     return path
 
 
+BINANCE = "binance_btcusdt_1h_2017-08-17_2023-12-20.csv"
+
+
+def train_on_binance(b: Btcml, ingest_slice=SLICE):
+    """Ingests a slice of the real Binance bars and trains a tiny model on its start; (ingest summary, version)."""
+    ingest = b.json("ingest", shared_file(BINANCE), *ingest_slice)
+    return ingest, b.json("train", *TRAIN)["model_version"]
+
+
+def read_report(html: Path):
+    text = html.read_text()
+    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S)
+    assert match, "the report embeds its data"
+    return text, json.loads(match.group(1))
+
+
 @pytest.fixture(scope="module")
 def trained_home(tmp_path_factory):
     b = Btcml(tmp_path_factory.mktemp("report") / "home", None)
-    ingest = b.json("ingest", shared_file("binance_btcusdt_1h_2017-08-17_2023-12-20.csv"), *SLICE)
-    version = b.json("train", *TRAIN)["model_version"]
+    ingest, version = train_on_binance(b)
     return b, ingest, version
 
 
@@ -47,10 +64,7 @@ def report(trained_home, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     html, pdf = out / "report.html", out / "report.pdf"
     b.run("report", "--model", version, *PERIOD, "--out", html, "--pdf", pdf, timeout=180)
-    text = html.read_text()
-    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S)
-    assert match, "the report embeds its data"
-    return b, ingest, version, html, pdf, text, json.loads(match.group(1))
+    return (b, ingest, version, html, pdf, *read_report(html))
 
 
 class Cells(HTMLParser):
@@ -84,8 +98,11 @@ class Cells(HTMLParser):
             self.cells[(self.table, self.row, self.metric)] = data
 
 
-def test_numbers_are_those_of_evaluate_json(report):
-    b, _, version, _, _, text, data = report
+def test_numbers_are_those_of_evaluate_json(btcml, tmp_path):
+    b = btcml  # SQLite and PostgreSQL
+    _, version = train_on_binance(b)
+    b.run("report", "--model", version, *PERIOD, "--out", tmp_path / "report.html", timeout=180)
+    text, data = read_report(tmp_path / "report.html")
     evaluated = b.json("evaluate", "--model", version, *PERIOD)
     assert data["evaluation"] == evaluated
     cells = Cells()
@@ -128,6 +145,57 @@ def test_every_chart_is_drawn(report):
         assert expected in re.search(rf"<li><b>{h}</b>:(.*?)</li>", text).group(1)
     # No server scored this model's forecasts: the live section says so instead of drawing an empty chart.
     assert "No live record" in text
+
+
+def test_the_live_record_is_that_of_get_monitoring_after_real_ticks(btcml, tmp_path):
+    """The served series' scheduler ticks (pipeline tick-BTCUSD-1h, source: the Binance file replayed) store the
+    champion's forecasts and score them as the replay reveals their target bars; the report's live section then
+    shows the live metrics the API serves."""
+    b = btcml  # SQLite and PostgreSQL
+    _, version = train_on_binance(b, ["--from", "2023-01-01T00:00:00Z", "--to", "2023-03-10T00:00:00Z"])
+    (b.home / "config.yaml").write_text(
+        f"series:\n  - symbol: BTCUSD\n    interval: 1h\n    source: replay:{shared_file(BINANCE)}\n"
+        "pipelines:\n  retrain_every: never\n")
+    # Each process starts its replay clock where it is told: the first tick forecasts from the bar of 01:00, the
+    # second reveals the bars up to 08:00, the targets of that forecast's 1 h and 6 h horizons, and scores them; the
+    # third scores the second's forecasts: two passes of live metrics.
+    for clock in ("2023-03-10T02:00:00Z", "2023-03-10T09:00:00Z", "2023-03-10T16:00:00Z"):
+        run = b.json("pipeline", "run", "tick-BTCUSD-1h", "--reason", "report test", "--wait", timeout=240,
+                     env={"BTCML_REPLAY_SPEED": "1", "BTCML_REPLAY_START": clock})["run"]
+        assert run["status"] == "succeeded", run
+    html, pdf = tmp_path / "report.html", tmp_path / "report.pdf"
+    b.run("report", "--model", version, "--from", "2023-03-01T00:00:00Z", "--to", "2023-03-09T23:00:00Z", "--out",
+          html, "--pdf", pdf, timeout=180)
+    text, data = read_report(html)
+    # The live section (chart and table) still fits its page.
+    info = subprocess.run([tool("pdfinfo"), pdf], capture_output=True, text=True, timeout=30, check=True).stdout
+    assert int(re.search(r"^Pages:\s+(\d+)", info, re.M).group(1)) == len(SECTIONS)
+    with Server(b) as s:
+        served = s.get("/api/v1/monitoring", params={"symbol": "BTCUSD", "interval": "1h", "limit": 10000}).json()
+    api = served["live_metrics"]
+    assert {(m["model_version"], m["horizon"]) for m in api} == {(version, 1), (version, 6)}
+    fields = ("model_version", "horizon", "window_seconds", "scored", "mae", "naive_mae", "pinball",
+              "baseline_pinball", "coverage_80", "direction_accuracy")
+
+    def rows(metrics, computed):
+        return sorted((m[computed], *(m[f] for f in fields)) for m in metrics)
+
+    assert rows(data["live"], "computed") == rows(api, "computed_at")
+    # The table shows the newest row of each version, horizon and window; the chart one line per version and horizon.
+    cells = Cells()
+    cells.feed(text)
+    newest = {}
+    for m in sorted(api, key=lambda m: m["computed_at"]):
+        days, hours = divmod(m["window_seconds"], 86400)
+        newest[f"v{m['model_version']} h{m['horizon']} {f'{days}d' if not hours else f'{hours // 3600}h'}"] = m
+    for row, m in newest.items():
+        assert cells.cells[("live-latest", row, "scored")] == str(m["scored"]), row
+        for metric in ("mae", "naive_mae", "pinball", "coverage_80"):
+            assert cells.cells[("live-latest", row, metric)] == f"{m[metric]:.6g}", (row, metric)
+    chart = re.search(r'<div id="chart-live">(<svg.*?</svg>)</div>', text, re.S).group(1)
+    lines = re.findall(r'class="line" d="([^"]*)"', chart)
+    assert len(lines) == 2 and all(len(re.findall(r"[ML]", d)) == 2 for d in lines), lines
+    assert "No live record" not in text
 
 
 def test_data_and_model_card(report):

@@ -1,5 +1,7 @@
 #include "report/report.hpp"
+#include "text_count.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <regex>
@@ -8,12 +10,7 @@
 namespace btcml::report {
 namespace {
 
-std::size_t count(const std::string& text, const std::string& what) {
-    std::size_t n = 0;
-    for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size()))
-        ++n;
-    return n;
-}
+using test_support::count;
 
 // Ten points at one hour: one outcome below q10, four in each middle bin, one above q90 (a calibrated PIT).
 nlohmann::json report_data(const std::string& source, nlohmann::json live) {
@@ -109,21 +106,36 @@ TEST(ReportHtml, APerfectlyCalibratedForecastHasAFlatPitHistogramAndAPositiveVer
     EXPECT_NE(html.find("<td data-metric=\"below_q50\">0.5</td>"), std::string::npos);
 }
 
-TEST(ReportHtml, TheLiveRecordDrawsOneLinePerVersionAndHorizon) {
+TEST(ReportHtml, TheLiveRecordDrawsOneLinePerVersionAndHorizonAndTablesTheNewestOfEachWindow) {
+    // As the store lists them: newest first, each pass one row per version, horizon and window (1 and 7 days).
     nlohmann::json live = nlohmann::json::array();
-    for (int version : {3, 4})
-        for (int i = 0; i < 3; ++i)
-            live.push_back({{"computed_ms", (1'700'000'000 + i * 3600) * 1000LL},
-                            {"model_version", version},
-                            {"horizon", 1},
-                            {"coverage_80", 0.7 + 0.05 * i}});
+    for (int i = 2; i >= 0; --i)
+        for (int version : {3, 4})
+            for (std::int64_t window : {86400, 7 * 86400})
+                live.push_back({{"computed", fmt::format("pass {}", i)},
+                                {"computed_ms", (1'700'000'000 + i * 3600) * 1000LL},
+                                {"model_version", version},
+                                {"horizon", 1},
+                                {"window_seconds", window},
+                                {"scored", 10 + i},
+                                {"mae", 0.01},
+                                {"naive_mae", 0.02},
+                                {"pinball", 0.003},
+                                {"coverage_80", window == 86400 ? 0.5 : 0.7 + 0.05 * i}});
     const auto html = render_html(report_data("file.csv", live));
     const auto start = html.find("<div id=\"chart-live\">");
     ASSERT_NE(start, std::string::npos);
     const auto chart = html.substr(start, html.find("</div>", start) - start);
-    EXPECT_EQ(count(chart, "class=\"line\""), 2U);
+    EXPECT_EQ(count(chart, "class=\"line\""), 2U); // the 7-day window only
     EXPECT_NE(chart.find("v3 h1 coverage"), std::string::npos);
     EXPECT_NE(chart.find("v4 h1 coverage"), std::string::npos);
+    EXPECT_NE(chart.find("trailing 7d"), std::string::npos);
+    const auto table = html.substr(html.find("<table class=\"score\" id=\"live-latest\">"));
+    EXPECT_NE(table.find("<tr><th>v3 h1 1d</th><td>pass 2</td><td data-metric=\"scored\">12</td>"), std::string::npos);
+    EXPECT_NE(table.find("<tr><th>v4 h1 7d</th><td>pass 2</td><td data-metric=\"scored\">12</td>"), std::string::npos);
+    const auto rows = table.substr(0, table.find("</table>"));
+    EXPECT_EQ(count(rows, "<tr><th>v3 h1 "), 2U);
+    EXPECT_EQ(count(rows, "<tr><th>v4 h1 "), 2U);
 }
 
 } // namespace

@@ -1,4 +1,5 @@
 #include "report/svg.hpp"
+#include "text_count.hpp"
 
 #include <gtest/gtest.h>
 
@@ -9,12 +10,7 @@
 namespace btcml::report {
 namespace {
 
-std::size_t count(const std::string& text, const std::string& what) {
-    std::size_t n = 0;
-    for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size()))
-        ++n;
-    return n;
-}
+using test_support::count;
 
 TEST(ReportSvg, EscapesMarkupInEveryText) {
     EXPECT_EQ(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
