@@ -163,8 +163,8 @@ healthy() {
     postgres) as_postgres "$PG_BIN/pg_ctl" status -D "$STACK_HOME/postgres/data" >/dev/null 2>&1 &&
         pg_isready -q -h 127.0.0.1 -p "$PORT_POSTGRES" ;;
     mlflow) alive mlflow && http_ok "$(url_of mlflow)/health" ;;
-    opensearch) alive opensearch && curl -fsS --max-time 3 "$(url_of opensearch)/_cluster/health" 2>/dev/null |
-        grep -Eq '"status":"(green|yellow)"' ;;
+    opensearch) alive opensearch && grep -Eq '"status":"(green|yellow)"' < <(curl -fsS --max-time 3 \
+        "$(url_of opensearch)/_cluster/health" 2>/dev/null) ;;
     alertmanager | prometheus) alive "$1" && http_ok "$(url_of "$1")/-/ready" ;;
     airflow-api) alive airflow-api && http_ok "$(url_of airflow-api)/api/v2/monitor/health" ;;
     airflow-scheduler | airflow-dag-processor | airflow-triggerer)
@@ -173,8 +173,9 @@ healthy() {
         alive "$1" && airflow_health | python3 -c "import json,sys; sys.exit(json.load(sys.stdin)['$key']['status'] != 'healthy')" 2>/dev/null ;;
     btcml-serve-*) alive "$1" && http_ok "$(url_of "$1")/healthz" ;;
     # It serves no HTTP: healthy once this start logged "scheduler started" (it exits at once on a bad config).
-    btcml-scheduler) alive btcml-scheduler && tail -c "+$(cat "$RUN/btcml-scheduler.logpos" 2>/dev/null || echo 1)" \
-        "$LOGS/btcml-scheduler.log" | grep -q '"scheduler started"' ;;
+    # (grep reads a process substitution: under pipefail, tail killed by grep -q's early exit would fail a pipe.)
+    btcml-scheduler) alive btcml-scheduler && grep -q '"scheduler started"' < <(tail -c \
+        "+$(cat "$RUN/btcml-scheduler.logpos" 2>/dev/null || echo 1)" "$LOGS/btcml-scheduler.log") ;;
     nginx) alive nginx && http_ok "$(url_of nginx)/healthz" ;;
     *) return 1 ;;
     esac
@@ -272,8 +273,10 @@ prepare() {
         fi
     fi
     if is_root; then
-        chown -R "$STACK_USER:" "$STACK_HOME"
-        chown -R postgres: "$STACK_HOME/postgres"
+        # Not recursive: what the components write is theirs already.
+        chown "$STACK_USER:" "$STACK_HOME" "$RUN" "$LOGS" "$LOGS/airflow-tasks" "$SECRETS" "$SECRETS"/* \
+            "$STACK_HOME"/{home,btcml,btcml/config.yaml,airflow,mlflow,opensearch,prometheus,alertmanager,nginx}
+        chown postgres: "$STACK_HOME/postgres"
         as_user test -x "$STACK_HOME" -a -r "$BTCML_BIN" ||
             die "the user $STACK_USER cannot reach $STACK_HOME or $BTCML_BIN: give every parent folder o+x"
     fi
@@ -313,9 +316,9 @@ start_postgres() {
 }
 
 start_mlflow() {
-    launch mlflow "$MLFLOW" server --backend-store-uri "$(store_url mlflow)" --serve-artifacts \
-        --artifacts-destination "$STACK_HOME/mlflow/artifacts" --host 127.0.0.1 --port "$PORT_MLFLOW" \
-        --workers 1 </dev/null
+    # The store URL (with its password) in the environment, not on a command line that `ps` shows everyone.
+    echo "MLFLOW_BACKEND_STORE_URI=$(store_url mlflow)" | launch mlflow "$MLFLOW" server --serve-artifacts \
+        --artifacts-destination "$STACK_HOME/mlflow/artifacts" --host 127.0.0.1 --port "$PORT_MLFLOW" --workers 1
 }
 
 start_opensearch() {
