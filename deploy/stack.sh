@@ -50,8 +50,10 @@ AIRFLOW=${STACK_AIRFLOW:-$REPO/.venv-airflow/bin/airflow}
 OPENSEARCH_DIR=${STACK_OPENSEARCH_DIR:-$REPO/.cache/opensearch}
 PG_BIN=${STACK_PG_BIN:-/usr/lib/postgresql/15/bin}
 
+# btcml-scheduler starts before the replicas: in replay mode each process's clock starts with it, and a replica whose
+# clock ran ahead of the scheduler's would see the newest bar as stale (BtcmlDataStale holds back retrain alerts).
 COMPONENTS=(postgres mlflow opensearch alertmanager prometheus airflow-api airflow-dag-processor airflow-scheduler
-    airflow-triggerer btcml-serve-1 btcml-serve-2 btcml-scheduler nginx)
+    airflow-triggerer btcml-scheduler btcml-serve-1 btcml-serve-2 nginx)
 
 RUN=$STACK_HOME/run
 LOGS=$STACK_HOME/logs

@@ -26,7 +26,7 @@ from test_closed_loop import write_bars
 
 STACK = REPO / "deploy" / "stack.sh"
 COMPONENTS = ["postgres", "mlflow", "opensearch", "alertmanager", "prometheus", "airflow-api", "airflow-dag-processor",
-              "airflow-scheduler", "airflow-triggerer", "btcml-serve-1", "btcml-serve-2", "btcml-scheduler",
+              "airflow-scheduler", "airflow-triggerer", "btcml-scheduler", "btcml-serve-1", "btcml-serve-2",
               "nginx"]
 SYMBOL = "BTCUSD"
 MODEL = f"btcml-{SYMBOL}-1h"
