@@ -45,7 +45,8 @@ START_TIMEOUT=${STACK_START_TIMEOUT:-300}
 STOP_GRACE=${STACK_STOP_GRACE:-30}
 
 BTCML_BIN=${STACK_BTCML_BIN:-$( [ -x "$REPO/build/btcml" ] && echo "$REPO/build/btcml" || command -v btcml || true)}
-MLFLOW=${STACK_MLFLOW:-$( [ -x "$REPO/.venv/bin/mlflow" ] && echo "$REPO/.venv/bin/mlflow" || command -v mlflow || true)}
+MLFLOW=${STACK_MLFLOW:-$( [ -x "$REPO/.venv/bin/mlflow" ] && echo "$REPO/.venv/bin/mlflow" ||
+    command -v mlflow || true)}
 AIRFLOW=${STACK_AIRFLOW:-$REPO/.venv-airflow/bin/airflow}
 OPENSEARCH_DIR=${STACK_OPENSEARCH_DIR:-$REPO/.cache/opensearch}
 PG_BIN=${STACK_PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -126,7 +127,7 @@ airflow_env() {
     echo "AIRFLOW__CORE__PARALLELISM=${STACK_AIRFLOW_PARALLELISM:-2}"
     echo "AIRFLOW__CORE__DAGS_FOLDER=$DEPLOY/airflow/dags"
     echo "AIRFLOW__CORE__PLUGINS_FOLDER=$DEPLOY/airflow/plugins"
-    echo "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://btcml:$(secret pg-password)@127.0.0.1:$PORT_POSTGRES/airflow"
+    echo "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(store_url airflow | sed 's|^postgresql:|postgresql+psycopg2:|')"
     echo "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$SECRETS/airflow-passwords.json"
     echo "AIRFLOW__API_AUTH__JWT_SECRET=$(secret airflow-jwt-secret)"
     echo "AIRFLOW__API__SECRET_KEY=$(secret airflow-secret-key)"
@@ -172,7 +173,8 @@ healthy() {
     airflow-scheduler | airflow-dag-processor | airflow-triggerer)
         local key=${1#airflow-}
         key=${key//-/_}
-        alive "$1" && airflow_health | python3 -c "import json,sys; sys.exit(json.load(sys.stdin)['$key']['status'] != 'healthy')" 2>/dev/null ;;
+        alive "$1" && airflow_health |
+            python3 -c "import json,sys; sys.exit(json.load(sys.stdin)['$key']['status'] != 'healthy')" 2>/dev/null ;;
     btcml-serve-*) alive "$1" && http_ok "$(url_of "$1")/healthz" ;;
     # It serves no HTTP: healthy once this start logged "scheduler started" (it exits at once on a bad config).
     # (grep reads a process substitution: under pipefail, tail killed by grep -q's early exit would fail a pipe.)
@@ -243,7 +245,8 @@ new_secret() {
 }
 
 prepare() {
-    [ -n "$BTCML_BIN" ] && [ -x "$BTCML_BIN" ] || die "no btcml binary: build it (cmake --build build) or set STACK_BTCML_BIN"
+    [ -n "$BTCML_BIN" ] && [ -x "$BTCML_BIN" ] ||
+        die "no btcml binary: build it (cmake --build build) or set STACK_BTCML_BIN"
     [ -n "$MLFLOW" ] && [ -x "$MLFLOW" ] || die "no mlflow: run scripts/install-deps.sh or set STACK_MLFLOW"
     [ -x "$AIRFLOW" ] || die "no Airflow at $AIRFLOW: run scripts/install-airflow.sh or set STACK_AIRFLOW"
     [ -f "$OPENSEARCH_DIR/java_home" ] || die "no OpenSearch in $OPENSEARCH_DIR: run scripts/install-opensearch.sh"
@@ -376,7 +379,8 @@ airflow_cmd() {
 }
 
 start_airflow-api() {
-    if [ ! -f "$STACK_HOME/airflow/.migrated" ] || ! cmp -s "$DEPLOY/airflow/constraints.txt" "$STACK_HOME/airflow/.migrated"; then
+    # Migrated once per Airflow release (its constraints file pins it).
+    if ! cmp -s "$DEPLOY/airflow/constraints.txt" "$STACK_HOME/airflow/.migrated"; then
         say "airflow: migrating its metadata database (first start)"
         airflow_cmd db migrate >>"$LOGS/airflow-api.log" 2>&1 || {
             say "airflow db migrate failed; its log ($LOGS/airflow-api.log) ends:"
@@ -399,13 +403,14 @@ start_airflow-triggerer() { start_airflow_process triggerer; }
 # at once).
 pause_ingest_dag() {
     local token deadline=$((SECONDS + START_TIMEOUT))
-    token=$(curl -fsS --max-time 10 -H 'Content-Type: application/json' -d "{\"username\": \"admin\", \"password\": \"$(secret airflow-admin-password)\"}" \
+    token=$(curl -fsS --max-time 10 -H 'Content-Type: application/json' \
+        -d "{\"username\": \"admin\", \"password\": \"$(secret airflow-admin-password)\"}" \
         "$(url_of airflow-api)/auth/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
     until curl -fsS -o /dev/null --max-time 10 -X PATCH -H "Authorization: Bearer $token" \
         -H 'Content-Type: application/json' -d '{"is_paused": true}' \
         "$(url_of airflow-api)/api/v2/dags/btcml_ingest" 2>/dev/null; do
         [ $SECONDS -lt $deadline ] || {
-            say "airflow: the DAG btcml_ingest did not appear within ${START_TIMEOUT}s (see $LOGS/airflow-dag-processor.log)"
+            say "airflow: the DAG btcml_ingest did not appear within ${START_TIMEOUT}s; the DAG processor's log ends:"
             tail_log airflow-dag-processor
             exit 1
         }
@@ -468,7 +473,8 @@ stop_one() {
     local name=$1 pid
     if [ "$name" = postgres ]; then
         if [ -f "$STACK_HOME/postgres/data/postmaster.pid" ]; then
-            as_postgres "$PG_BIN/pg_ctl" stop -D "$STACK_HOME/postgres/data" -m fast -w -t "$STOP_GRACE" >/dev/null 2>&1 ||
+            as_postgres "$PG_BIN/pg_ctl" stop -D "$STACK_HOME/postgres/data" -m fast -w -t "$STOP_GRACE" \
+                >/dev/null 2>&1 ||
                 as_postgres "$PG_BIN/pg_ctl" stop -D "$STACK_HOME/postgres/data" -m immediate -w >/dev/null 2>&1 || true
         fi
         rm -f "$RUN/postgres.pid"
@@ -539,7 +545,8 @@ cmd_status() {
             [ $first = 1 ] || printf ', '
             first=0
             printf '{"name": "%s", "health": "%s", "pid": %s, "url": "%s", "detail": "%s", "log": "%s"}' "$name" \
-                "$state" "$([ "$pid" = - ] && echo null || echo "$pid")" "$(url_of "$name")" "$detail" "$(log_of "$name")"
+                "$state" "$([ "$pid" = - ] && echo null || echo "$pid")" "$(url_of "$name")" "$detail" \
+                "$(log_of "$name")"
         else
             printf '%-22s %-9s %-8s %-24s %s\n' "$name" "$state" "$pid" "$(url_of "$name")" "$detail"
         fi
