@@ -293,3 +293,56 @@ def run_the_scenario(stack: Stack, shift: datetime):
     assert '"pipeline run finished"' in stack.run("logs", "btcml-scheduler").stdout
     bad = stack.run("logs", "no-such-part", check=False)
     assert bad.returncode == 1 and "no component 'no-such-part'" in bad.stderr
+
+
+@pytest.fixture
+def idle_stack():
+    """A Stack whose STACK_HOME is new and empty (nothing started), removed afterwards, after a `down`."""
+    home = Path(tempfile.mkdtemp(prefix="btcml-stack-", dir="/tmp"))
+    home.chmod(0o755)
+    stack = Stack(home, free_port_base())
+    try:
+        yield stack
+    finally:
+        stack.run("down", timeout=300, check=False)
+        subprocess.run(["rm", "-rf", str(home)], check=False)
+
+
+@pytest.mark.timeout(120)
+def test_status_logs_and_env_of_a_stack_that_never_ran(idle_stack):
+    status = idle_stack.run("status", check=False)
+    assert status.returncode == 1
+    rows = [line.split() for line in status.stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == COMPONENTS and all(r[1] == "down" for r in rows), status.stdout
+    parts = json.loads(idle_stack.run("status", "--json", check=False).stdout)["components"]
+    assert {p["health"] for p in parts} == {"down"} and {p["pid"] for p in parts} == {None}
+    logs = idle_stack.run("logs", "nginx", check=False)
+    assert logs.returncode == 1 and "nginx has no log yet" in logs.stderr
+    assert "usage: stack.sh logs COMPONENT" in idle_stack.run("logs", check=False).stderr
+    env = idle_stack.run("env", check=False)
+    assert env.returncode == 1 and f"no stack in {idle_stack.home} yet: run stack.sh up" in env.stderr
+    usage = idle_stack.run("restart", check=False)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+@pytest.mark.timeout(120)
+def test_up_refuses_to_start_without_a_btcml_binary(idle_stack):
+    idle_stack.env["STACK_BTCML_BIN"] = str(idle_stack.home / "no-such-btcml")
+    up = idle_stack.run("up", check=False)
+    assert up.returncode == 1 and "no btcml binary" in up.stderr and "STACK_BTCML_BIN" in up.stderr, up.stderr
+    assert not (idle_stack.home / "run").exists(), "nothing was started"
+
+
+@pytest.mark.timeout(300)
+def test_a_component_that_cannot_start_stops_up_with_its_name_and_log(idle_stack):
+    """PostgreSQL's port is taken: `up` stops at the first component, names it and shows the end of its log."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", idle_stack.base + 10))
+        taken.listen()
+        up = idle_stack.run("up", check=False, timeout=240)
+    assert up.returncode == 1, up.stderr
+    assert "stack: postgres did not start; its log" in up.stderr, up.stderr
+    assert "could not bind" in up.stderr or "Address already in use" in up.stderr, up.stderr
+    assert "mlflow" not in up.stderr, "nothing after PostgreSQL was started"
