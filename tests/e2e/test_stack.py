@@ -8,9 +8,9 @@ fails the test (stack.sh names it)."""
 import json
 import os
 import random
+import socket
 import subprocess
 import tempfile
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,10 +34,8 @@ TINY = ["--interval", "1h", "--window", "24", "--horizons", "1", "--hidden", "8"
         "--samples-per-epoch", "256", "--seed", "5"]
 
 
-def free_port_base(span: int = 17) -> int:
+def free_port_base(span: int = 19) -> int:
     """A base port whose `span` successors nobody listens on (stack.sh lays its ports out from it)."""
-    import socket
-
     for _ in range(200):
         base = random.randrange(20000, 60000 - span)
         try:
@@ -336,8 +334,6 @@ def test_up_refuses_to_start_without_a_btcml_binary(idle_stack):
 @pytest.mark.timeout(300)
 def test_a_component_that_cannot_start_stops_up_with_its_name_and_log(idle_stack):
     """PostgreSQL's port is taken: `up` stops at the first component, names it and shows the end of its log."""
-    import socket
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", idle_stack.base + 10))
         taken.listen()
