@@ -18,36 +18,12 @@ APT_PACKAGES=(
 # brings its own npm (e.g. NodeSource's) is used as it is.
 command -v npm >/dev/null || APT_PACKAGES+=(npm)
 
-sudo_cmd=()
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "install-deps: not root and no sudo; install: ${APT_PACKAGES[*]}" >&2; exit 1; }
-    sudo_cmd=(sudo)
-fi
-
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "install-deps: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo_cmd[@]}" apt-get update -qq
-    # prometheus, prometheus-alertmanager (promtool, amtool and the servers the closed-loop test starts) and
-    # nginx-light (the serving benchmark's reference) would start system services on install; btcml's tests run them
-    # themselves on free ports, so service starts are refused while it installs. Alertmanager must come from the
-    # package manager, not an unpacked .deb: Debian's build reads its templates from /usr/share/prometheus/alertmanager.
-    policy=/usr/sbin/policy-rc.d
-    added_policy=false
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
-        "${sudo_cmd[@]}" chmod +x "$policy"
-        added_policy=true
-    fi
-    status=0
-    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
-    if $added_policy; then "${sudo_cmd[@]}" rm -f "$policy"; fi
-    [ "$status" -eq 0 ] || exit "$status"
-fi
+. scripts/lib.sh
+# prometheus, prometheus-alertmanager (promtool, amtool and the servers the closed-loop test starts) and nginx-light
+# (the serving benchmark's reference) would start system services: apt_install_missing refuses that. Alertmanager
+# must come from the package manager, not an unpacked .deb: Debian's build reads its templates from
+# /usr/share/prometheus/alertmanager.
+apt_install_missing install-deps "${APT_PACKAGES[@]}"
 
 # Swagger UI, the dashboard's libraries and its bundler, pinned by web/package-lock.json.
 if [ ! -f web/node_modules/.package-lock.json ] || ! cmp -s web/package-lock.json web/node_modules/.btcml-lock; then
@@ -59,14 +35,15 @@ scripts/install-browser.sh # Debian's chromium for the dashboard's browser tests
 scripts/install-slides.sh # Marp CLI for docs/slides (after chromium)
 
 # Python tools for tests and benchmark baselines, pinned (see requirements-dev.txt).
-if [ ! -x .venv/bin/python ] || ! cmp -s requirements-dev.txt .venv/.requirements 2>/dev/null; then
+if ! venv_is_current .venv/bin/python requirements-dev.txt .venv/.requirements; then
     python_bin=/usr/bin/python3
     "$python_bin" -m venv --system-site-packages .venv
     .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
-    cp requirements-dev.txt .venv/.requirements
+    venv_mark_current requirements-dev.txt .venv/.requirements
 fi
 
 # Apache Airflow (its own virtualenv) and redis-server: docs/airflow.md.
 scripts/install-airflow.sh
 # OpenSearch for the log-shipping tests and the container-file linters (issue 13).
 scripts/install-opensearch.sh; scripts/install-container-lint.sh
+scripts/install-stack.sh # deploy/stack.sh: psycopg2 for MLflow on PostgreSQL

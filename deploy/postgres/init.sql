@@ -1,3 +1,4 @@
--- Run once by the postgres image on an empty data folder (docker-compose.yml): MLflow's tracking store lives
--- beside btcml's store, owned by the same role.
+-- Run once on an empty data folder, by the postgres image (docker-compose.yml) and by deploy/stack.sh: MLflow's
+-- tracking store and Airflow's metadata database live beside btcml's store, owned by the same role.
 CREATE DATABASE mlflow OWNER btcml;
+CREATE DATABASE airflow OWNER btcml;
