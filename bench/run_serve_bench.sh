@@ -165,6 +165,8 @@ if [ "$baselines" = 1 ]; then
             kill -0 "$baseline_pid" 2>/dev/null || { cat "$work/fastapi_$runtime.log" >&2; exit 1; }
             sleep 0.1
         done
+        [ -s "$work/fastapi_$runtime.json" ] ||
+            { echo "run_serve_bench: FastAPI + $runtime did not answer within a minute" >&2; exit 1; }
         # The same forecast as btcml's (the median; btcml's interval is also calibrated online).
         python3 - "$work/btcml_window_answer.json" "$work/fastapi_$runtime.json" <<'PY'
 import json, sys
