@@ -5,14 +5,17 @@
       Writes N one-minute bars in the current Kaggle layout (Timestamp,Open,High,Low,Close,Volume, float unix
       seconds like 1325412060.0, prices with 2 decimals, volumes with 8), and the same rows as btcml stores them
       (the columns of its `bars` table) for `psql \\copy`.
-  ingest_baselines.py pandas KAGGLE_CSV [--repeat R]
-      Times pandas.read_csv on the file with each engine available; prints one JSON object.
-  ingest_baselines.py report PARSE_JSON PANDAS_JSON RUNS_JSONL
-      Combines the measurements of run_ingest_bench.sh into one JSON object on stdout and a table on stderr.
+  ingest_baselines.py readers KAGGLE_CSV [--threads T] [--repeat R]
+      Times pandas.read_csv (C and pyarrow engines), pyarrow.csv, polars and DuckDB reading the whole file with T
+      threads (pandas' C engine always has one); prints one JSON object. Needs bench/requirements-ingest.txt.
+  ingest_baselines.py report --parse P1 [P2 …] --readers R1 [R2 …] [--runs RUNS_JSONL]
+      Combines the measurements of run_ingest_bench.sh (bench_ingest and `readers` per thread count, the load
+      timings) into one JSON object on stdout and a table on stderr, with btcml against the fastest reader.
 """
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
@@ -57,21 +60,56 @@ def generate(kaggle_path: str, bars_path: str, rows: int, seed: int) -> None:
                 for t, o, h, l, c, v in zip(ts, *prices, vols))
 
 
-def time_pandas(path: str, repeat: int) -> dict:
-    engines = ["c"] + (["pyarrow"] if importlib.util.find_spec("pyarrow") else [])
-    out = {"pandas_version": pd.__version__, "engines": {}}
-    for engine in engines:
+# The readers compared with btcml's parser, each reading the whole file into memory, every column parsed:
+# pandas.read_csv with its C engine (one thread, whatever --threads says) and with engine="pyarrow", pyarrow.csv,
+# polars.read_csv, and DuckDB's read_csv into an in-memory table (its own storage; nothing converted to Python).
+READERS = ["pandas_c", "pandas_pyarrow", "pyarrow", "polars", "duckdb"]
+MODULES = ["pandas", "pyarrow", "polars", "duckdb"]
+
+
+def time_readers(path: str, threads: int, repeat: int) -> dict:
+    # polars sizes its thread pool once, from this variable, when it is first imported.
+    os.environ["POLARS_MAX_THREADS"] = str(threads)
+    missing = [m for m in MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        sys.exit(f"ingest_baselines.py: {', '.join(missing)} missing in {sys.executable}; "
+                 "install bench/requirements-ingest.txt (bench/run_ingest_bench.sh does)")
+    import duckdb
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    pa.set_cpu_count(threads)
+    pa.set_io_thread_count(threads)
+    if pl.thread_pool_size() != threads:
+        sys.exit(f"ingest_baselines.py: polars runs {pl.thread_pool_size()} threads, not {threads}")
+    con = duckdb.connect(config={"threads": threads})
+    quoted = path.replace("'", "''")
+
+    def duckdb_read() -> int:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE bars AS SELECT * FROM read_csv('{quoted}')")
+        return con.execute("SELECT count(*) FROM bars").fetchone()[0]
+
+    read = {
+        "pandas_c": lambda: len(pd.read_csv(path, engine="c")),
+        "pandas_pyarrow": lambda: len(pd.read_csv(path, engine="pyarrow")),
+        "pyarrow": lambda: pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=threads > 1)).num_rows,
+        "polars": lambda: pl.read_csv(path).height,
+        "duckdb": duckdb_read,
+    }
+    out = {"threads": threads, "versions": {m: importlib.import_module(m).__version__ for m in MODULES},
+           "readers": {}}
+    for name in READERS:
         seconds = []
         rows = 0
         for _ in range(repeat):
             started = time.perf_counter()
-            frame = pd.read_csv(path, engine=engine)
+            rows = read[name]()
             seconds.append(time.perf_counter() - started)
-            rows = len(frame)
-            del frame
         best = min(seconds)
-        out["engines"][engine] = {"rows": rows, "seconds": seconds, "best_seconds": best,
-                                  "median_seconds": statistics.median(seconds), "rows_per_s": rows / best}
+        out["readers"][name] = {"rows": rows, "seconds": seconds, "best_seconds": best,
+                                "median_seconds": statistics.median(seconds), "rows_per_s": rows / best}
+    con.close()
     return out
 
 
@@ -86,51 +124,54 @@ def summarise(runs: list, kind: str) -> dict:
     return out
 
 
-def report(parse_path: str, pandas_path: str, runs_path: str) -> dict:
-    with open(parse_path) as f:
-        parse = json.load(f)
-    with open(pandas_path) as f:
-        pandas_result = json.load(f)
-    with open(runs_path) as f:
-        runs = [json.loads(line) for line in f if line.strip()]
-    pandas_c = pandas_result["engines"]["c"]
-    sqlite = summarise(runs, "btcml_sqlite")
-    postgres = summarise(runs, "btcml_postgres")
-    psql = summarise(runs, "psql_copy")
-    out = {
-        "rows": parse["rows"],
-        "btcml_parse": parse,
-        "pandas_read_csv": pandas_result,
-        "btcml_ingest_sqlite": sqlite,
-        "btcml_ingest_postgres": postgres,
-        "psql_copy": psql,
-        "ratios": {
-            "parse_vs_pandas_c": parse["rows_per_s"] / pandas_c["rows_per_s"],
-            "parse_vs_pandas_c_target": 10.0,
-            "postgres_vs_psql_copy": postgres["rows_per_s"] / psql["rows_per_s"],
-            "postgres_vs_psql_copy_target": 0.8,
-        },
-    }
-    if "pyarrow" in pandas_result["engines"]:
-        out["ratios"]["parse_vs_pandas_pyarrow"] = parse["rows_per_s"] / pandas_result["engines"]["pyarrow"]["rows_per_s"]
+def report(parse_paths: list, readers_paths: list, runs_path: str | None) -> dict:
+    parsing = []
+    for parse_path, readers_path in zip(parse_paths, readers_paths):
+        with open(parse_path) as f:
+            parse = json.load(f)
+        with open(readers_path) as f:
+            readers = json.load(f)
+        if parse["threads"] != readers["threads"] or parse["rows"] != readers["readers"]["pandas_c"]["rows"]:
+            sys.exit(f"ingest_baselines.py: {parse_path} and {readers_path} differ in threads or rows")
+        fastest = min(readers["readers"], key=lambda name: readers["readers"][name]["best_seconds"])
+        best = readers["readers"][fastest]
+        parsing.append({"threads": parse["threads"], "btcml_parse": parse, **readers, "fastest": fastest,
+                        "vs_fastest": parse["rows_per_s"] / best["rows_per_s"],
+                        "vs_fastest_median": best["median_seconds"] / parse["median_seconds"], "target": 2.0})
+    out = {"rows": parsing[0]["btcml_parse"]["rows"], "parsing": parsing}
+    if runs_path:
+        with open(runs_path) as f:
+            runs = [json.loads(line) for line in f if line.strip()]
+        out.update(btcml_ingest_sqlite=summarise(runs, "btcml_sqlite"),
+                   btcml_ingest_postgres=summarise(runs, "btcml_postgres"), psql_copy=summarise(runs, "psql_copy"))
+        out["postgres_vs_psql_copy"] = out["btcml_ingest_postgres"]["rows_per_s"] / out["psql_copy"]["rows_per_s"]
+        out["postgres_vs_psql_copy_target"] = 0.8
     return out
 
 
 def print_table(result: dict) -> None:
-    rows = [("btcml parse (CsvFile, no store)", result["btcml_parse"])]
-    rows += [(f"pandas read_csv engine={name}", r) for name, r in result["pandas_read_csv"]["engines"].items()]
-    rows += [("btcml ingest -> SQLite", result["btcml_ingest_sqlite"]),
-             ("btcml ingest -> PostgreSQL", result["btcml_ingest_postgres"]),
-             ("psql \\copy -> PostgreSQL", result["psql_copy"])]
     err = sys.stderr
-    print(f"{'measurement':<36} {'best s':>8} {'median s':>9} {'rows/s':>12} {'peak RSS':>10}", file=err)
-    for name, r in rows:
+
+    def line(name: str, r: dict) -> None:
         rss = f"{r['peak_rss_kb'] / 1024:.0f} MiB" if "peak_rss_kb" in r else ""
-        print(f"{name:<36} {r['best_seconds']:>8.3f} {r['median_seconds']:>9.3f} {r['rows_per_s']:>12,.0f} {rss:>10}",
+        print(f"{name:<40} {r['best_seconds']:>8.3f} {r['median_seconds']:>9.3f} {r['rows_per_s']:>12,.0f} {rss:>10}",
               file=err)
-    ratios = result["ratios"]
-    print(f"parse vs pandas (c): {ratios['parse_vs_pandas_c']:.2f}x (target >= 10x); "
-          f"PostgreSQL load vs psql \\copy: {ratios['postgres_vs_psql_copy']:.2f}x (target >= 0.8x)", file=err)
+
+    print(f"{'measurement':<40} {'best s':>8} {'median s':>9} {'rows/s':>12} {'peak RSS':>10}", file=err)
+    for p in result["parsing"]:
+        t = p["threads"]
+        line(f"btcml parse (CsvFile), {t} thread(s)", p["btcml_parse"])
+        for name, r in p["readers"].items():
+            line(f"{name} ({p['versions'].get(name.split('_')[0], '')}), {1 if name == 'pandas_c' else t} thread(s)", r)
+    for key, name in [("btcml_ingest_sqlite", "btcml ingest -> SQLite"),
+                      ("btcml_ingest_postgres", "btcml ingest -> PostgreSQL"), ("psql_copy", "psql \\copy -> PostgreSQL")]:
+        if key in result:
+            line(name, result[key])
+    for p in result["parsing"]:
+        print(f"{p['threads']} thread(s): btcml parse vs the fastest reader ({p['fastest']}): {p['vs_fastest']:.2f}x "
+              f"best vs best, {p['vs_fastest_median']:.2f}x median vs median (target >= 2x)", file=err)
+    if "postgres_vs_psql_copy" in result:
+        print(f"PostgreSQL load vs psql \\copy: {result['postgres_vs_psql_copy']:.2f}x (target >= 0.8x)", file=err)
 
 
 def main() -> int:
@@ -141,21 +182,24 @@ def main() -> int:
     gen.add_argument("bars_csv")
     gen.add_argument("--rows", type=int, default=2_000_000)
     gen.add_argument("--seed", type=int, default=42)
-    pan = sub.add_parser("pandas")
-    pan.add_argument("kaggle_csv")
-    pan.add_argument("--repeat", type=int, default=3)
+    rd = sub.add_parser("readers")
+    rd.add_argument("kaggle_csv")
+    rd.add_argument("--threads", type=int, default=1)
+    rd.add_argument("--repeat", type=int, default=3)
     rep = sub.add_parser("report")
-    rep.add_argument("parse_json")
-    rep.add_argument("pandas_json")
-    rep.add_argument("runs_jsonl")
+    rep.add_argument("--parse", nargs="+", required=True, help="bench_ingest outputs, one per thread count")
+    rep.add_argument("--readers", nargs="+", required=True, help="`readers` outputs, in the same order")
+    rep.add_argument("--runs", help="the load timings of run_ingest_bench.sh (JSON lines)")
     args = parser.parse_args()
     if args.command == "generate":
         generate(args.kaggle_csv, args.bars_csv, args.rows, args.seed)
-    elif args.command == "pandas":
-        json.dump(time_pandas(args.kaggle_csv, args.repeat), sys.stdout)
+    elif args.command == "readers":
+        json.dump(time_readers(args.kaggle_csv, args.threads, args.repeat), sys.stdout)
         print()
     else:
-        result = report(args.parse_json, args.pandas_json, args.runs_jsonl)
+        if len(args.parse) != len(args.readers):
+            parser.error("--parse and --readers need one file per thread count each")
+        result = report(args.parse, args.readers, args.runs)
         json.dump(result, sys.stdout)
         print()
         print_table(result)

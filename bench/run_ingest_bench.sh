@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# The ingest benchmark: btcml's CSV parsing against pandas.read_csv, and btcml's loads into SQLite and PostgreSQL
-# against `psql \copy` of the same rows into the same table. Prints one JSON object on stdout and a table on stderr.
-#   bench/run_ingest_bench.sh            (after building: cmake --build build)
-# Environment: ROWS (2000000), REPEAT (3), BUILD (build), PYTHON (python3, needs pandas and numpy),
-# DATA (/tmp/btcml-bench: the generated files and stores; never in the repository), BTCML_BENCH_POSTGRES_URL
-# (a server to use; by default scripts/pg-test-server.sh starts a throwaway one and stops it afterwards).
+# The ingest benchmark: btcml's CSV parsing against pandas.read_csv, pyarrow, polars and DuckDB with the same
+# threads, and btcml's loads into SQLite and PostgreSQL against `psql \copy` of the same rows into the same table.
+# Prints one JSON object on stdout and a table on stderr.
+#   bench/run_ingest_bench.sh            (after building: cmake --build build --target btcml bench_ingest)
+# Environment: ROWS (2000000), REPEAT (3), BUILD (build), THREADS ("1 2": the thread counts of the parsing runs),
+# PARSE_ONLY (1: skip the loads), PYTHON (default .venv-ingest/bin/python, created from bench/requirements-ingest.txt
+# when missing), DATA (/tmp/btcml-bench: the generated files and stores; never in the repository),
+# BTCML_BENCH_POSTGRES_URL (a server to use; by default scripts/pg-test-server.sh starts a throwaway one and stops
+# it afterwards).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 rows=${ROWS:-2000000}
 repeat=${REPEAT:-3}
 build=${BUILD:-$root/build}
-python=${PYTHON:-python3}
+threads=${THREADS:-1 2}
+python=${PYTHON:-}
 data=${DATA:-/tmp/btcml-bench}
 btcml=$build/btcml
 mkdir -p "$data"
@@ -23,16 +27,33 @@ runs=$data/runs.jsonl
 for tool in "$btcml" "$build/bench_ingest"; do
     [ -x "$tool" ] || { echo "run_ingest_bench: $tool not built (cmake --build $build)" >&2; exit 1; }
 done
-command -v psql >/dev/null || { echo "run_ingest_bench: psql not found" >&2; exit 1; }
+[ -n "${PARSE_ONLY:-}" ] || command -v psql >/dev/null || { echo "run_ingest_bench: psql not found" >&2; exit 1; }
+if [ -z "$python" ]; then
+    python=$root/.venv-ingest/bin/python
+    if [ ! -x "$python" ]; then
+        echo "installing the baselines into $root/.venv-ingest (bench/requirements-ingest.txt)" >&2
+        python3 -m venv "$root/.venv-ingest" && "$root/.venv-ingest/bin/pip" install -q -r "$root/bench/requirements-ingest.txt" ||
+            { echo "run_ingest_bench: could not install bench/requirements-ingest.txt into .venv-ingest" >&2; exit 1; }
+    fi
+fi
 
 if [ ! -s "$kaggle" ] || [ ! -s "$bars" ]; then
     echo "generating $rows rows into $data" >&2
     "$python" "$root/bench/ingest_baselines.py" generate "$kaggle" "$bars" --rows "$rows"
 fi
 
-echo "parsing: btcml, then pandas" >&2
-"$build/bench_ingest" "$kaggle" --repeat "$repeat" >"$data/parse.json"
-"$python" "$root/bench/ingest_baselines.py" pandas "$kaggle" --repeat "$repeat" >"$data/pandas.json"
+parse_args=()
+readers_args=()
+for t in $threads; do
+    echo "parsing with $t thread(s): btcml, then pandas, pyarrow, polars, DuckDB" >&2
+    "$build/bench_ingest" "$kaggle" --repeat "$repeat" --threads "$t" >"$data/parse-$t.json"
+    "$python" "$root/bench/ingest_baselines.py" readers "$kaggle" --threads "$t" --repeat "$repeat" >"$data/readers-$t.json"
+    parse_args+=("$data/parse-$t.json")
+    readers_args+=("$data/readers-$t.json")
+done
+if [ -n "${PARSE_ONLY:-}" ]; then
+    exec "$python" "$root/bench/ingest_baselines.py" report --parse "${parse_args[@]}" --readers "${readers_args[@]}"
+fi
 
 now() { date +%s.%N; }
 
@@ -90,4 +111,4 @@ for i in $(seq "$repeat"); do
 done
 psql "$server/postgres" -qX -c "DROP DATABASE IF EXISTS $bench_db" >/dev/null
 
-"$python" "$root/bench/ingest_baselines.py" report "$data/parse.json" "$data/pandas.json" "$runs"
+"$python" "$root/bench/ingest_baselines.py" report --parse "${parse_args[@]}" --readers "${readers_args[@]}" --runs "$runs"

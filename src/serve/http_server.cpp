@@ -336,13 +336,27 @@ class Session : public std::enable_shared_from_this<Session> {
     void start() { read(); }
 
   private:
-    // Reads run under our own deadline rather than tcp_stream's, which would close the socket on expiry and leave
-    // no way to answer 408.
+    // Reads and writes run under our own deadline rather than tcp_stream's, which would close the socket on expiry
+    // and leave no way to answer 408. The deadline is kept lazily: a request moves it three times (idle, reading,
+    // writing) and clears it once, and re-arming an asio timer each time costs a timer-queue update and a cancelled
+    // completion to run on the I/O thread that also answers GET /api/v1/forecast. So moving the deadline later only
+    // records it, the pending wait re-arms itself when it fires early, and only a sooner deadline restarts the wait.
     void arm(std::chrono::milliseconds timeout) {
         timed_out_ = false;
-        deadline_.expires_after(timeout);
+        deadline_at_ = Clock::now() + timeout;
+        if (!waiting_ || deadline_at_ < deadline_.expiry()) wait_deadline();
+    }
+
+    void disarm() { deadline_at_ = Clock::time_point::max(); }
+
+    void wait_deadline() {
+        deadline_.expires_at(deadline_at_); // a pending wait completes as cancelled, with a stale generation
+        waiting_ = true;
         deadline_.async_wait([self = shared_from_this(), generation = ++generation_](beast::error_code ec) {
-            if (ec || generation != self->generation_) return; // re-armed or cancelled
+            if (generation != self->generation_) return; // superseded by a sooner deadline
+            self->waiting_ = false;
+            if (ec || self->deadline_at_ == Clock::time_point::max()) return;    // cancelled, or nothing to guard now
+            if (Clock::now() < self->deadline_at_) return self->wait_deadline(); // moved later meanwhile
             self->timed_out_ = true;
             beast::error_code ignored;
             self->stream_.socket().cancel(ignored);
@@ -353,7 +367,6 @@ class Session : public std::enable_shared_from_this<Session> {
         parser_.emplace();
         parser_->body_limit(server_.options.body_limit);
         parser_->header_limit(kHeaderLimit);
-        stream_.expires_never();
         if (buffer_.size() > 0) return read_request(); // a pipelined request has begun already
         // An idle keep-alive connection may wait long; once a request's first byte arrives, the whole request must
         // arrive within read_timeout (a header sent a byte at a time is cut off like a slow body).
@@ -363,10 +376,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
 
     void on_readable(beast::error_code ec) {
-        if (ec) { // idle timeout, or the server stopping
-            deadline_.cancel();
-            return close();
-        }
+        if (ec) return close(); // idle timeout, or the server stopping
         read_request();
     }
 
@@ -383,7 +393,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
 
     void on_read_error(beast::error_code ec) {
-        deadline_.cancel();
+        disarm();
         if (timed_out_) {
             // Silence on an idle connection just ends it; a request cut off half-way gets its 408.
             if (!parser_->got_some() && buffer_.size() == 0) return close();
@@ -401,7 +411,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
     // Errors found while reading leave the stream in an unknown state: answer and close.
     void reply_error(int status, std::string_view detail) {
-        deadline_.cancel();
+        disarm();
         const auto started = Clock::now();
         const Response r = problem_response(status, detail);
         const auto trace_id = log::new_trace_id();
@@ -420,7 +430,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
     void on_read(beast::error_code ec, std::size_t) {
         if (ec) return on_read_error(ec);
-        deadline_.cancel();
+        disarm(); // a pooled handler is not timed; the write is
         server_.in_flight.fetch_add(1);
         auto prepared = server_.prepare(parser_->get(), client_);
         if (prepared.answer || !server_.enqueue()) {
@@ -451,8 +461,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
 
     void write() {
-        // tcp_stream's timeout closes the socket on expiry: right for a client that does not take its response.
-        stream_.expires_after(server_.options.write_timeout);
+        // On expiry the write fails and the connection is closed: right for a client that does not take its response.
+        arm(server_.options.write_timeout);
         http::async_write(stream_, res_, beast::bind_front_handler(&Session::on_write, shared_from_this()));
     }
 
@@ -467,14 +477,19 @@ class Session : public std::enable_shared_from_this<Session> {
     }
 
     void close() {
+        // A pending wait would hold the session (and its socket) until it expired.
+        disarm();
+        deadline_.cancel();
         beast::error_code ignored;
         stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
 
     beast::tcp_stream stream_;
     net::steady_timer deadline_;
+    Clock::time_point deadline_at_ = Clock::time_point::max(); // max: none
+    bool waiting_ = false;                                     // deadline_ has a wait pending
     bool timed_out_ = false;
-    std::uint64_t generation_ = 0; // of the armed deadline, so that a stale expiry cancels nothing
+    std::uint64_t generation_ = 0; // of the pending wait, so that a superseded one does nothing
     HttpServer::Impl& server_;
     std::string client_; // the peer's address, for the limit on failed keys
     beast::flat_buffer buffer_;
