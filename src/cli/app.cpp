@@ -98,7 +98,7 @@ int run(int argc, char** argv) {
         const auto message = command_error(app, e).value_or(e.what());
         return fail(ErrorKind::usage, fmt::format("{} (see btcml --help)", message));
     } catch (const Error& e) {
-        log::debug("command failed", {{"error.kind", to_string(e.kind())}, {"error.message", e.what()}});
+        log::debug("command failed", {{"error.type", to_string(e.kind())}, {"error.message", e.what()}});
         return fail(e.kind(), e.what());
     } catch (const std::exception& e) {
         return fail(ErrorKind::internal, fmt::format("internal error: {}", e.what()));

@@ -31,9 +31,11 @@ pipeline::SchedulerOptions scheduler_options(const Context& ctx, const PipelineA
 }
 
 void print_run(const nlohmann::json& run) {
-    std::cout << fmt::format("run {} of {} ({}: {}): {}{}\n", run["id"].get<std::int64_t>(),
+    const auto owner = run["owner"].get<std::string>(); // the scheduler that claimed it (host:pid), once claimed
+    std::cout << fmt::format("run {} of {} ({}: {}): {}{}{}\n", run["id"].get<std::int64_t>(),
                              run["pipeline"].get<std::string>(), run["trigger"].get<std::string>(),
                              run["reason"].get<std::string>(), run["status"].get<std::string>(),
+                             owner.empty() ? "" : " by " + owner,
                              run["error"].get<std::string>().empty() ? "" : " - " + run["error"].get<std::string>());
     for (const auto& t : run.value("tasks", nlohmann::json::array()))
         std::cout << fmt::format("  {:<9} attempt {}  {:<9} {}{}\n", t["task"].get<std::string>(),

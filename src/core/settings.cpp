@@ -101,6 +101,9 @@ constexpr std::array kSettings{
                 "per task attempt of a retrain (training stops after its current epoch)"},
     SettingSpec{S::pipelines_epochs, "pipelines.epochs", "", "", "", "the champion's",
                 "retrain epochs (1 to 10,000); the champion's window, horizons and hyperparameters are reused"},
+    SettingSpec{S::pipelines_lease, "pipelines.lease", "", "", "30s", "",
+                "how long a scheduler's hold on a pipeline lasts unless renewed (every third of it; at least 3s, and "
+                "longer than three polls); when its scheduler dies another takes the pipeline over after this"},
 };
 
 std::string code_or_dash(std::string_view text) { return text.empty() ? "—" : fmt::format("`{}`", text); }

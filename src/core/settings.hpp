@@ -51,6 +51,7 @@ enum class Setting {
     pipelines_tick_timeout,
     pipelines_retrain_timeout,
     pipelines_epochs,
+    pipelines_lease,
 };
 
 struct SettingSpec {

@@ -443,7 +443,7 @@ IngestSummary ingest_records(store::Store& store, const std::string& source, con
             store.finish_ingest_run(run);
         } catch (const std::exception& record_error) {
             log::error("could not record the failed ingest run",
-                       {{"ingest.run_id", run.id}, {"error", record_error.what()}});
+                       {{"ingest.run_id", run.id}, {"error.message", record_error.what()}});
         }
         throw;
     }

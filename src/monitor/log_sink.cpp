@@ -39,8 +39,7 @@ std::optional<LogSinkOptions> log_sink_options(const Config& config) {
     if (options.index.empty() || options.index.find_first_of("/*?\"<>| ,#:\\") != std::string::npos)
         throw UsageError(fmt::format("log_sink_index: '{}' is not a valid data stream name", options.index));
     options.queue_limit = positive_setting(config, Setting::log_sink_queue);
-    options.flush_interval =
-        std::chrono::milliseconds(positive_setting(config, Setting::log_sink_flush_ms));
+    options.flush_interval = std::chrono::milliseconds(positive_setting(config, Setting::log_sink_flush_ms));
     // Credentials never come from the config file, which is often readable by more people than the secret.
     if (const auto user = env_value(Setting::log_sink_user))
         options.auth = net::BasicAuth{*user, env_value(Setting::log_sink_password).value_or("")};
@@ -150,21 +149,29 @@ bool LogSink::send(net::HttpClient& client, const std::deque<std::string>& batch
     }
     // A bulk reply is 200 even when some documents failed: count those one by one.
     std::size_t rejected = 0;
-    std::string first_reason;
+    nlohmann::json first_error;
     const auto reply = nlohmann::json::parse(r.body, nullptr, false);
     if (reply.is_object() && reply.value("errors", false) && reply.contains("items")) {
         for (const auto& item : reply["items"]) {
             const auto& result = item.begin().value();
             if (!result.contains("error")) continue;
             ++rejected;
-            if (first_reason.empty()) first_reason = result["error"].dump();
+            if (first_error.is_null()) first_error = result["error"];
         }
     }
     shipped_.fetch_add(batch.size() - rejected);
     if (rejected > 0) {
         dropped_rejected_.fetch_add(rejected);
+        // The store's own error type (mapper_parsing_exception, …) and reason, of the first refused event.
+        const auto part = [&first_error](const char* key) {
+            const auto it = first_error.is_object() ? first_error.find(key) : first_error.end();
+            return it != first_error.end() && it->is_string() ? it->get<std::string>() : std::string();
+        };
+        const auto reason = part("reason");
         log::warn("log sink: the log store refused some events",
-                  {{"events", rejected}, {"error.message", first_reason}});
+                  {{"events", rejected},
+                   {"error.type", part("type")},
+                   {"error.message", reason.empty() ? first_error.dump() : reason}});
     }
     return true;
 }

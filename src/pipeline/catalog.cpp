@@ -108,7 +108,13 @@ PipelineSettings configured_settings(const Config& config) {
             settings.retrain_timeout = duration();
         else if (key == "epochs")
             settings.epochs = count(1, 10'000);
-        else
+        else if (key == "lease") {
+            settings.lease = duration();
+            // Renewed every third of it, at a poll: a shorter lease would expire between two polls of a live holder.
+            if (settings.lease < std::chrono::seconds(3))
+                throw InvalidInput(
+                    fmt::format("config file {}: pipelines.lease '{}' must be at least 3s", where, text));
+        } else
             throw InvalidInput(fmt::format("config file {}: unknown key pipelines.{} (known: {})", where, key,
                                            known_keys("pipelines")));
     }

@@ -29,7 +29,8 @@ struct PipelineSettings {
     std::chrono::milliseconds backoff{1000};                     // before the second attempt; doubled for each next one
     std::chrono::seconds tick_timeout{std::chrono::minutes(5)};  // per task of a tick
     std::chrono::seconds retrain_timeout{std::chrono::hours(1)}; // per task of a retrain
-    int epochs = 0; // retrain epochs; 0: the champion's (else train's default)
+    int epochs = 0;                          // retrain epochs; 0: the champion's (else train's default)
+    std::chrono::milliseconds lease{30'000}; // a scheduler's hold on a pipeline, renewed every third of it
 };
 
 /// One pipeline of one series.

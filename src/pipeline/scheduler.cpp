@@ -157,6 +157,7 @@ SchedulerOptions SchedulerOptions::from_config(const Config& config, std::string
     options.home = config.home;
     options.db_url = config.db_url;
     options.tracking_uri = std::move(tracking_uri);
+    options.lease = configured_settings(config).lease;
     options.monitor = monitor::MonitorOptions::from_config(config);
     return options;
 }
@@ -299,7 +300,6 @@ nlohmann::json describe_pipelines(store::Store& store, const std::vector<Pipelin
 
 struct Scheduler::Active {
     std::int64_t run_id = 0;
-    std::int64_t renewed_ms = 0;
     std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
     std::jthread thread;
 };
@@ -312,6 +312,7 @@ Scheduler::Scheduler(SchedulerOptions options, std::vector<PipelineSpec> pipelin
 Scheduler::~Scheduler() {
     stopping_.request_stop();
     wait_idle();
+    release_leases();
 }
 
 void Scheduler::run(std::stop_token stop) {
@@ -328,19 +329,52 @@ void Scheduler::run(std::stop_token stop) {
     }
     stopping_.request_stop();
     wait_idle();
+    release_leases(); // another scheduler takes over at its next poll, not after the leases expire
     log::info("scheduler stopped", {{"owner", options_.owner}});
 }
 
 void Scheduler::recover_abandoned(store::Store& store, const PipelineSpec& spec) {
-    // Holding the lease with nothing in flight here: a run still marked running lost its scheduler.
     for (auto run : store.pipeline_runs(spec.name, 5)) {
         if (run.status != "running") continue;
         run.status = "failed";
-        run.error = fmt::format("abandoned: its scheduler ({}) stopped holding the lease", run.owner);
+        run.error = fmt::format("abandoned: its scheduler ({}) died or lost the store before the run ended", run.owner);
         run.finished_ms = wall_ms();
         store.finish_pipeline_run(run);
-        log::warn("pipeline run abandoned", {{"pipeline.name", spec.name}, {"pipeline.run_id", run.id}});
+        log::warn("pipeline run abandoned",
+                  {{"pipeline.name", spec.name}, {"pipeline.run_id", run.id}, {"pipeline.owner", run.owner}});
     }
+}
+
+bool Scheduler::hold_lease(const PipelineSpec& spec) {
+    const std::int64_t t = wall_ms();
+    const auto held = held_.find(spec.name);
+    if (held != held_.end() && t - held->second < options_.lease.count() / 3) return true;
+    if (!store_->acquire_lease("pipeline:" + spec.name, options_.owner, t, t + options_.lease.count())) {
+        // Another scheduler holds it; or took it over because this one did not renew it in time (a stalled poll).
+        if (held != held_.end()) {
+            held_.erase(held);
+            log::warn("pipeline lease lost", {{"pipeline.name", spec.name}, {"pipeline.owner", options_.owner}});
+        }
+        return false;
+    }
+    if (held == held_.end())
+        log::info("pipeline lease taken", {{"pipeline.name", spec.name},
+                                           {"pipeline.owner", options_.owner},
+                                           {"pipeline.lease_seconds", options_.lease.count() / 1000.0}});
+    held_[spec.name] = t;
+    return true;
+}
+
+void Scheduler::release_leases() {
+    std::lock_guard lock(mutex_);
+    try {
+        if (store_)
+            for (const auto& [name, renewed] : held_)
+                store_->release_lease("pipeline:" + name, options_.owner);
+    } catch (const std::exception& e) {
+        log::warn("could not release the pipeline leases: they expire by themselves", {{"error.message", e.what()}});
+    }
+    held_.clear();
 }
 
 std::vector<std::int64_t> Scheduler::poll_once() {
@@ -355,36 +389,24 @@ std::vector<std::int64_t> Scheduler::poll_once() {
         it = *it->second->done ? active_.erase(it) : std::next(it); // the jthread joins as it goes
     const std::int64_t now = now_ms();
     for (const auto& spec : pipelines_) {
-        const std::string lease = "pipeline:" + spec.name;
-        if (const auto it = active_.find(spec.name); it != active_.end()) {
-            const std::int64_t t = wall_ms();
-            if (t - it->second->renewed_ms >= options_.lease.count() / 3 &&
-                store_->acquire_lease(lease, options_.owner, t, t + options_.lease.count()))
-                it->second->renewed_ms = t;
-            continue;
+        if (!hold_lease(spec) || active_.contains(spec.name)) continue;
+        auto newest = store_->pipeline_runs(spec.name, 1);
+        // Holding the lease with nothing in flight here: a run still marked running lost its scheduler.
+        if (!newest.empty() && newest.front().status == "running") {
+            recover_abandoned(*store_, spec);
+            newest = store_->pipeline_runs(spec.name, 1);
         }
-        const auto newest = store_->pipeline_runs(spec.name, 1);
-        const std::optional<std::int64_t> last =
-            newest.empty() ? std::nullopt : std::optional(newest.front().clock_ms);
+        const std::optional<std::int64_t> last = newest.empty() ? std::nullopt : std::optional(newest.front().clock_ms);
         if (options_.schedule && schedule_due(last, now, spec.every))
-            enqueue(*store_, pipelines_, spec.name, "schedule",
-                    fmt::format("schedule: every {}, slot {}", format_interval(spec.every.count()),
-                                format_iso8601(slot_start(now, spec.every) / 1000)));
-        const auto current = store_->pipeline_runs(spec.name, 1);
-        if (current.empty() || current.front().status == "succeeded" || current.front().status == "failed" ||
-            current.front().status == "cancelled")
-            continue;
-        const std::int64_t t = wall_ms();
-        if (!store_->acquire_lease(lease, options_.owner, t, t + options_.lease.count())) continue; // another runs
-        recover_abandoned(*store_, spec);
+            newest = {enqueue(*store_, pipelines_, spec.name, "schedule",
+                              fmt::format("schedule: every {}, slot {}", format_interval(spec.every.count()),
+                                          format_iso8601(slot_start(now, spec.every) / 1000)))
+                          .first};
+        if (newest.empty() || newest.front().status != "queued") continue;
         auto run = store_->claim_pipeline_run(spec.name, options_.owner, wall_ms());
-        if (!run) {
-            store_->release_lease(lease, options_.owner);
-            continue;
-        }
+        if (!run) continue;
         auto active = std::make_shared<Active>();
         active->run_id = run->id;
-        active->renewed_ms = t;
         // Every event of the run, in any task, carries one trace id: the run's events are found by it.
         auto trace_id = log::new_trace_id();
         // The thread holds only the flag: were it to hold `active`, it could end up destroying (joining) itself.
@@ -482,9 +504,8 @@ void Scheduler::execute(const PipelineSpec& spec, store::PipelineRun run, std::s
     try {
         if (!store) store = store::open_store(options_.db_url, options_.home);
         store->finish_pipeline_run(run);
-        store->release_lease("pipeline:" + spec.name, options_.owner);
     } catch (const std::exception& e) {
-        // The lease expires by itself; the next holder marks the run abandoned.
+        // The run stays marked running: the lease holder (this scheduler, or the next one) marks it abandoned.
         log::error("could not record the end of a pipeline run",
                    {{"pipeline.name", spec.name}, {"pipeline.run_id", run.id}, {"error.message", e.what()}});
     }

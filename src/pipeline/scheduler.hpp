@@ -48,7 +48,7 @@ struct SchedulerOptions {
     std::string tracking_uri;
     std::string owner;                       // who claims runs: host:pid (default_owner())
     std::chrono::milliseconds poll{1000};    // how often queues and schedules are looked at
-    std::chrono::milliseconds lease{30'000}; // a lease lasts this long; renewed every third of it while running
+    std::chrono::milliseconds lease{30'000}; // a lease lasts this long; renewed every third of it while held
     bool schedule = true;                    // false: only run what is queued (btcml pipeline run)
     int train_threads = 0;                   // OpenMP threads of a retrain (0: every core)
     bool low_priority = true; // retrains run under SCHED_IDLE (else nice 19), so request threads come first
@@ -59,7 +59,7 @@ struct SchedulerOptions {
     std::function<void(const SeriesKey&)> on_scored;
     monitor::MonitorOptions monitor; // live windows and drift bars of the tick's scoring
 
-    /// The settings every scheduler reads from the configuration: home, store, tracking URI, monitor options.
+    /// The settings every scheduler reads from the configuration: home, store, tracking URI, lease, monitor options.
     static SchedulerOptions from_config(const Config& config, std::string tracking_uri);
 };
 
@@ -89,7 +89,11 @@ nlohmann::json to_json(const store::PipelineRun& run, const std::vector<store::P
 /// triggers only): what `btcml pipeline list` and GET /api/v1/pipelines show.
 nlohmann::json describe_pipelines(store::Store& store, const std::vector<PipelineSpec>& pipelines);
 
-/// Runs pipelines until stopped. Thread-safe: run() on one thread; the destructor waits for runs in flight.
+/// Runs pipelines until stopped. A scheduler holds the lease of each pipeline it gets for as long as it lives, renewing
+/// it whether or not a run is in flight: the holder alone queues the pipeline's scheduled runs and claims its queued
+/// ones, so that every run of a pipeline is recorded by one process until it stops (its leases are released) or dies
+/// (they expire and another scheduler takes over). Thread-safe: run() on one thread; the destructor waits for runs in
+/// flight, then releases the leases.
 class Scheduler {
   public:
     Scheduler(SchedulerOptions options, std::vector<PipelineSpec> pipelines);
@@ -100,8 +104,9 @@ class Scheduler {
     /// Queues due scheduled runs and starts queued ones whose lease this process gets, each on its own thread,
     /// until `stop`; then asks runs in flight to stop and waits for them.
     void run(std::stop_token stop);
-    /// One pass of run(): queue what is due, renew leases, start what is claimable. Returns the runs started;
-    /// Unavailable while the store cannot be reached (run() logs it and tries again at the next poll).
+    /// One pass of run(): take or renew leases, mark runs abandoned by a dead holder failed, queue what is due, start
+    /// what is claimable. Returns the runs started; Unavailable while the store cannot be reached (run() logs it and
+    /// tries again at the next poll).
     std::vector<std::int64_t> poll_once();
     /// Waits for every run this scheduler started. For tests and `btcml pipeline run`.
     void wait_idle();
@@ -110,12 +115,15 @@ class Scheduler {
     struct Active;
     void execute(const PipelineSpec& spec, store::PipelineRun run, std::stop_token stop);
     void recover_abandoned(store::Store& store, const PipelineSpec& spec);
+    bool hold_lease(const PipelineSpec& spec);
+    void release_leases();
 
     SchedulerOptions options_;
     std::vector<PipelineSpec> pipelines_;
     std::unique_ptr<store::Store> store_; // the polling thread's connection, opened by poll_once
     std::mutex mutex_;
     std::map<std::string, std::shared_ptr<Active>> active_; // pipeline name -> run in flight here
+    std::map<std::string, std::int64_t> held_;              // pipeline name -> when its lease was last taken or renewed
     std::stop_source stopping_;
 };
 

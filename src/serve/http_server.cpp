@@ -186,11 +186,12 @@ Response problem_response(int status, std::string_view detail, const nlohmann::j
 Response error_response(const std::exception& e) {
     const auto* error = dynamic_cast<const Error*>(&e);
     if (error == nullptr) {
-        log::error("request failed", {{"error.message", e.what()}});
+        log::error("request failed", {{"error.type", to_string(ErrorKind::internal)}, {"error.message", e.what()}});
         return problem_response(500, "internal error (see the server log)");
     }
     const int status = http_status(error->kind());
-    if (status >= 500 && status != 503) log::error("request failed", {{"error.message", e.what()}});
+    if (status >= 500 && status != 503)
+        log::error("request failed", {{"error.type", to_string(error->kind())}, {"error.message", e.what()}});
     if (const auto* field = dynamic_cast<const FieldError*>(error))
         return problem_response(status, e.what(),
                                 nlohmann::json::array({{{"field", field->field()}, {"detail", e.what()}}}));

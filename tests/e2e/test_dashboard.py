@@ -383,3 +383,17 @@ def test_the_dashboards_read_apis_on_both_backends(btcml, tmp_path):
         r = s.get("/api/v1/gaps")
         assert r.status_code == 400 and r.json()["errors"][0]["field"] == "symbol"
         assert s.get("/").status_code == 200
+
+
+def test_data_age_is_measured_on_the_replay_clock(btcml_sqlite, tmp_path):
+    """In replay mode "now" is the replay clock: the data age the overview shows is market time since the newest bar
+    closed, not years of wall time since a replayed 2024 bar."""
+    csv = tmp_path / "bars.csv"
+    write_bars(csv, START, [0.004] * 48, seed=4)
+    btcml_sqlite.json("ingest", str(csv), "--symbol", "AGEUSD", "--interval", "1h")
+    # The newest bar opens at 47:00 and closes at 48:00; the replay clock starts ten hours later, at wall speed.
+    (btcml_sqlite.home / "config.yaml").write_text(
+        f"replay_speed: 1\nreplay_start: {iso(START + timedelta(hours=58))}\n")
+    with Server(btcml_sqlite) as s:
+        (series,) = s.get("/api/v1/series").json()["series"]
+    assert 10 * 3600 <= series["age_seconds"] <= 10 * 3600 + 120, series

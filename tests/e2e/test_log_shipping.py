@@ -124,3 +124,21 @@ def test_serving_goes_on_while_opensearch_is_down_and_shipping_resumes(opensearc
         warned = [line["message"] for line in s.log_lines() if line["message"].startswith("log sink:")]
         assert warned[:2] == ["log sink: the log store is unreachable; events queue and are retried (dropped once "
                               "the queue is full)", "log sink: shipping again"], warned
+
+
+@pytest.mark.timeout(300)
+def test_events_the_store_refuses_are_counted_and_logged_with_its_ecs_error_type(opensearch, btcml_sqlite):
+    index = "btcml-logs-refused"
+    # A template above btcml's (priority 200) makes the data stream's mapping strict: OpenSearch refuses every event
+    # that has a field besides @timestamp, one by one, in a bulk reply that is 200 as a whole.
+    r = requests.put(f"{opensearch.url}/_index_template/btcml-test-strict", timeout=30, json={
+        "index_patterns": [f"{index}*"], "data_stream": {}, "priority": 500,
+        "template": {"mappings": {"dynamic": "strict", "properties": {"@timestamp": {"type": "date"}}}}})
+    assert r.status_code == 200, r.text
+    with Server(btcml_sqlite, env=sink_env(opensearch, index)) as s:
+        s.wait_for(lambda: metric(s, 'btcml_log_events_dropped_total{reason="rejected"}') > 0, 60,
+                   "refused events to be counted")
+        refused = [e for e in s.log_lines() if e["message"] == "log sink: the log store refused some events"]
+    assert refused, "the refusal was not logged"
+    assert refused[0]["error.type"] == "strict_dynamic_mapping_exception", refused[0]
+    assert "strict" in refused[0]["error.message"] and not refused[0]["error.message"].startswith("{"), refused[0]

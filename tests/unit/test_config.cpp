@@ -65,7 +65,8 @@ TEST_F(ConfigTest, EverySettingIsDefinedOnceAtItsOwnPlace) {
         if (!s.key.empty()) EXPECT_TRUE(keys.insert(s.key).second) << s.key;
         if (!s.env.empty()) EXPECT_TRUE(envs.insert(s.env).second) << s.env;
     }
-    EXPECT_EQ(known_keys("pipelines"), "tick_every, retrain_every, attempts, backoff, tick_timeout, retrain_timeout, epochs");
+    EXPECT_EQ(known_keys("pipelines"),
+              "tick_every, retrain_every, attempts, backoff, tick_timeout, retrain_timeout, epochs, lease");
     const auto reference = settings_reference_markdown();
     for (const auto& s : all_settings())
         EXPECT_NE(reference.find(std::string(s.meaning)), std::string::npos) << s.meaning;

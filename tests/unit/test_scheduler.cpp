@@ -1,5 +1,6 @@
 // The scheduler's decisions (slots, missed ticks, backoff), the pipelines: config section, and the engine on a real
-// SQLite store: a claimed run's tasks, a lease held elsewhere, an abandoned run.
+// SQLite store: a claimed run's tasks, a lease held elsewhere or kept by its holder between runs, released on stop or
+// expired after its holder died, an abandoned run.
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "pipeline/scheduler.hpp"
@@ -9,6 +10,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <thread>
 #include <unistd.h>
 
 namespace btcml::pipeline {
@@ -74,7 +77,7 @@ class SchedulerTest : public ::testing::Test {
 
 TEST_F(SchedulerTest, PipelinesSectionSetsEveryPipeline) {
     write("series:\n  - {symbol: ETHUSD, interval: 1h}\npipelines:\n  tick_every: 30s\n  retrain_every: never\n"
-          "  attempts: 5\n  backoff: 2s\n  retrain_timeout: 10m\n  epochs: 3\n");
+          "  attempts: 5\n  backoff: 2s\n  retrain_timeout: 10m\n  epochs: 3\n  lease: 6s\n");
     const auto pipelines = configured_pipelines(config_);
     ASSERT_EQ(pipelines.size(), 2U);
     EXPECT_EQ(pipelines[0].name, "tick-ETHUSD-1h");
@@ -85,11 +88,14 @@ TEST_F(SchedulerTest, PipelinesSectionSetsEveryPipeline) {
     EXPECT_EQ(pipelines[1].every, seconds(0));
     EXPECT_EQ(pipelines[1].timeout, std::chrono::minutes(10));
     EXPECT_EQ(pipelines[1].epochs, 3);
+    EXPECT_EQ(SchedulerOptions::from_config(config_, "").lease, seconds(6));
+    write("series:\n  - {symbol: ETHUSD, interval: 1h}\n");
+    EXPECT_EQ(SchedulerOptions::from_config(config_, "").lease, seconds(30));
 }
 
 TEST_F(SchedulerTest, PipelinesSectionRejectsWhatItDoesNotKnow) {
     for (const char* bad : {"pipelines:\n  attempts: 0\n", "pipelines:\n  backoff: soon\n",
-                            "pipelines:\n  colour: red\n", "pipelines: [1]\n"}) {
+                            "pipelines:\n  colour: red\n", "pipelines: [1]\n", "pipelines:\n  lease: 2s\n"}) {
         write(bad);
         EXPECT_THROW(configured_settings(config_), InvalidInput) << bad;
     }
@@ -137,6 +143,52 @@ TEST_F(SchedulerTest, ALeaseHeldElsewhereLeavesTheRunQueuedAndAnAbandonedRunIsFa
     EXPECT_NE(abandoned->error.find("abandoned: its scheduler (elsewhere)"), std::string::npos) << abandoned->error;
     EXPECT_TRUE(enqueue(*store, pipelines, "tick-ETHUSD-1h", "cli", "y").second);
     scheduler.wait_idle();
+}
+
+TEST_F(SchedulerTest, TheHolderKeepsTheLeaseBetweenRunsAndHandsItOverWhenItStops) {
+    write("series:\n  - {symbol: ETHUSD, interval: 1h}\n");
+    const auto pipelines = configured_pipelines(config_);
+    auto store = store::open_store("", dir_);
+    auto one = std::make_unique<Scheduler>(options("one"), pipelines);
+    Scheduler two(options("two"), pipelines);
+    EXPECT_TRUE(one->poll_once().empty()); // nothing queued, but one now holds both pipelines
+    const auto first = enqueue(*store, pipelines, "tick-ETHUSD-1h", "cli", "first").first;
+    EXPECT_TRUE(two.poll_once().empty());
+    EXPECT_EQ(one->poll_once(), std::vector<std::int64_t>{first.id});
+    one->wait_idle();
+    EXPECT_EQ(store->pipeline_run(first.id)->owner, "one");
+    // The run is over and one still holds the pipeline: the next run waits for one, not for whoever polls first.
+    const auto second = enqueue(*store, pipelines, "tick-ETHUSD-1h", "cli", "second").first;
+    EXPECT_TRUE(two.poll_once().empty());
+    EXPECT_EQ(store->pipeline_run(second.id)->status, "queued");
+    // One stops: it releases its leases, and two takes over at its next poll, without waiting for them to expire.
+    one.reset();
+    EXPECT_EQ(two.poll_once(), std::vector<std::int64_t>{second.id});
+    two.wait_idle();
+    EXPECT_EQ(store->pipeline_run(second.id)->owner, "two");
+    EXPECT_EQ(store->pipeline_run(second.id)->status, "succeeded");
+}
+
+TEST_F(SchedulerTest, ADeadHoldersLeaseIsTakenOverOnlyOnceItHasExpired) {
+    write("series:\n  - {symbol: ETHUSD, interval: 1h}\n");
+    const auto pipelines = configured_pipelines(config_);
+    auto store = store::open_store("", dir_);
+    auto dead_options = options("dead");
+    dead_options.lease = milliseconds(600);
+    Scheduler dead(dead_options, pipelines); // polls once, then never again: as if killed
+    Scheduler survivor(options("survivor"), pipelines);
+    const auto taken = std::chrono::steady_clock::now();
+    EXPECT_TRUE(dead.poll_once().empty());
+    const auto run = enqueue(*store, pipelines, "tick-ETHUSD-1h", "cli", "after the holder died").first;
+    std::vector<std::int64_t> started;
+    while ((started = survivor.poll_once()).empty()) {
+        ASSERT_LT(std::chrono::steady_clock::now() - taken, seconds(30)) << "the survivor never took over";
+        std::this_thread::sleep_for(milliseconds(20));
+    }
+    EXPECT_GE(std::chrono::steady_clock::now() - taken, milliseconds(600));
+    EXPECT_EQ(started, std::vector<std::int64_t>{run.id});
+    survivor.wait_idle();
+    EXPECT_EQ(store->pipeline_run(run.id)->owner, "survivor");
 }
 
 } // namespace
