@@ -1,6 +1,7 @@
 // btcml evaluate: parses the options of pipeline::evaluate (src/pipeline/train.hpp) and prints its report.
 #include "cli/commands.hpp"
 #include "cli/forecast_common.hpp"
+#include "core/error.hpp"
 #include "pipeline/train.hpp"
 
 #include <fmt/format.h>
@@ -8,6 +9,8 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <optional>
+#include <string>
 
 namespace btcml::cli {
 namespace {
@@ -17,6 +20,8 @@ struct EvaluateArgs {
     std::int64_t retrain_every = 0;
     std::string calibration;     // empty: the model's own
     double calibration_rate = 0; // 0: the model's own
+    std::optional<std::string> refit;
+    std::optional<int> refit_epochs;
 };
 
 void run_evaluate(const EvaluateArgs& args, Context& ctx) {
@@ -25,6 +30,10 @@ void run_evaluate(const EvaluateArgs& args, Context& ctx) {
     if (!args.calibration.empty())
         request.calibration = model::parse_calibration_mode(args.calibration, "--calibration");
     if (args.calibration_rate != 0) request.calibration_rate = args.calibration_rate;
+    if ((args.refit || args.refit_epochs) && args.retrain_every == 0)
+        throw UsageError("--refit and --refit-epochs need --retrain-every N (a refit every N bars)");
+    if (args.refit) request.refit = pipeline::parse_refit(*args.refit, "--refit");
+    if (args.refit_epochs) request.refit_epochs = *args.refit_epochs;
     std::function<void(std::size_t, std::size_t, std::size_t)> on_fold;
     if (ctx.interactive())
         on_fold = [](std::size_t fold, std::size_t train, std::size_t forecasts) {
@@ -56,6 +65,13 @@ void setup_evaluate(CLI::App& app, Context& ctx) {
     cmd->add_option("--retrain-every", args.retrain_every,
                     "Refit model and baselines on all earlier data every N bars (0: use the stored model)")
         ->capture_default_str();
+    cmd->add_option("--refit", args.refit,
+                    fmt::format("With --retrain-every: cold (train each fold's network from scratch) or warm (continue "
+                                "from the previous fold's weights; default {})",
+                                pipeline::to_string(pipeline::kDefaultRefit)));
+    cmd->add_option(
+        "--refit-epochs", args.refit_epochs,
+        fmt::format("With --refit warm: epochs per refit, at least 1 (default {})", pipeline::kDefaultRefitEpochs));
     cmd->add_option("--calibration", args.calibration,
                     "Intervals: none, static or adaptive (default: the model's own, model.json calibration.online)");
     cmd->add_option("--calibration-rate", args.calibration_rate,

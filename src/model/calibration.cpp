@@ -68,18 +68,27 @@ void update(IntervalState& state, std::int64_t target_time, bool below, bool abo
 
 void replay(IntervalState& state, std::span<evaluate::QuantileForecast> forecasts,
             std::span<const std::int64_t> origin_times, std::span<const double> actuals, std::int64_t target_offset,
-            double rate) {
+            double rate, std::int64_t known_before) {
     if (origin_times.size() != forecasts.size() || actuals.size() != forecasts.size())
         throw Error(ErrorKind::internal, "calibration replay: forecasts, origins and outcomes differ in length");
     std::size_t next = 0; // the oldest forecast whose outcome is not applied yet
-    for (std::size_t i = 0; i < forecasts.size(); ++i) {
-        for (; next < i && origin_times[next] + target_offset < origin_times[i]; ++next) {
+    // Applies the outcomes of forecasts [next, end) whose target bar opened before `time`.
+    const auto apply_known = [&](std::size_t end, std::int64_t time) {
+        for (; next < end && origin_times[next] + target_offset < time; ++next) {
             const auto& served = forecasts[next];
             update(state, origin_times[next] + target_offset, actuals[next]<served.q10, actuals[next]> served.q90,
                    rate);
         }
+    };
+    for (std::size_t i = 0; i < forecasts.size(); ++i) {
+        apply_known(i, origin_times[i]);
         forecasts[i] = apply(state, forecasts[i]);
     }
+    if (!forecasts.empty()) apply_known(forecasts.size(), std::max(known_before, origin_times.back()));
+}
+
+IntervalState handed_on(const IntervalState& predecessor) {
+    return {predecessor.log_scale_low, predecessor.log_scale_high, 0, 0};
 }
 
 } // namespace btcml::model

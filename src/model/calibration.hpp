@@ -64,9 +64,14 @@ void update(IntervalState& state, std::int64_t target_time, bool below, bool abo
 /// each forecast gets the state holding every outcome whose target bar opened before its origin bar, which is what
 /// live scoring has applied when the scheduler's tick forecasts from that bar (it forecasts, then scores the
 /// forecasts ending on the new bar). Rewrites `forecasts` to what was served and leaves in `state` what holds after
-/// the outcomes known by the last origin. `target_offset`: horizon * interval, in seconds.
+/// the outcomes known by the last origin, or by `known_before` when later (the outcomes whose target bar opened
+/// before it: a successor's first origin, see handed_on). `target_offset`: horizon * interval, in seconds.
 void replay(IntervalState& state, std::span<evaluate::QuantileForecast> forecasts,
             std::span<const std::int64_t> origin_times, std::span<const double> actuals, std::int64_t target_offset,
-            double rate);
+            double rate, std::int64_t known_before = 0);
+
+/// The state a newly published version of a series starts from: its predecessor's scales (the market's recent
+/// miscalibration outlives a refit), with its own count of outcomes starting at zero.
+[[nodiscard]] IntervalState handed_on(const IntervalState& predecessor);
 
 } // namespace btcml::model

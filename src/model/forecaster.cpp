@@ -232,15 +232,16 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
 TrainedForecaster train_forecaster(const features::FeatureTable& table, const features::DatasetSpec& spec,
                                    const features::Scaler& scaler, std::span<const std::size_t> train,
                                    std::span<const std::size_t> validation, const TrainOptions& options,
-                                   const EpochCallback& on_epoch) {
+                                   const EpochCallback& on_epoch, const LstmNetwork* start) {
     if (options.epochs < 1) throw UsageError("--epochs must be at least 1");
     if (options.batch_size < 1) throw UsageError("--batch-size must be at least 1");
     if (options.patience < 1) throw UsageError("--patience must be at least 1");
     if (!(options.learning_rate > 0)) throw UsageError("--lr must be positive");
     const int horizons = static_cast<int>(spec.horizons.size());
-    LstmNetwork network(
-        {static_cast<int>(feature_count), options.hidden, options.layers, horizons * quantile_count, options.dropout},
-        options.seed);
+    const LstmConfig config{static_cast<int>(feature_count), options.hidden, options.layers, horizons * quantile_count,
+                            options.dropout};
+    LstmNetwork network(config, options.seed);
+    if (start) network.set_parameters(start->parameters()); // throws when the architectures differ
     LstmTrainer trainer(network, {quantiles_f(), options.learning_rate, 1.0F, options.seed, 0});
     std::mt19937_64 rng(options.seed);
     std::vector<std::size_t> order(train.begin(), train.end());
@@ -249,7 +250,8 @@ TrainedForecaster train_forecaster(const features::FeatureTable& table, const fe
     std::vector<float> inputs, targets;
     std::vector<EpochReport> epochs;
     int best_epoch = 0;
-    double best = std::numeric_limits<double>::infinity();
+    double best =
+        start ? validation_loss(network, table, scaler, spec, validation) : std::numeric_limits<double>::infinity();
     std::vector<float> best_params(network.parameters().begin(), network.parameters().end());
     int since_best = 0;
     for (int epoch = 1; epoch <= options.epochs; ++epoch) {
@@ -295,10 +297,10 @@ TrainedForecaster train_forecaster(const features::FeatureTable& table, const fe
 
 FittedModels fit_models(const features::FeatureTable& table, const features::DatasetSpec& spec,
                         std::span<const std::size_t> train, std::span<const std::size_t> validation,
-                        const TrainOptions& options, const EpochCallback& on_epoch) {
+                        const TrainOptions& options, const EpochCallback& on_epoch, const LstmNetwork* start) {
     features::Scaler scaler = features::fit_scaler(table, train, spec);
     evaluate::Baselines baselines = evaluate::fit_baselines(table, scaler, spec, train, validation);
-    TrainedForecaster trained = train_forecaster(table, spec, scaler, train, validation, options, on_epoch);
+    TrainedForecaster trained = train_forecaster(table, spec, scaler, train, validation, options, on_epoch, start);
     return {std::move(scaler), std::move(baselines), std::move(trained)};
 }
 

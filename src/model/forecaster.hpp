@@ -94,11 +94,12 @@ struct TrainedForecaster {
 };
 
 /// Trains on the training origins, stopping early on the validation origins' loss, then calibrates the intervals
-/// on the validation origins.
+/// on the validation origins. From `start`'s weights when given (a warm refit: its architecture must be the
+/// options'), which count as epoch 0: training keeps them unless an epoch improves the validation loss.
 TrainedForecaster train_forecaster(const features::FeatureTable& table, const features::DatasetSpec& spec,
                                    const features::Scaler& scaler, std::span<const std::size_t> train,
                                    std::span<const std::size_t> validation, const TrainOptions& options,
-                                   const EpochCallback& on_epoch = {});
+                                   const EpochCallback& on_epoch = {}, const LstmNetwork* start = nullptr);
 
 /// Everything fitted on one training part: the scaler, the baselines and the network.
 struct FittedModels {
@@ -108,10 +109,11 @@ struct FittedModels {
 };
 
 /// Fits the scaler on the training origins, then the baselines and the network (validation picks the ridge
-/// penalty and stops training).
+/// penalty and stops training); the network from `start`'s weights when given (see train_forecaster).
 FittedModels fit_models(const features::FeatureTable& table, const features::DatasetSpec& spec,
                         std::span<const std::size_t> train, std::span<const std::size_t> validation,
-                        const TrainOptions& options, const EpochCallback& on_epoch = {});
+                        const TrainOptions& options, const EpochCallback& on_epoch = {},
+                        const LstmNetwork* start = nullptr);
 
 /// A stored model ready to forecast.
 struct LoadedModel {

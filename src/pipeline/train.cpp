@@ -7,6 +7,7 @@
 #include "export/mlflow_model.hpp"
 #include "model/artifact.hpp"
 #include "monitor/drift.hpp"
+#include "pipeline/forecast.hpp"
 #include "tracking/registry.hpp"
 #include "tracking/tracker.hpp"
 
@@ -66,6 +67,24 @@ nlohmann::json part_json(const features::FeatureTable& table, const std::vector<
 nlohmann::json epoch_json(const model::EpochReport& e) {
     return {{"epoch", e.epoch},      {"train_loss", e.train_loss}, {"validation_loss", e.validation_loss},
             {"lr", e.learning_rate}, {"seconds", e.seconds},       {"improved", e.improved}};
+}
+
+// A new version's online calibration starts from the series' champion's state (model::handed_on), per horizon
+// they share; evaluate --retrain-every replays the same hand-on between folds.
+void hand_on_calibration(store::Store& store, const model::LoadedModel& predecessor, int version,
+                         const std::vector<int>& horizons) {
+    const auto states = interval_states(store, predecessor); // empty unless the predecessor is adaptive
+    const auto& predecessor_horizons = predecessor.forecaster.spec().horizons;
+    std::vector<store::CalibrationStateRow> rows;
+    for (std::size_t k = 0; k < states.size(); ++k) {
+        const int horizon = predecessor_horizons[k];
+        const auto start = model::handed_on(states[k]);
+        if (start == model::IntervalState{} || std::find(horizons.begin(), horizons.end(), horizon) == horizons.end())
+            continue;
+        rows.push_back({version, horizon, start.log_scale_low, start.log_scale_high, start.updates,
+                        start.last_target_time, now_ms()});
+    }
+    if (!rows.empty()) store.save_calibration_states(rows);
 }
 
 // Training inside an open run: everything but the run's start and end.
@@ -161,6 +180,8 @@ TrainResult train_tracked(const TrainRequest& request, const std::filesystem::pa
     record.run_id = run_id;
     record.created_ms = now_ms();
     registry.add_version(record, gate);
+    if (champion && request.calibration.mode == model::CalibrationMode::adaptive)
+        hand_on_calibration(store, *champion, version, spec.horizons);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
     nlohmann::json out{{"run_id", run_id},
@@ -263,13 +284,23 @@ TrainResult train(store::Store& store, const std::filesystem::path& home, const 
     return result;
 }
 
+Refit parse_refit(std::string_view text, std::string_view option) {
+    if (text == "cold") return Refit::cold;
+    if (text == "warm") return Refit::warm;
+    throw UsageError(fmt::format("{}: '{}' is not a refit (cold or warm)", option, text));
+}
+
+std::string_view to_string(Refit refit) { return refit == Refit::cold ? "cold" : "warm"; }
+
 nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, const EvaluateRequest& request,
                         std::stop_token stop,
                         const std::function<void(std::size_t, std::size_t, std::size_t)>& on_fold) {
+    const auto started = std::chrono::steady_clock::now();
     const std::int64_t from = request.from;
     const std::int64_t to = request.to;
     if (to <= from) throw UsageError("--to must be after --from");
     if (request.retrain_every < 0) throw UsageError("--retrain-every must be a positive bar count (0: never)");
+    if (request.refit_epochs < 1) throw UsageError("--refit-epochs must be at least 1");
     // A version number loads as is; `champion` (or another alias) is the series' registered model's alias.
     std::string version = request.model;
     if (version.empty() ||
@@ -301,8 +332,10 @@ nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, 
     if (request.calibration_rate) calibration.rate = *request.calibration_rate;
     model::validate_calibration_rate(calibration.rate, "--calibration-rate");
     std::vector<model::IntervalState> states(spec.horizons.size());
-    // The intervals serving would have given: the model's forecasts, calibrated as requested, from a fresh state.
-    const auto served = [&](const model::Forecaster& forecaster, std::span<const std::size_t> points) {
+    // The intervals serving would have given: the model's forecasts, calibrated as requested, from the state the
+    // previous fold handed on (fresh for the first). `known_before`: the next fold's first origin, if any.
+    const auto served = [&](const model::Forecaster& forecaster, std::span<const std::size_t> points,
+                            std::int64_t known_before) {
         auto forecasts = forecaster.forecast(table, points, calibration.mode != model::CalibrationMode::none);
         if (calibration.mode != model::CalibrationMode::adaptive) return forecasts;
         std::vector<std::int64_t> times;
@@ -312,22 +345,31 @@ nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, 
             std::vector<double> actuals;
             for (const std::size_t o : points)
                 actuals.push_back(table.log_return(o, spec.horizons[k]));
-            states[k] = {};
-            model::replay(states[k], forecasts[k], times, actuals, spec.horizons[k] * interval, calibration.rate);
+            states[k] = model::handed_on(states[k]);
+            model::replay(states[k], forecasts[k], times, actuals, spec.horizons[k] * interval, calibration.rate,
+                          known_before);
         }
         return forecasts;
     };
     evaluate::Scoreboard board(spec.horizons, true);
     std::size_t folds = 0;
     bool overlaps_training = false;
+    const auto trained_to = parse_time(loaded.card.value("/training_range/to"_json_pointer, std::string()));
+    nlohmann::json refit_json;
     if (request.retrain_every == 0) {
-        const auto forecasts = served(loaded.forecaster, origins);
+        const auto forecasts = served(loaded.forecaster, origins, 0);
         board.add(table, loaded.forecaster.scaler(), loaded.baselines, origins, &forecasts);
         folds = 1;
-        const auto trained_to = parse_time(loaded.card.value("/training_range/to"_json_pointer, std::string()));
         overlaps_training = trained_to && from < *trained_to;
     } else {
-        const auto options = model::TrainOptions::from_json(loaded.card.at("hyperparameters"));
+        auto options = model::TrainOptions::from_json(loaded.card.at("hyperparameters"));
+        const bool warm = request.refit == Refit::warm;
+        if (warm) options.epochs = request.refit_epochs;
+        refit_json = {{"mode", to_string(request.refit)}, {"epochs", options.epochs}};
+        // A warm first fold continues from the stored network: optimistic when that saw the fold's targets.
+        overlaps_training = warm && trained_to && table.times[origins.front()] < *trained_to;
+        std::optional<model::LstmNetwork> previous;
+        if (warm) previous = loaded.forecaster.network();
         const std::int64_t fold_span = request.retrain_every * interval;
         for (auto begin = origins.begin(); begin != origins.end();) {
             if (stop.stop_requested()) throw Conflict(fmt::format("evaluation stopped after {} fold(s)", folds));
@@ -338,9 +380,12 @@ nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, 
             for (const std::size_t o : all)
                 if (table.times[o] + reach <= fold_start) known.push_back(o);
             const auto split = features::split_chronological(table, known, spec.max_horizon(), {0.85, 0.15});
-            const auto fitted = model::fit_models(table, spec, split.train, split.validation, options);
+            const auto fitted = model::fit_models(table, spec, split.train, split.validation, options, {},
+                                                  previous ? &*previous : nullptr);
+            if (warm) previous = fitted.trained.forecaster.network();
             const std::vector<std::size_t> fold(begin, end);
-            const auto forecasts = served(fitted.trained.forecaster, fold);
+            const auto forecasts =
+                served(fitted.trained.forecaster, fold, end == origins.end() ? 0 : table.times[*end]);
             board.add(table, fitted.scaler, fitted.baselines, fold, &forecasts);
             ++folds;
             if (on_fold) on_fold(folds, split.train.size(), fold.size());
@@ -365,12 +410,14 @@ nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, 
                        {"from", format_iso8601(table.times[origins.front()])},
                        {"to", format_iso8601(table.times[origins.back()])},
                        {"retrain_every", request.retrain_every},
+                       {"refit", refit_json},
                        {"calibration", calibration_json},
                        {"folds", folds},
                        {"points", board.points()},
                        {"overlaps_training", overlaps_training},
                        {"metrics", metrics},
-                       {"verdict", evaluate::Scoreboard::verdicts(metrics)}};
+                       {"verdict", evaluate::Scoreboard::verdicts(metrics)},
+                       {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}};
     if (request.with_points) out["per_point"] = board.model_points();
     return out;
 }

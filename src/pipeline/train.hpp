@@ -15,6 +15,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace btcml::pipeline {
@@ -61,6 +62,17 @@ struct TrainResult {
 TrainResult train(store::Store& store, const std::filesystem::path& home, const TrainRequest& request,
                   std::stop_token stop = {}, const TrainObserver& observer = {});
 
+/// How `evaluate --retrain-every` refits the network before each fold: cold trains it from scratch with the stored
+/// model's hyperparameters; warm continues from the previous fold's weights (the stored model's for the first fold)
+/// for a few epochs, as a monthly retrain that fine-tunes the champion would.
+enum class Refit { cold, warm };
+/// `cold` or `warm`; UsageError naming `option` otherwise.
+Refit parse_refit(std::string_view text, std::string_view option);
+std::string_view to_string(Refit refit);
+/// The defaults, chosen by measurement (docs/forecasting.md, "Walk-forward with monthly refits").
+inline constexpr Refit kDefaultRefit = Refit::warm;
+inline constexpr int kDefaultRefitEpochs = 2;
+
 struct EvaluateRequest {
     std::string model = "champion"; // a version, or an alias (champion, …) of the series below
     // The series whose registered model the alias belongs to (tracking::Registry::series_model: the only registered
@@ -70,6 +82,8 @@ struct EvaluateRequest {
     std::int64_t from = 0;          // first forecast origin
     std::int64_t to = 0;            // last target bar (inclusive)
     std::int64_t retrain_every = 0; // bars; 0: the stored model throughout
+    Refit refit = kDefaultRefit;
+    int refit_epochs = kDefaultRefitEpochs; // at most, per warm refit (cold refits train the stored epochs)
     // How the model's intervals are calibrated; the model's own (model.json calibration.online) when absent.
     std::optional<model::CalibrationMode> calibration;
     std::optional<double> calibration_rate;
@@ -79,8 +93,10 @@ struct EvaluateRequest {
 
 /// Walk-forward scoring of a stored model and the baselines over a period: every forecast reads only bars up to
 /// its origin; with retrain_every N everything is refitted on an expanding window every N bars, using only targets
-/// known at the fold's start. With adaptive calibration the model's intervals are replayed walk-forward through the
-/// same update as live scoring (model::replay), from a fresh state per fold as a newly published version starts.
+/// known at the fold's start (the network cold or warm, see Refit). With adaptive calibration the model's intervals
+/// are replayed walk-forward through the same update as live scoring (model::replay); each fold starts from the
+/// state the previous fold handed on (model::handed_on), as a newly published version starts from its
+/// predecessor's.
 /// Returns what `btcml evaluate --json` prints. A stop ends it between folds
 /// (Conflict). `on_fold` hears (fold, training windows, forecasts). Not thread-safe per Store.
 nlohmann::json evaluate(store::Store& store, const std::filesystem::path& home, const EvaluateRequest& request,

@@ -181,6 +181,34 @@ def test_evaluate_walks_forward(trained):
         assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
+def test_evaluate_refits_warm_or_cold(trained):
+    home, _ = trained
+    period = ("--from", "2023-11-01", "--to", "2023-12-31", "--retrain-every", "500")
+    warm = home.json("evaluate", *period)
+    assert warm["refit"] == {"mode": "warm", "epochs": 2} and warm["folds"] == 3
+    check_metrics(warm["metrics"])
+    # Deterministic: the same seed gives the same numbers, to the last bit.
+    assert home.json("evaluate", *period)["metrics"] == warm["metrics"]
+    cold = home.json("evaluate", *period, "--refit", "cold")
+    assert cold["refit"] == {"mode": "cold", "epochs": 2}  # the stored model's --epochs
+    one = home.json("evaluate", *period, "--refit-epochs", "1")
+    assert one["refit"] == {"mode": "warm", "epochs": 1}
+    assert one["folds"] == 3
+    # A cold refit trains each fold's network from the seed: other numbers than continuing from the stored one.
+    assert cold["metrics"]["h1"]["model"] != warm["metrics"]["h1"]["model"]
+    # The baselines are refitted alike whatever happens to the network.
+    assert warm["metrics"]["h1"]["ewma"] == cold["metrics"]["h1"]["ewma"]
+    # Without refits there is nothing to refit.
+    assert home.json("evaluate", "--from", "2023-11-01", "--to", "2023-12-31")["refit"] is None
+    for bad, message in ((["--refit", "hot"], "--refit: 'hot' is not a refit (cold or warm)"),
+                         (["--refit-epochs", "0"], "--refit-epochs must be at least 1"),
+                         (["--refit-epochs", "x"], "--refit-epochs")):
+        r = home.run("evaluate", *period, *bad, check=False)
+        assert r.returncode == 2 and message in r.stderr, r.stderr
+    r = home.run("evaluate", "--from", "2023-11-01", "--to", "2023-12-31", "--refit", "warm", check=False)
+    assert r.returncode == 2 and "need --retrain-every" in r.stderr, r.stderr
+
+
 def test_model_errors(trained, tmp_path):
     home, _ = trained
     missing = home.run("predict", "--model", "9", check=False)

@@ -1,9 +1,11 @@
 // Online interval calibration: the update on known sequences, coverage on a simulated GARCH(1,1) series whose
 // volatility jumps, and evaluate's walk-forward replay against the live loop (forecast, store, score) on a real
-// SQLite store: the same outcomes must leave the same state.
+// SQLite store: the same outcomes must leave the same state, also across a newly published version. And the warm
+// refits of evaluate --retrain-every: deterministic, never worse on validation than the weights they start from.
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "model/calibration.hpp"
+#include "model/forecaster.hpp"
 #include "monitor/scoring.hpp"
 #include "pipeline/forecast.hpp"
 #include "pipeline/train.hpp"
@@ -12,6 +14,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <unistd.h>
 
@@ -65,6 +68,23 @@ TEST(Calibration, ReplayAppliesOnlyOutcomesWhoseTargetOpenedBeforeTheOrigin) {
     EXPECT_EQ(s.last_target_time, 3);
     const std::vector<double> short_actuals{0};
     EXPECT_THROW(replay(s, f, times, short_actuals, 2, 0.5), Error);
+}
+
+TEST(Calibration, ReplayHandsOnWhatIsKnownBeforeTheSuccessorsFirstOrigin) {
+    std::vector<QuantileForecast> f(5, QuantileForecast{-1, 0, 1});
+    const std::vector<std::int64_t> times{0, 1, 2, 3, 4};
+    const std::vector<double> actual{-2, 0, 0, 3, 0};
+    IntervalState s;
+    // A successor's first origin at 6: the outcomes with targets 2 … 5 (origins 0 … 3) are known by then.
+    replay(s, f, times, actual, 2, 0.5, 6);
+    EXPECT_EQ(s.updates, 4);
+    EXPECT_EQ(s.last_target_time, 5);
+    EXPECT_DOUBLE_EQ(s.log_scale_low, 0.45 - 3 * 0.05);
+    EXPECT_DOUBLE_EQ(s.log_scale_high, 0.45 - 3 * 0.05); // origin 3's outcome 3 lay above its interval
+    EXPECT_DOUBLE_EQ(f[4].q10, -std::exp(0.45 - 0.05));  // the forecasts themselves are as before
+    // The successor keeps the scales and counts its own outcomes.
+    const IntervalState next = handed_on(s);
+    EXPECT_EQ(next, (IntervalState{s.log_scale_low, s.log_scale_high, 0, 0}));
 }
 
 TEST(Calibration, SettingsParseAndOldCardsAreStatic) {
@@ -210,6 +230,125 @@ TEST(Calibration, EvaluateReplaysExactlyWhatTheLiveLoopDid) {
         EXPECT_EQ(replayed["last_target_time"].get<std::int64_t>(), live.last_target_time);
         EXPECT_DOUBLE_EQ(replayed["log_scale_low"].get<double>(), live.log_scale_low);
         EXPECT_DOUBLE_EQ(replayed["log_scale_high"].get<double>(), live.log_scale_high);
+    }
+    store.reset();
+    std::filesystem::remove_all(home);
+}
+
+TEST(Calibration, WarmRefitsAreDeterministicAndNeverEndWorseThanTheirStart) {
+    const auto bars = walk(1500, 1500);
+    const auto table = features::compute_features(bars, 3600);
+    const features::DatasetSpec spec{24, {1, 3}};
+    const auto origins = features::require_target_origins(table, spec);
+    const auto split = features::split_chronological(table, origins, spec.max_horizon(), {0.85, 0.15});
+    const auto scaler = features::fit_scaler(table, split.train, spec);
+    TrainOptions options;
+    options.hidden = 8;
+    options.layers = 1;
+    options.epochs = 2;
+    options.samples_per_epoch = 256;
+    const auto start = train_forecaster(table, spec, scaler, split.train, split.validation, options);
+    const auto& start_params = start.forecaster.network().parameters();
+
+    options.epochs = 1;
+    const auto refit = [&](const TrainOptions& o) {
+        return train_forecaster(table, spec, scaler, split.train, split.validation, o, {}, &start.forecaster.network());
+    };
+    const auto warm = refit(options);
+    const auto again = refit(options);
+    const auto params = [](const TrainedForecaster& t) {
+        const auto p = t.forecaster.network().parameters();
+        return std::vector<float>(p.begin(), p.end());
+    };
+    EXPECT_EQ(params(warm), params(again)); // bit-identical for a seed and thread count
+    ASSERT_EQ(warm.epochs.size(), 1U);
+    // The start counts as epoch 0: an epoch that does not beat it on validation is discarded.
+    EXPECT_EQ(warm.best_epoch, warm.epochs[0].improved ? 1 : 0);
+    EXPECT_EQ(params(warm) == std::vector<float>(start_params.begin(), start_params.end()), !warm.epochs[0].improved);
+    // A learning rate that wrecks the network cannot make the refit worse than its start.
+    TrainOptions wild = options;
+    wild.learning_rate = 50;
+    const auto wrecked = refit(wild);
+    EXPECT_FALSE(wrecked.epochs[0].improved);
+    EXPECT_EQ(wrecked.best_epoch, 0);
+    EXPECT_EQ(params(wrecked), std::vector<float>(start_params.begin(), start_params.end()));
+    // The start must have the options' architecture.
+    TrainOptions wider = options;
+    wider.hidden = 16;
+    EXPECT_THROW(refit(wider), InvalidInput);
+}
+
+TEST(Calibration, ANewVersionStartsLiveFromItsPredecessorsStateAsEvaluateHandsItOn) {
+    const auto home = std::filesystem::temp_directory_path() / ("btcml_handon_test_" + std::to_string(getpid()));
+    std::filesystem::remove_all(home);
+    std::filesystem::create_directories(home);
+    auto store = store::open_store("sqlite:" + (home / "btcml.db").string(), home);
+    const SeriesKey key{"BTCUSD", 3600};
+    const std::size_t trained = 1200, switch_at = 1350, live_to = 1500;
+    const auto bars = walk(live_to, trained);
+    store->insert_bars(key, std::span(bars).first(trained), "test");
+    pipeline::TrainRequest request;
+    request.key = key;
+    request.until = bars[trained - 1].time;
+    request.spec = {24, {1, 3}};
+    request.options.hidden = 8;
+    request.options.layers = 1;
+    request.options.epochs = 1;
+    request.options.samples_per_epoch = 128;
+    request.calibration = {CalibrationMode::adaptive, 0.05};
+    const auto first = load_model(home, std::to_string(pipeline::train(*store, home, request).version));
+
+    // The tick's loop: the first version serves until switch_at, when a retrain (after the tick's scoring of the
+    // previous bar) publishes the second, which serves from then on.
+    std::optional<LoadedModel> second;
+    for (std::size_t i = trained; i < live_to; ++i) {
+        if (i == switch_at) {
+            request.until = bars[i - 1].time;
+            second = load_model(home, std::to_string(pipeline::train(*store, home, request).version));
+            const auto seeded = pipeline::interval_states(*store, *second);
+            ASSERT_EQ(seeded.size(), 2U);
+            EXPECT_EQ(seeded[0], handed_on(pipeline::interval_states(*store, first)[0]));
+            EXPECT_NE(seeded[0], IntervalState{}); // the first version had learnt something to hand on
+        }
+        store->insert_bars(key, std::span(bars).subspan(i, 1), "test");
+        const auto& serving = second ? *second : first;
+        const auto window = std::span(bars).subspan(i - 24, 25);
+        store->insert_predictions(pipeline::prediction_rows(
+            serving.version, key, pipeline::served_forecast(*store, serving, window), window, "scheduled"));
+        monitor::score_matured(*store, key, (bars[i].time + 3600) * 1000);
+    }
+
+    // What evaluate --retrain-every does between folds (pipeline::evaluate's `served`): replay the first version's
+    // forecasts up to the switch, hand on, replay the second's.
+    const auto table = features::compute_features(bars, 3600);
+    const auto live = pipeline::interval_states(*store, *second);
+    for (std::size_t k = 0; k < 2; ++k) {
+        SCOPED_TRACE(k);
+        const int h = request.spec.horizons[k];
+        IntervalState state;
+        for (const bool successor : {false, true}) {
+            const auto& version = successor ? *second : first;
+            std::vector<std::size_t> origins; // bar i is origin i: the window the tick read ends there
+            std::vector<std::int64_t> times;
+            std::vector<double> actuals;
+            for (std::size_t o = successor ? switch_at : trained; o < (successor ? live_to : switch_at); ++o)
+                if (o + static_cast<std::size_t>(h) < live_to) {
+                    origins.push_back(o);
+                    times.push_back(table.times[o]);
+                    actuals.push_back(table.log_return(o, h));
+                }
+            auto forecasts = version.forecaster.forecast(table, origins)[k];
+            state = handed_on(state);
+            // Known by the successor's first origin; for the successor, by the end of the last bar.
+            replay(state, forecasts, times, actuals, h * 3600, 0.05,
+                   successor ? table.times[live_to - 1] + 1 : table.times[switch_at]);
+        }
+        // Live scoring has applied every outcome of the second version that matured by the last bar.
+        EXPECT_GT(live[k].updates, 100);
+        EXPECT_EQ(state.updates, live[k].updates);
+        EXPECT_EQ(state.last_target_time, live[k].last_target_time);
+        EXPECT_DOUBLE_EQ(state.log_scale_low, live[k].log_scale_low);
+        EXPECT_DOUBLE_EQ(state.log_scale_high, live[k].log_scale_high);
     }
     store.reset();
     std::filesystem::remove_all(home);
