@@ -11,6 +11,7 @@ import random
 import socket
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -128,13 +129,9 @@ def serving(url: str) -> int | None:
     return next((m.get("serving") for m in models if m["name"] == MODEL), None)
 
 
-@pytest.fixture(scope="module")
-def stack():
-    for tool in ("prometheus", "prometheus-alertmanager", "nginx"):
-        need(subprocess.run(["which", tool], capture_output=True).returncode == 0,
-             f"{tool} is missing: run scripts/install-deps.sh")
-    need(AIRFLOW.exists(), f"{AIRFLOW} is missing: run scripts/install-airflow.sh")
-    need((OPENSEARCH_LIB / ".pom").exists(), "OpenSearch is missing: run scripts/install-opensearch.sh")
+@contextmanager
+def stack_in_new_home(after_down=None):
+    """A Stack in a new STACK_HOME; always brought down and removed afterwards (after_down(stack) runs between)."""
     # Not under pytest's tmp folder (mode 700): the stack's users (btcml, postgres) must reach STACK_HOME.
     home = Path(tempfile.mkdtemp(prefix="btcml-stack-", dir="/tmp"))
     home.chmod(0o755)
@@ -143,10 +140,28 @@ def stack():
         yield stack
     finally:
         down = stack.run("down", timeout=300, check=False)
-        print(down.stderr)
-        after = stack.run("status", check=False)
-        assert after.returncode == 1 and "healthy" not in after.stdout, after.stdout
-        subprocess.run(["rm", "-rf", str(home)], check=False)
+        try:
+            if after_down:
+                after_down(stack, down)
+        finally:
+            subprocess.run(["rm", "-rf", str(home)], check=False)
+
+
+def check_everything_stopped(stack, down):
+    print(down.stderr)
+    after = stack.run("status", check=False)
+    assert after.returncode == 1 and "healthy" not in after.stdout, after.stdout
+
+
+@pytest.fixture(scope="module")
+def stack():
+    for tool in ("prometheus", "prometheus-alertmanager", "nginx"):
+        need(subprocess.run(["which", tool], capture_output=True).returncode == 0,
+             f"{tool} is missing: run scripts/install-deps.sh")
+    need(AIRFLOW.exists(), f"{AIRFLOW} is missing: run scripts/install-airflow.sh")
+    need((OPENSEARCH_LIB / ".pom").exists(), "OpenSearch is missing: run scripts/install-opensearch.sh")
+    with stack_in_new_home(check_everything_stopped) as stack:
+        yield stack
 
 
 @pytest.mark.timeout(900)
@@ -296,14 +311,8 @@ def run_the_scenario(stack: Stack, shift: datetime):
 @pytest.fixture
 def idle_stack():
     """A Stack whose STACK_HOME is new and empty (nothing started), removed afterwards, after a `down`."""
-    home = Path(tempfile.mkdtemp(prefix="btcml-stack-", dir="/tmp"))
-    home.chmod(0o755)
-    stack = Stack(home, free_port_base())
-    try:
+    with stack_in_new_home() as stack:
         yield stack
-    finally:
-        stack.run("down", timeout=300, check=False)
-        subprocess.run(["rm", "-rf", str(home)], check=False)
 
 
 @pytest.mark.timeout(120)

@@ -176,25 +176,37 @@ std::vector<Bar> walk(std::size_t count, std::size_t shift_at) {
     return bars;
 }
 
-TEST(Calibration, EvaluateReplaysExactlyWhatTheLiveLoopDid) {
-    const auto home = std::filesystem::temp_directory_path() / ("btcml_calibration_test_" + std::to_string(getpid()));
+// An empty folder for a test's home, named after the test and this process.
+std::filesystem::path empty_home(const std::string& prefix) {
+    const auto home = std::filesystem::temp_directory_path() / (prefix + std::to_string(getpid()));
     std::filesystem::remove_all(home);
     std::filesystem::create_directories(home);
-    auto store = store::open_store("sqlite:" + (home / "btcml.db").string(), home);
-    const SeriesKey key{"BTCUSD", 3600};
-    const std::size_t trained = 1200, live_to = 1400;
-    const auto bars = walk(live_to, trained);
-    store->insert_bars(key, std::span(bars).first(trained), "test");
+    return home;
+}
 
+// A tiny adaptive-calibrated model (window 24, horizons 1 and 3), trained on the bars up to `until`.
+pipeline::TrainRequest tiny_adaptive_request(const SeriesKey& key, std::int64_t until) {
     pipeline::TrainRequest request;
     request.key = key;
-    request.until = bars[trained - 1].time;
+    request.until = until;
     request.spec = {24, {1, 3}};
     request.options.hidden = 8;
     request.options.layers = 1;
     request.options.epochs = 1;
     request.options.samples_per_epoch = 128;
     request.calibration = {CalibrationMode::adaptive, 0.05};
+    return request;
+}
+
+TEST(Calibration, EvaluateReplaysExactlyWhatTheLiveLoopDid) {
+    const auto home = empty_home("btcml_calibration_test_");
+    auto store = store::open_store("sqlite:" + (home / "btcml.db").string(), home);
+    const SeriesKey key{"BTCUSD", 3600};
+    const std::size_t trained = 1200, live_to = 1400;
+    const auto bars = walk(live_to, trained);
+    store->insert_bars(key, std::span(bars).first(trained), "test");
+
+    auto request = tiny_adaptive_request(key, bars[trained - 1].time);
     const int version = pipeline::train(*store, home, request).version;
     const auto loaded = load_model(home, std::to_string(version));
 
@@ -279,23 +291,13 @@ TEST(Calibration, WarmRefitsAreDeterministicAndNeverEndWorseThanTheirStart) {
 }
 
 TEST(Calibration, ANewVersionStartsLiveFromItsPredecessorsStateAsEvaluateHandsItOn) {
-    const auto home = std::filesystem::temp_directory_path() / ("btcml_handon_test_" + std::to_string(getpid()));
-    std::filesystem::remove_all(home);
-    std::filesystem::create_directories(home);
+    const auto home = empty_home("btcml_handon_test_");
     auto store = store::open_store("sqlite:" + (home / "btcml.db").string(), home);
     const SeriesKey key{"BTCUSD", 3600};
     const std::size_t trained = 1200, switch_at = 1350, live_to = 1500;
     const auto bars = walk(live_to, trained);
     store->insert_bars(key, std::span(bars).first(trained), "test");
-    pipeline::TrainRequest request;
-    request.key = key;
-    request.until = bars[trained - 1].time;
-    request.spec = {24, {1, 3}};
-    request.options.hidden = 8;
-    request.options.layers = 1;
-    request.options.epochs = 1;
-    request.options.samples_per_epoch = 128;
-    request.calibration = {CalibrationMode::adaptive, 0.05};
+    auto request = tiny_adaptive_request(key, bars[trained - 1].time);
     const auto first = load_model(home, std::to_string(pipeline::train(*store, home, request).version));
 
     // The tick's loop: the first version serves until switch_at, when a retrain (after the tick's scoring of the
