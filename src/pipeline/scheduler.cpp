@@ -339,7 +339,7 @@ void Scheduler::recover_abandoned(store::Store& store, const PipelineSpec& spec)
         run.status = "failed";
         run.error = fmt::format("abandoned: its scheduler ({}) died or lost the store before the run ended", run.owner);
         run.finished_ms = wall_ms();
-        store.finish_pipeline_run(run);
+        if (!store.finish_pipeline_run(run)) continue; // its scheduler recorded the end after all
         log::warn("pipeline run abandoned",
                   {{"pipeline.name", spec.name}, {"pipeline.run_id", run.id}, {"pipeline.owner", run.owner}});
     }
@@ -503,7 +503,9 @@ void Scheduler::execute(const PipelineSpec& spec, store::PipelineRun run, std::s
     run.result_json = result.dump();
     try {
         if (!store) store = store::open_store(options_.db_url, options_.home);
-        store->finish_pipeline_run(run);
+        if (!store->finish_pipeline_run(run))
+            log::warn("a pipeline run ended after another scheduler had marked it abandoned; its end is not recorded",
+                      {{"pipeline.name", spec.name}, {"pipeline.run_id", run.id}, {"pipeline.owner", run.owner}});
     } catch (const std::exception& e) {
         // The run stays marked running: the lease holder (this scheduler, or the next one) marks it abandoned.
         log::error("could not record the end of a pipeline run",

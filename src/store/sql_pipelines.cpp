@@ -71,11 +71,18 @@ std::optional<PipelineRun> SqlStore::claim_pipeline_run(const std::string& pipel
     return claimed;
 }
 
-void SqlStore::finish_pipeline_run(const PipelineRun& run) {
-    const std::array<SqlParam, 5> params{run.id, std::string_view(run.status), std::string_view(run.error),
-                                         optional_ms(run.finished_ms), std::string_view(run.result_json)};
-    query("UPDATE pipeline_runs SET status = $2, error = $3, finished_ms = $4, result_json = $5 WHERE id = $1", params,
-          {});
+bool SqlStore::finish_pipeline_run(const PipelineRun& run) {
+    const std::array<SqlParam, 6> params{run.id,
+                                         std::string_view(run.status),
+                                         std::string_view(run.error),
+                                         optional_ms(run.finished_ms),
+                                         std::string_view(run.result_json),
+                                         std::string_view(run.owner)};
+    bool written = false;
+    query("UPDATE pipeline_runs SET status = $2, error = $3, finished_ms = $4, result_json = $5 WHERE id = $1 AND "
+          "status = 'running' AND owner = $6 RETURNING id",
+          params, [&](const SqlRow&) { written = true; });
+    return written;
 }
 
 std::optional<PipelineRun> SqlStore::pipeline_run(std::int64_t id) {

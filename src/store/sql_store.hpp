@@ -75,7 +75,7 @@ class SqlStore : public Store {
     std::pair<PipelineRun, bool> enqueue_pipeline_run(const PipelineRun& run) override;
     std::optional<PipelineRun> claim_pipeline_run(const std::string& pipeline, const std::string& owner,
                                                   std::int64_t now_ms) override;
-    void finish_pipeline_run(const PipelineRun& run) override;
+    bool finish_pipeline_run(const PipelineRun& run) override;
     std::optional<PipelineRun> pipeline_run(std::int64_t id) override;
     std::vector<PipelineRun> pipeline_runs(const std::string& pipeline, std::int64_t limit) override;
     void save_pipeline_task(const PipelineTask& task) override;

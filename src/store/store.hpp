@@ -387,8 +387,9 @@ class Store {
     /// Moves the oldest queued run of `pipeline` to running for `owner`; nullopt when none is queued.
     virtual std::optional<PipelineRun> claim_pipeline_run(const std::string& pipeline, const std::string& owner,
                                                           std::int64_t now_ms) = 0;
-    /// Writes a run's status, error, finish time and result.
-    virtual void finish_pipeline_run(const PipelineRun& run) = 0;
+    /// Writes a run's status, error, finish time and result, only while the run is still running for `run.owner`:
+    /// false when it was not (another scheduler took the pipeline over and marked the run abandoned meanwhile).
+    virtual bool finish_pipeline_run(const PipelineRun& run) = 0;
     virtual std::optional<PipelineRun> pipeline_run(std::int64_t id) = 0;
     /// Runs of one pipeline (all when empty), newest first, at most `limit`.
     virtual std::vector<PipelineRun> pipeline_runs(const std::string& pipeline, std::int64_t limit) = 0;

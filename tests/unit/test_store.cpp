@@ -901,7 +901,13 @@ TEST_P(StoreTest, OnePipelineRunIsActiveAtATimeAcrossConnections) {
 
     claimed->status = "succeeded";
     claimed->finished_ms = 2500;
-    a->finish_pipeline_run(*claimed);
+    auto stranger = *claimed;
+    stranger.owner = "host:2";
+    EXPECT_FALSE(a->finish_pipeline_run(stranger)); // not its run: nothing written
+    EXPECT_TRUE(a->finish_pipeline_run(*claimed));
+    auto late = *claimed;
+    late.status = "failed";
+    EXPECT_FALSE(b->finish_pipeline_run(late)); // ended already: the first end stands
     const auto [next, created_next] = b->enqueue_pipeline_run(run);
     EXPECT_TRUE(created_next);
     EXPECT_NE(next.id, first.id);
