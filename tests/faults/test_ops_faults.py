@@ -103,7 +103,7 @@ def test_an_unknown_command_is_named_and_the_commands_listed(btcml_sqlite: Btcml
     assert f"unknown {where}command '{word}'" in proc.stderr, proc.stderr
     expected = commands_in_help(btcml_sqlite, *([where.strip()] if where else []))
     assert "ingest" in expected or "promote" in expected
-    listed = re.search(r"commands: ([a-z]+(?:, [a-z]+)*)", proc.stderr).group(1).split(", ")
+    listed = re.search(r"commands: ([a-z][a-z-]*(?:, [a-z][a-z-]*)*)", proc.stderr).group(1).split(", ")
     assert listed == expected, proc.stderr
     assert "A subcommand is required" not in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
